@@ -1,0 +1,5 @@
+import sys
+
+from opuslm.cli.main import main
+
+sys.exit(main())

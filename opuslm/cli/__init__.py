@@ -1,0 +1,1 @@
+"""The `opuslm` command line: one entry point, one module per group of subcommands."""

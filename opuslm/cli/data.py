@@ -1,0 +1,72 @@
+"""`opuslm data synth` and `opuslm data import`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from opuslm.data.manifest import SPLITS
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="build or import a speech corpus manifest",
+                                 description="Build the embedded synthetic corpus or import a real one.")
+    commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+
+    synth = commands.add_parser(
+        "synth", help="synthesise the embedded multi-speaker corpus with eSpeak NG",
+        description="Synthesise a multi-speaker English corpus with eSpeak NG, with speaker, gender, age, "
+        "emotion, style, vocal-event, word-timestamp and spoken-question labels. The labels are synthesis "
+        "parameters (proxies), see data_recipes/espeak/README.md. Same seed -> byte-identical output.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    synth.add_argument("--out", type=Path, required=True, help="output folder (audio/, manifest.jsonl, corpus.json)")
+    synth.add_argument("--hours", type=float, default=0.5, help="total audio; 90%% train, 5%% dev, 5%% test")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; fixes every byte of the output")
+    synth.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="synthesis processes")
+    synth.add_argument("--force", action="store_true", help="replace a different corpus already in --out")
+    synth.set_defaults(func=_synth)
+
+    imp = commands.add_parser(
+        "import", help="turn a real corpus into a manifest",
+        description="Turn a Kaldi data folder, a local Hugging Face dataset folder or OSUM raw JSON Lines into "
+        "the project's manifest. Every audio file is read and checked; unusable entries go to rejects.jsonl "
+        "with their reason.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    imp.add_argument("format", choices=("kaldi", "hf", "osum"), help="layout of SOURCE")
+    imp.add_argument("source", type=Path, help="Kaldi folder, HF dataset folder, or OSUM .jsonl file")
+    imp.add_argument("--out", type=Path, required=True, help="output folder for manifest.jsonl and rejects.jsonl")
+    imp.add_argument("--split", choices=SPLITS, default="train", help="split recorded for every utterance")
+    imp.add_argument("--pattern", help="hf: glob of parquet files under SOURCE (e.g. 'data/test.clean-*.parquet')")
+    imp.add_argument("--text-column", help="hf: transcript column (default: text, sentence, transcription, ...)")
+    imp.add_argument("--speaker-column", help="hf: speaker column (default: speaker_id, speaker, client_id)")
+    imp.add_argument("--id-column", help="hf: utterance id column (default: id, key, utt_id, file)")
+    imp.add_argument("--label-column", action="append", default=[], help="hf: column copied into labels (repeatable)")
+    imp.set_defaults(func=_import)
+
+
+def _synth(args) -> None:
+    from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
+
+    summary = synthesize_corpus(args.out, SynthConfig(hours=args.hours, seed=args.seed),
+                                workers=args.workers, force=args.force)
+    counts = ", ".join(f"{split} {c['utterances']} utt / {c['seconds'] / 60:.1f} min" for split, c in summary["counts"].items())
+    print(f"corpus in {args.out}: {counts}; rejected {summary['rejected']}")
+    print(f"manifest: {args.out / 'manifest.jsonl'}")
+
+
+def _import(args) -> None:
+    from opuslm.data import importers
+
+    if args.format == "kaldi":
+        candidates = importers.kaldi_candidates(args.source)
+    elif args.format == "hf":
+        candidates = importers.hf_candidates(args.source, args.out / "audio", args.pattern, args.text_column,
+                                             args.speaker_column, args.id_column, tuple(args.label_column))
+    else:
+        candidates = importers.osum_candidates(args.source)
+    summary = importers.import_corpus(candidates, args.out, args.split)
+    print(summary.line())
+    print(f"manifest: {args.out / 'manifest.jsonl'}; rejects: {args.out / 'rejects.jsonl'}")

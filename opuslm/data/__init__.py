@@ -1,0 +1,1 @@
+"""Corpora: the manifest format, the embedded synthetic corpus, and importers for real corpora."""

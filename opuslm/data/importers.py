@@ -1,0 +1,269 @@
+"""`opuslm data import`: real corpora into the project's manifest.
+
+Three sources: a Kaldi data folder (wav.scp, text, utt2spk, optional segments), a local Hugging Face
+dataset folder (parquet files or a `save_to_disk` folder), and OSUM's raw JSON Lines (key, wav, txt,
+task). Each source yields candidates; every candidate's audio is read and checked; whatever cannot be
+used goes to rejects.jsonl with its reason, so accepted + rejected = seen.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opuslm.audio import AudioError, load_audio
+from opuslm.data.manifest import SPLITS, Utterance, write_jsonl_atomic, write_manifest
+from opuslm.errors import OpusLMError
+
+
+@dataclass
+class Candidate:
+    id: str
+    audio: Path | None
+    text: str | None
+    speaker: str
+    offset: float = 0.0
+    duration: float | None = None  # None: to the end of the file
+    labels: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None  # already known to be unusable
+
+
+def _read_table(path: Path) -> dict[str, str]:
+    """A Kaldi 'key rest-of-line' file."""
+    table = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            key, _, rest = line.partition(" ")
+            if key in table:
+                raise OpusLMError(f"{path}:{number}: duplicate key {key!r}")
+            table[key] = rest.strip()
+    return table
+
+
+def kaldi_candidates(folder: Path) -> Iterator[Candidate]:
+    """Checks the folder now (a missing file fails before any work), then yields its utterances."""
+    for name in ("wav.scp", "text", "utt2spk"):
+        if not (folder / name).is_file():
+            raise OpusLMError(f"{folder} is not a Kaldi data folder: {name} is missing")
+    wav_scp, text, utt2spk = (_read_table(folder / n) for n in ("wav.scp", "text", "utt2spk"))
+    if (folder / "segments").is_file():
+        segments = {}
+        for utt, rest in _read_table(folder / "segments").items():
+            parts = rest.split()
+            if len(parts) != 3:
+                raise OpusLMError(f"{folder / 'segments'}: line for {utt!r} needs 'utt recording start end'")
+            segments[utt] = (parts[0], float(parts[1]), float(parts[2]))
+    else:
+        segments = {utt: (utt, 0.0, None) for utt in wav_scp}
+    return _kaldi_iter(folder, wav_scp, text, utt2spk, segments)
+
+
+def _kaldi_iter(folder, wav_scp, text, utt2spk, segments) -> Iterator[Candidate]:
+    for utt in sorted(set(segments) | set(text)):
+        speaker = utt2spk.get(utt, "")
+        if utt not in segments:
+            yield Candidate(utt, None, text[utt], speaker, reason="no audio (not in wav.scp or segments)")
+            continue
+        recording, start, end = segments[utt]
+        location = wav_scp.get(recording)
+        candidate = Candidate(utt, None, text.get(utt), speaker, offset=start,
+                              duration=None if end is None else end - start)
+        if location is None:
+            candidate.reason = f"recording {recording!r} is not in wav.scp"
+        elif location.endswith("|"):
+            candidate.reason = "wav.scp entry is a command pipe; convert the audio to files first"
+        elif utt not in text:
+            candidate.reason = "no transcript in text"
+        elif not speaker:
+            candidate.reason = "no speaker in utt2spk"
+        elif end is not None and end <= start:
+            candidate.reason = f"segment end {end} is not after its start {start}"
+        else:
+            path = Path(location)
+            candidate.audio = path if path.is_absolute() else folder / path
+        yield candidate
+
+
+_TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
+_SPEAKER_COLUMNS = ("speaker_id", "speaker", "client_id")
+_ID_COLUMNS = ("id", "key", "utt_id", "file")
+
+
+def _pick(columns, wanted: str | None, candidates: tuple[str, ...], what: str, folder: Path, required: bool):
+    if wanted:
+        if wanted not in columns:
+            raise OpusLMError(f"{folder}: no column {wanted!r} for the {what}; columns: {', '.join(columns)}")
+        return wanted
+    found = next((c for c in candidates if c in columns), None)
+    if found is None and required:
+        raise OpusLMError(f"{folder}: no {what} column among {', '.join(columns)}; name it with --{what}-column")
+    return found
+
+
+def _load_hf_dataset(folder: Path, pattern: str | None):
+    import datasets
+
+    if (folder / "dataset_info.json").is_file() or (folder / "state.json").is_file():
+        return datasets.load_from_disk(str(folder))
+    files = sorted(str(p) for p in folder.rglob(pattern or "*.parquet"))
+    if not files:
+        raise OpusLMError(f"{folder}: no parquet files (matching {pattern or '*.parquet'}) and not a save_to_disk folder")
+    return datasets.load_dataset("parquet", data_files=files, split="train")
+
+
+def hf_candidates(folder: Path, audio_dir: Path, pattern: str | None = None, text_column: str | None = None,
+                  speaker_column: str | None = None, id_column: str | None = None,
+                  label_columns: tuple[str, ...] = ()) -> Iterator[Candidate]:
+    """Rows of a local HF dataset; audio bytes are written under `audio_dir` in their own format.
+
+    The `Audio` feature is cast to `decode=False`: decoding through datasets needs torchcodec, so the
+    bytes are read with soundfile instead.
+    """
+    import datasets
+
+    ds = _load_hf_dataset(folder, pattern)
+    if isinstance(ds, datasets.DatasetDict):
+        raise OpusLMError(f"{folder} holds several splits ({', '.join(ds)}); point at one split's folder")
+    columns = list(ds.column_names)
+    audio_column = next((c for c, f in ds.features.items() if isinstance(f, datasets.Audio)), None)
+    if audio_column is None:
+        audio_column = _pick(columns, None, ("audio",), "audio", folder, required=True)
+    else:
+        ds = ds.cast_column(audio_column, datasets.Audio(decode=False))
+    text_col = _pick(columns, text_column, _TEXT_COLUMNS, "text", folder, required=True)
+    speaker_col = _pick(columns, speaker_column, _SPEAKER_COLUMNS, "speaker", folder, required=False)
+    id_col = _pick(columns, id_column, _ID_COLUMNS, "id", folder, required=False)
+    for name in label_columns:
+        _pick(columns, name, (), "label", folder, required=True)
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    return _hf_iter(ds, folder, audio_dir, audio_column, text_col, speaker_col, id_col, label_columns)
+
+
+def _hf_iter(ds, folder, audio_dir, audio_column, text_col, speaker_col, id_col, label_columns) -> Iterator[Candidate]:
+    for index, row in enumerate(ds):
+        utt = str(row[id_col]) if id_col else f"{folder.name}-{index:08d}"
+        utt = re.sub(r"[^\w.-]", "_", Path(utt).stem if id_col == "file" else utt)
+        candidate = Candidate(utt, None, row[text_col], str(row[speaker_col]) if speaker_col else "unknown",
+                              labels={n: str(row[n]) for n in label_columns if row[n] is not None})
+        audio = row[audio_column]
+        if isinstance(audio, dict) and audio.get("bytes"):
+            suffix = Path(audio.get("path") or "x.flac").suffix or ".flac"
+            candidate.audio = audio_dir / f"{index:08d}-{utt}{suffix}"
+            candidate.audio.write_bytes(audio["bytes"])
+        elif isinstance(audio, dict) and audio.get("path"):
+            path = Path(audio["path"])
+            candidate.audio = path if path.is_absolute() else folder / path
+        elif isinstance(audio, str):
+            candidate.audio = Path(audio) if Path(audio).is_absolute() else folder / audio
+        else:
+            candidate.reason = "row has no audio bytes or path"
+        if not candidate.text:
+            candidate.reason = candidate.reason or "missing text"
+        yield candidate
+
+
+# OSUM task tokens -> the manifest label they carry; TRANSCRIBE carries none.
+OSUM_TASK_LABELS = {"EMOTION": "emotion", "GENDER": "gender", "AGE": "age", "STYLE": "style",
+                    "CAPTION": "event", "EVENT": "event"}
+_TRAILING_TAGS = re.compile(r"((?:<[^<>]+>)+)\s*$")
+
+
+def osum_candidates(path: Path) -> Iterator[Candidate]:
+    """OSUM raw lines: {"key", "wav", "txt", "task"}; labels are the tags that end `txt`.
+
+    `task` is a string of tokens like '<TRANSCRIBE><EMOTION>'; the i-th non-TRANSCRIBE token names
+    the label key of the i-th trailing tag (EMOTION -> emotion, ...; see OSUM_TASK_LABELS).
+    """
+    if not path.is_file():
+        raise OpusLMError(f"OSUM JSON Lines file not found: {path}")
+    return _osum_iter(path)
+
+
+def _osum_iter(path: Path) -> Iterator[Candidate]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield Candidate(f"line{number}", None, None, "", reason=f"not valid JSON ({error.msg})")
+                continue
+            key = str(record.get("key") or f"line{number}")
+            candidate = Candidate(key, None, None, str(record.get("speaker", "unknown")))
+            missing = [k for k in ("wav", "txt", "task") if not record.get(k)]
+            if missing:
+                candidate.reason = f"missing {', '.join(missing)}"
+                yield candidate
+                continue
+            txt = str(record["txt"])
+            match = _TRAILING_TAGS.search(txt)
+            tags = re.findall(r"<([^<>]+)>", match.group(1)) if match else []
+            candidate.text = txt[: match.start()].strip() if match else txt.strip()
+            keys = [t for t in re.findall(r"<([^<>]+)>", str(record["task"])) if t.upper() != "TRANSCRIBE"]
+            if "<" in candidate.text:
+                candidate.reason = "txt has tags inside the transcript (timestamps?); only trailing label tags are read"
+            elif len(tags) != len(keys):
+                candidate.reason = f"txt ends with {len(tags)} tag(s) but task {record['task']!r} names {len(keys)} label(s)"
+            else:
+                candidate.labels = {OSUM_TASK_LABELS.get(k.upper(), k.lower()): t.lower() for k, t in zip(keys, tags)}
+                candidate.labels["osum_task"] = str(record["task"])
+                wav = Path(record["wav"])
+                candidate.audio = wav if wav.is_absolute() else path.parent / wav
+            yield candidate
+
+
+def _check(candidate: Candidate, split: str, manifest_dir: Path) -> Utterance:
+    """Read the candidate's audio; raises AudioError with the reason when it cannot be used."""
+    if candidate.reason:
+        raise AudioError(candidate.reason)
+    samples, rate = load_audio(candidate.audio, offset=candidate.offset, duration=candidate.duration)
+    try:
+        audio = str(candidate.audio.resolve().relative_to(manifest_dir.resolve()))
+    except ValueError:
+        audio = str(candidate.audio.resolve())
+    return Utterance(
+        id=candidate.id, audio=audio, duration=round(len(samples) / rate, 4), sample_rate=rate,
+        text=candidate.text, speaker=candidate.speaker, split=split, labels=candidate.labels,
+        offset=candidate.offset,
+    )
+
+
+@dataclass
+class ImportSummary:
+    seen: int
+    accepted: int
+    rejected: int
+    hours: float
+
+    def line(self) -> str:
+        return (f"seen {self.seen} = accepted {self.accepted} + rejected {self.rejected} "
+                f"({self.hours:.2f} h of audio accepted)")
+
+
+def import_corpus(candidates: Iterator[Candidate], out: Path, split: str, progress: bool = True) -> ImportSummary:
+    """Check every candidate and write manifest.jsonl and rejects.jsonl under `out`."""
+    from tqdm import tqdm
+
+    if split not in SPLITS:
+        raise OpusLMError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    accepted, rejects, seen_ids = [], [], set()
+    for candidate in tqdm(candidates, desc="checking audio", unit="utt", disable=not progress):
+        if candidate.id in seen_ids:
+            candidate.reason = candidate.reason or "duplicate id"
+        seen_ids.add(candidate.id)
+        try:
+            accepted.append(_check(candidate, split, out))
+        except AudioError as error:
+            rejects.append(json.dumps({"id": candidate.id, "audio": str(candidate.audio or ""), "reason": str(error)}))
+    write_manifest(out / "manifest.jsonl", accepted)
+    write_jsonl_atomic(out / "rejects.jsonl", rejects)
+    return ImportSummary(len(accepted) + len(rejects), len(accepted), len(rejects),
+                         sum(u.duration for u in accepted) / 3600)

@@ -1,0 +1,90 @@
+"""The corpus manifest: one JSON object per utterance, one file per corpus (`manifest.jsonl`).
+
+Every corpus, synthetic or imported, ends up in this form, and everything downstream (tokenization,
+templates, evaluation) reads only this. Audio paths are relative to the manifest's folder unless
+absolute. `offset` selects a segment of a longer recording (Kaldi `segments`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from opuslm.errors import OpusLMError
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class Utterance:
+    id: str
+    audio: str
+    duration: float  # seconds
+    sample_rate: int
+    text: str
+    speaker: str
+    split: str
+    labels: dict[str, str] = field(default_factory=dict)  # gender, age, emotion, style, event, ...
+    words: list[list] | None = None  # [[word, start_s, end_s], ...]
+    events: list[list] | None = None  # [[label, start_s, end_s], ...] non-speech sounds
+    answer: str | None = None  # text answer to a spoken question (STTC)
+    offset: float = 0.0  # seconds into the audio file where this utterance starts
+
+    def to_json(self) -> str:
+        record = {k: v for k, v in asdict(self).items() if v is not None and not (k == "offset" and v == 0.0)}
+        return json.dumps(record, ensure_ascii=False)
+
+    def audio_path(self, manifest_dir: Path) -> Path:
+        path = Path(self.audio)
+        return path if path.is_absolute() else manifest_dir / path
+
+
+_REQUIRED = [f.name for f in fields(Utterance) if f.default is MISSING and f.default_factory is MISSING]
+_KNOWN = {f.name for f in fields(Utterance)}
+
+
+def parse_line(line: str, where: str) -> Utterance:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise OpusLMError(f"{where}: not valid JSON ({error.msg})") from error
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise OpusLMError(f"{where}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(record) - _KNOWN)
+    if unknown:
+        raise OpusLMError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
+    return Utterance(**record)
+
+
+def read_manifest(path: str | Path, split: str | None = None) -> list[Utterance]:
+    """All utterances of a manifest (or those of one split), in file order."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.jsonl"
+    if not path.is_file():
+        raise OpusLMError(f"manifest not found: {path} (create one with `opuslm data synth` or `opuslm data import`)")
+    utterances = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                utterance = parse_line(line, f"{path}:{number}")
+                if split is None or utterance.split == split:
+                    utterances.append(utterance)
+    return utterances
+
+
+def write_jsonl_atomic(path: str | Path, lines: list[str]) -> None:
+    """Write lines to `path` through a temporary file, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+    os.replace(tmp, path)
+
+
+def write_manifest(path: str | Path, utterances: list[Utterance]) -> None:
+    write_jsonl_atomic(path, [u.to_json() for u in utterances])

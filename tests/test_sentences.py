@@ -1,0 +1,48 @@
+import random
+
+from opuslm.data.synth import lexicon, sentences
+
+
+def test_numbers_are_spelled_out():
+    cases = {0: "zero", 13: "thirteen", 40: "forty", 99: "ninety nine", 105: "one hundred five",
+             1205: "one thousand two hundred five", 99999: "ninety nine thousand nine hundred ninety nine"}
+    assert {n: lexicon.number_words(n) for n in cases} == cases
+
+
+def test_inflections():
+    assert [lexicon.plural(w) for w in ("box", "city", "key", "knife", "child", "bus")] == \
+        ["boxes", "cities", "keys", "knives", "children", "buses"]
+    assert [lexicon.past(w) for w in ("stop", "carry", "bake", "catch", "play")] == \
+        ["stopped", "carried", "baked", "caught", "played"]
+    assert [lexicon.third_person(w) for w in ("watch", "carry", "go", "play")] == ["watches", "carries", "goes", "plays"]
+
+
+def test_generator_uses_over_2000_distinct_words_all_from_its_vocabulary():
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(20000):
+        sentence = sentences.random_sentence(rng)
+        assert sentence.text == sentence.text.lower() and "  " not in sentence.text
+        seen |= set(sentence.text.split())
+    assert len(seen) >= 2000
+    assert seen <= sentences.vocabulary()
+
+
+def test_spoken_questions_have_exact_answers():
+    rng = random.Random(1)
+    numbers = {lexicon.number_words(n): n for n in range(200)}
+    operations = {"plus": int.__add__, "minus": int.__sub__, "times": int.__mul__}
+    arithmetic = 0
+    for _ in range(500):
+        q = sentences.random_question_with_answer(rng)
+        assert q.is_question and q.spoken_text.endswith("?") and q.answer
+        words = q.text.split()
+        op_at = next((i for i, w in enumerate(words) if w in operations), None)
+        if op_at is None:
+            assert any(q.text in phrasings and q.answer == answer for phrasings, answer in sentences.FACTS)
+            continue
+        assert words[:2] == ["what", "is"]
+        a, b = numbers[" ".join(words[2:op_at])], numbers[" ".join(words[op_at + 1:])]
+        assert q.answer == lexicon.number_words(operations[words[op_at]](a, b))
+        arithmetic += 1
+    assert 150 < arithmetic < 350
