@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from opuslm import __version__
-from opuslm.cli import data, demo
+from opuslm.cli import data, demo, tokenizers
 from opuslm.errors import OpusLMError
 
 # Each module contributes its subcommands through `register(subparsers)` and sets `func` on them.
-COMMAND_MODULES = (data, demo)
+COMMAND_MODULES = (data, tokenizers, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

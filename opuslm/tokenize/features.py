@@ -30,9 +30,9 @@ class LogMel:
         self.window = torch.hann_window(n_fft)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(x.reshape(-1, x.shape[-1]), self.n_fft, self.hop, window=self.window.to(x.device),
-                          center=True, return_complex=True)
-        mel = torch.clamp(spec.abs().pow(2).transpose(-1, -2) @ self.filters.to(x.device), min=1e-8)
+        spec = torch.stft(x.reshape(-1, x.shape[-1]), self.n_fft, self.hop, window=self.window.to(x),
+                          center=True, pad_mode="constant", return_complex=True)
+        mel = torch.clamp(spec.abs().pow(2).transpose(-1, -2) @ self.filters.to(x), min=1e-5)
         return torch.log10(mel).reshape(*x.shape[:-1], *mel.shape[-2:])
 
 

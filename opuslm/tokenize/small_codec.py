@@ -1,65 +1,66 @@
-"""The project's small neural codec: a strided convolutional encoder, residual VQ, and a mirrored decoder.
+"""The project's small neural codec: conv encoder on a log-mel, residual VQ, conv decoder to an STFT.
 
 Model code only (training lives in `codec_training.py`). The residual VQ is vector-quantize-pytorch's
-`ResidualVQ`.
+`ResidualVQ`. Why frame-domain rather than strided convolutions over samples: a waveform-domain
+autoencoder needs far more steps than a few CPU minutes allow, while this design runs every
+convolution at the STFT frame rate (100 Hz) and lets `istft` do the upsampling (as Vocos does), so
+it trains to intelligible speech on a CPU in minutes.
 
-Batched encoding gives exactly the codes of single encodes: every convolution is zero-padded and the
-encoder multiplies its activations by the padding mask after each block, so padding never leaks into
-valid frames. That alone is not enough for identical ids, because convolution kernels round
-differently for different batch shapes (about 1e-7 in float32). `encode` therefore runs in float64,
-snaps the latents to a 2^-20 grid, and picks nearest codewords in float64, so the last-bit noise of
-the kernels cannot change an id short of an exact tie.
+    wav -> log-mel (stft_hop) -> conv stack, stride 2 per stage -> latents at `hop`
+        -> RVQ codes [num_codebooks, frames] -> conv stack, x2 per stage -> magnitude, phase -> istft
+
+Batched encoding gives exactly the codes of single encodes: padding is zeros for both, the encoder
+multiplies activations by the padding mask after each stage, and since convolution kernels round
+differently for different batch shapes (about 1e-7 in float32), `encode` runs in float64, snaps the
+latents to a 2^-20 grid and picks nearest codewords in float64.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from opuslm.tokenize.features import LogMel
 
 
 @dataclass
 class SmallCodecConfig:
     sample_rate: int = 16000
-    strides: list[int] = field(default_factory=lambda: [4, 4, 5, 8])  # hop = product = 640 (25 Hz)
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 192])
+    hop: int = 640  # samples per codec frame: 25 Hz at 16 kHz
+    stft_hop: int = 160  # samples per STFT frame; hop / stft_hop must be a power of two
+    n_fft: int = 640
+    n_mels: int = 80
+    channels: int = 256
     latent_dim: int = 64
     num_codebooks: int = 8
     codebook_size: int = 256
 
-    @property
-    def hop(self) -> int:
-        return math.prod(self.strides)
+    def __post_init__(self):
+        ratio = self.hop // self.stft_hop
+        if self.hop % self.stft_hop or ratio & (ratio - 1):
+            raise ValueError(f"hop / stft_hop must be a power of two, got {self.hop} / {self.stft_hop}")
 
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop
 
+    @property
+    def stages(self) -> int:
+        return int(math.log2(self.hop // self.stft_hop))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class _Upsample(nn.Module):
-    """Transposed convolution that turns T frames into exactly T * stride samples."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int):
-        super().__init__()
-        self.stride = stride
-        self.conv = nn.ConvTranspose1d(in_ch, out_ch, 2 * stride, stride=stride)
-
-    def forward(self, x):
-        start = self.stride // 2
-        return self.conv(x)[..., start: start + x.shape[-1] * self.stride]
-
-
 class _ResBlock(nn.Module):
-    def __init__(self, channels: int, dilation: int):
+    def __init__(self, channels: int, dilation: int = 1):
         super().__init__()
         self.conv1 = nn.Conv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation)
         self.conv2 = nn.Conv1d(channels, channels, 1)
-        self.act = nn.ELU()
+        self.act = nn.GELU()
 
     def forward(self, x):
         return x + self.conv2(self.act(self.conv1(self.act(x))))
@@ -68,49 +69,55 @@ class _ResBlock(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, config: SmallCodecConfig):
         super().__init__()
-        self.strides = config.strides
-        self.stem = nn.Conv1d(1, config.channels[0], 7, padding=3)
-        self.blocks = nn.ModuleList()
-        in_ch = config.channels[0]
-        for stride, out_ch in zip(config.strides, config.channels):
-            self.blocks.append(nn.ModuleDict({
-                "res": _ResBlock(in_ch, 1),
-                "down": nn.Conv1d(in_ch, out_ch, 2 * stride, stride=stride, padding=stride // 2 + stride % 2),
-            }))
-            in_ch = out_ch
-        self.act = nn.ELU()
-        self.out = nn.Conv1d(in_ch, config.latent_dim, 3, padding=1)
+        self.config = config
+        self.log_mel = LogMel(config.sample_rate, config.n_fft, config.stft_hop, config.n_mels)
+        self.stem = nn.Conv1d(config.n_mels, config.channels, 7, padding=3)
+        self.stages = nn.ModuleList(
+            nn.ModuleList([_ResBlock(config.channels), nn.Conv1d(config.channels, config.channels, 4, stride=2, padding=1)])
+            for _ in range(config.stages))
+        self.final = _ResBlock(config.channels)
+        self.out = nn.Conv1d(config.channels, config.latent_dim, 3, padding=1)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """wav [B, 1, S] (S a multiple of the hop), lengths [B] in samples -> latents [B, D, S / hop]."""
-        def mask(x, hop):
-            valid = torch.div(lengths + hop - 1, hop, rounding_mode="floor")
+        """wav [B, 1, S] (S a multiple of hop), lengths [B] in samples -> latents [B, D, S / hop]."""
+        def mask(x, step):
+            valid = torch.div(lengths + step - 1, step, rounding_mode="floor")
             return x * (torch.arange(x.shape[-1], device=x.device)[None, :] < valid[:, None])[:, None, :]
 
-        hop = 1
-        x = mask(self.stem(wav), hop)
-        for stride, block in zip(self.strides, self.blocks):
-            x = mask(block["res"](x), hop)
-            hop *= stride
-            x = block["down"](self.act(x))[..., : wav.shape[-1] // hop]
-            x = mask(x, hop)
-        return mask(self.out(self.act(x)), hop)
+        step = self.config.stft_hop
+        mel = self.log_mel(wav[:, 0])[:, : wav.shape[-1] // step].transpose(1, 2)  # [B, n_mels, frames]
+        x = mask(self.stem(mask(mel + 5.0, step)), step)  # log10 floor is -5: silence becomes zero
+        for res, down in self.stages:
+            x = mask(res(x), step)
+            step *= 2
+            x = mask(down(x), step)
+        return mask(self.out(mask(self.final(x), step)), step)
 
 
 class Decoder(nn.Module):
     def __init__(self, config: SmallCodecConfig):
         super().__init__()
-        channels = list(reversed(config.channels))
-        self.stem = nn.Conv1d(config.latent_dim, channels[0], 7, padding=3)
+        self.config = config
+        c = config.channels
+        self.stem = nn.Conv1d(config.latent_dim, c, 7, padding=3)
         layers = []
-        for i, stride in enumerate(reversed(config.strides)):
-            out_ch = channels[i + 1] if i + 1 < len(channels) else channels[-1]
-            layers += [nn.ELU(), _Upsample(channels[i], out_ch, stride), _ResBlock(out_ch, 1), _ResBlock(out_ch, 3)]
+        for _ in range(config.stages):
+            layers += [_ResBlock(c), nn.ConvTranspose1d(c, c, 4, stride=2, padding=1)]
+        layers += [_ResBlock(c, 1), _ResBlock(c, 3), _ResBlock(c, 9), nn.GELU()]
         self.body = nn.Sequential(*layers)
-        self.out = nn.Sequential(nn.ELU(), nn.Conv1d(channels[-1], 1, 7, padding=3), nn.Tanh())
+        self.bins = config.n_fft // 2 + 1
+        self.head = nn.Conv1d(c, 2 * self.bins, 1)
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(self.stem(latents)))
+        """latents [B, D, T] -> wav [B, 1, T * hop]."""
+        x = self.head(self.body(self.stem(latents)))
+        log_magnitude, phase = x[:, : self.bins], x[:, self.bins:]
+        spectrum = torch.polar(torch.exp(log_magnitude.clamp(max=6.0)), phase)
+        length = latents.shape[-1] * self.config.hop
+        wav = torch.istft(spectrum, self.config.n_fft, self.config.stft_hop, window=self.window.to(x.dtype),
+                          center=True, length=length)
+        return wav[:, None, :]
 
 
 class SmallCodec(nn.Module):
@@ -127,8 +134,7 @@ class SmallCodec(nn.Module):
         self.decoder = Decoder(config)
 
     def pad(self, wav: torch.Tensor) -> torch.Tensor:
-        hop = self.config.hop
-        return nn.functional.pad(wav, (0, (-wav.shape[-1]) % hop))
+        return nn.functional.pad(wav, (0, (-wav.shape[-1]) % self.config.hop))
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor):
         """Training pass: wav [B, 1, S] -> (reconstruction [B, 1, S'], codes [B, Q, T], commitment loss)."""
@@ -156,4 +162,4 @@ class SmallCodec(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, Q, T] -> wav [B, 1, T * hop]."""
         quantized = self.quantizer.get_output_from_indices(codes.transpose(1, 2))
-        return self.decoder(quantized.transpose(1, 2))
+        return self.decoder(quantized.transpose(1, 2).to(next(self.decoder.parameters()).dtype))

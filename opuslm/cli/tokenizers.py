@@ -1,0 +1,127 @@
+"""`opuslm tokenizers train-text|train-semantic|train-codec` and `opuslm tokenize`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from opuslm.errors import OpusLMError
+
+
+def _formatter(prog):
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def register(subparsers) -> None:
+    group = subparsers.add_parser("tokenizers", help="train the text, semantic and acoustic tokenizers",
+                                  description="Train tokenizers on a corpus manifest. Each writes a folder that "
+                                  "`opuslm tokenize` and the model load by path.")
+    commands = group.add_subparsers(dest="tokenizers_command", metavar="COMMAND", required=True)
+
+    text = commands.add_parser("train-text", formatter_class=_formatter, help="byte-level BPE on corpus text",
+                               description="Train a byte-level BPE text tokenizer on the transcripts (and "
+                               "answers) of a manifest, saved as a folder AutoTokenizer loads. For a pretrained "
+                               "LLM, use its own tokenizer folder instead.")
+    text.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
+    text.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
+    text.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size, specials included")
+    text.add_argument("--extra-text", type=Path, help="a plain-text file (one sentence a line) to train on as well")
+    text.set_defaults(func=_train_text)
+
+    semantic = commands.add_parser("train-semantic", formatter_class=_formatter,
+                                   help="k-means over log-mel or SSL features",
+                                   description="Fit k-means on frame features of the train split: log-mel "
+                                   "(default) or a layer of a local HF SSL model (--ssl DIR --layer N).")
+    semantic.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
+    semantic.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
+    semantic.add_argument("-k", "--clusters", type=int, default=256, help="number of k-means clusters (OpusLM: 5000)")
+    semantic.add_argument("--ssl", type=Path, help="local HF SSL model folder (HuBERT, WavLM, wav2vec2)")
+    semantic.add_argument("--layer", type=int, default=6, help="SSL hidden layer (0 = input embeddings)")
+    semantic.add_argument("--hop", type=int, default=640, help="log-mel hop in samples at 16 kHz; match the codec")
+    semantic.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
+    semantic.add_argument("--seed", type=int, default=0)
+    semantic.set_defaults(func=_train_semantic)
+
+    codec = commands.add_parser("train-codec", formatter_class=_formatter, help="the small RVQ codec",
+                                description="Train the project's small convolutional codec with residual VQ on "
+                                "the train split (CPU, minutes) and report mel distance and SI-SNR on dev.")
+    codec.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
+    codec.add_argument("--out", type=Path, required=True, help="output codec folder")
+    codec.add_argument("--steps", type=int, default=1500)
+    codec.add_argument("--batch-size", type=int, default=8)
+    codec.add_argument("--codebooks", type=int, default=8)
+    codec.add_argument("--codebook-size", type=int, default=256)
+    codec.add_argument("--seed", type=int, default=0)
+    codec.set_defaults(func=_train_codec)
+
+    tokenize = subparsers.add_parser("tokenize", formatter_class=_formatter, help="a manifest -> token shards",
+                                     description="Tokenize every utterance of a manifest into memory-mapped token "
+                                     "shards (text ids, semantic ids, codec codes, labels). Resumable: a re-run "
+                                     "skips finished shards. Refuses shards made with other tokenizers.")
+    tokenize.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
+    tokenize.add_argument("--out", type=Path, required=True, help="output shard folder")
+    tokenize.add_argument("--text", type=Path, required=True, help="text tokenizer folder (the LLM's, or train-text's)")
+    tokenize.add_argument("--semantic", type=Path, required=True, help="semantic tokenizer folder")
+    tokenize.add_argument("--codec", type=Path, required=True, help="codec folder or encodec checkpoint")
+    tokenize.add_argument("--shard-size", type=int, default=256, help="utterances per shard")
+    tokenize.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    tokenize.set_defaults(func=_tokenize)
+
+
+def _train_audio(manifest: Path, split: str):
+    from opuslm.audio import load_audio
+    from opuslm.data.manifest import read_manifest
+
+    folder = manifest if manifest.is_dir() else manifest.parent
+    utterances = read_manifest(manifest, split=split)
+    if not utterances:
+        raise OpusLMError(f"{manifest} has no {split} utterances")
+    for u in utterances:
+        yield load_audio(u.audio_path(folder), u.offset, u.duration if u.offset else None, target_rate=16000)
+
+
+def _train_text(args) -> None:
+    from opuslm.data.manifest import read_manifest
+    from opuslm.tokenize.text import train_text_tokenizer
+
+    texts = [u.text for u in read_manifest(args.manifest)] + [u.answer for u in read_manifest(args.manifest) if u.answer]
+    if args.extra_text:
+        texts += args.extra_text.read_text(encoding="utf-8").splitlines()
+    train_text_tokenizer(texts, args.out, args.vocab_size)
+    print(f"text tokenizer ({args.vocab_size} tokens) trained on {len(texts)} lines -> {args.out}")
+
+
+def _train_semantic(args) -> None:
+    from opuslm.tokenize.features import LogMelFeatures, SSLFeatures
+    from opuslm.tokenize.semantic import train_semantic_tokenizer
+
+    features = SSLFeatures(args.ssl, args.layer) if args.ssl else LogMelFeatures(hop=args.hop)
+    tokenizer = train_semantic_tokenizer(_train_audio(args.manifest, "train"), features, args.clusters,
+                                         args.seed, args.max_frames)
+    tokenizer.save(args.out)
+    print(f"semantic tokenizer (K={args.clusters}, {features.kind} at {features.frame_rate:g} Hz) -> {args.out}")
+
+
+def _train_codec(args) -> None:
+    from opuslm.tokenize.acoustic import SmallCodecTokenizer
+    from opuslm.tokenize.codec_training import reconstruction_metrics, record_metrics, train_small_codec
+    from opuslm.tokenize.small_codec import SmallCodecConfig
+
+    config = SmallCodecConfig(num_codebooks=args.codebooks, codebook_size=args.codebook_size)
+    train = [wav for wav, _ in _train_audio(args.manifest, "train")]
+    train_small_codec(train, args.out, config, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    dev = [wav for wav, _ in _train_audio(args.manifest, "dev")][:50]
+    metrics = reconstruction_metrics(SmallCodecTokenizer(args.out), dev, config.sample_rate)
+    record_metrics(args.out, metrics)
+    print(f"codec ({config.num_codebooks} x {config.codebook_size} at {config.frame_rate:g} Hz) -> {args.out}; "
+          f"dev mel distance {metrics['mel_distance']}, SI-SNR {metrics['si_snr_db']} dB")
+
+
+def _tokenize(args) -> None:
+    from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
+
+    summary = tokenize_corpus(args.manifest, args.out, TokenizerPaths(args.text, args.semantic, args.codec),
+                              args.shard_size, args.workers)
+    print(f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']}; "
+          f"{summary['frames']} frames -> {args.out}")

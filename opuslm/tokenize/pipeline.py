@@ -1,0 +1,174 @@
+"""`opuslm tokenize`: a manifest becomes token shards, in parallel, resumably.
+
+Utterances are cut into shards of `shard_size` in manifest order; shard k always holds the same
+utterances, so a re-run skips finished shards and a killed run resumes to the same result. Audio that
+cannot be read goes to the shard's rejects with its reason; the summary adds them up.
+
+Frame alignment: every configuration has one frame rate, the acoustic tokenizer's. When the semantic
+features run at another rate (an SSL model at 50 Hz beside a 12.5 Hz codec, say), each acoustic frame
+takes the semantic id whose frame centre is nearest in time; equal rates that differ by a frame at
+the end (convolutional SSL front ends drop a partial frame) are padded with the last id.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from opuslm.audio import AudioError, load_audio
+from opuslm.data.manifest import Utterance, read_manifest
+from opuslm.errors import OpusLMError
+from opuslm.tokenize.identity import folder_hash
+from opuslm.tokenize.shards import TokenizedUtterance, check_identity, completed_shards, write_shard
+
+
+def align_to_frames(ids: np.ndarray, from_rate: float, to_rate: float, frames: int) -> np.ndarray:
+    """Resample an id sequence at `from_rate` onto `frames` frames at `to_rate` by nearest frame centre."""
+    if len(ids) == 0:
+        raise AudioError("the semantic tokenizer produced no frames (audio shorter than one frame)")
+    centres = (np.arange(frames) + 0.5) / to_rate
+    source = np.clip(np.floor(centres * from_rate).astype(np.int64), 0, len(ids) - 1)
+    return ids[source]
+
+
+@dataclass(frozen=True)
+class TokenizerPaths:
+    text: Path
+    semantic: Path
+    acoustic: Path
+
+    def identity(self) -> dict[str, str]:
+        return {name: folder_hash(getattr(self, name)) for name in ("text", "semantic", "acoustic")}
+
+
+class _Tokenizers:
+    """The three tokenizers, loaded once per process."""
+
+    def __init__(self, paths: TokenizerPaths):
+        from opuslm.tokenize.acoustic import load_acoustic_tokenizer
+        from opuslm.tokenize.semantic import SemanticTokenizer
+        from opuslm.tokenize.text import load_text_tokenizer
+
+        self.text = load_text_tokenizer(paths.text)
+        self.semantic = SemanticTokenizer.load(paths.semantic)
+        self.acoustic = load_acoustic_tokenizer(paths.acoustic)
+
+    def tokenize(self, utterances: list[Utterance], manifest_dir: Path, batch_size: int):
+        items, rejects = [], []
+        for start in range(0, len(utterances), batch_size):
+            batch, wavs = [], []
+            for u in utterances[start: start + batch_size]:
+                try:
+                    wav, rate = load_audio(u.audio_path(manifest_dir), u.offset, u.duration if u.offset else None,
+                                           target_rate=self.acoustic.sample_rate)
+                except AudioError as error:
+                    rejects.append({"id": u.id, "reason": str(error)})
+                    continue
+                batch.append(u)
+                wavs.append(wav)
+            for u, wav, codes in zip(batch, wavs, self.acoustic.encode_batch(wavs, self.acoustic.sample_rate)):
+                try:
+                    semantic = align_to_frames(self.semantic.encode(wav, self.acoustic.sample_rate),
+                                               self.semantic.frame_rate, self.acoustic.frame_rate, codes.shape[1])
+                except AudioError as error:
+                    rejects.append({"id": u.id, "reason": str(error)})
+                    continue
+                meta = {"id": u.id, "text": u.text, "speaker": u.speaker, "split": u.split, "duration": u.duration,
+                        "labels": u.labels, "words": u.words, "events": u.events, "answer": u.answer}
+                text_ids = np.asarray(self.text(u.text, add_special_tokens=False)["input_ids"], dtype=np.int64)
+                items.append(TokenizedUtterance(text_ids, semantic, codes, meta))
+        return items, rejects
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(paths: TokenizerPaths, threads: int | None) -> None:
+    """Load the tokenizers into this process; worker processes use one thread each."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    _WORKER["tokenizers"] = _Tokenizers(paths)
+
+
+def _run_shard(job) -> tuple[int, int, int]:
+    index, utterances, manifest_dir, out, batch_size = job
+    tokenizers = _WORKER["tokenizers"]
+    items, rejects = tokenizers.tokenize(utterances, manifest_dir, batch_size)
+    write_shard(out, index, items, rejects, tokenizers.acoustic.num_codebooks)
+    return index, len(items), len(rejects)
+
+
+def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths, shard_size: int = 256,
+                    workers: int = 1, batch_size: int = 8, progress: bool = True) -> dict:
+    """Tokenize every utterance of `manifest` into shards under `out`; returns the summary."""
+    from tqdm import tqdm
+
+    manifest = Path(manifest)
+    manifest_file = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
+    utterances = read_manifest(manifest_file)
+    if not utterances:
+        raise OpusLMError(f"{manifest_file} has no utterances")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = paths.identity()
+    _init_worker(paths, threads=None)
+    acoustic, semantic, text = (_WORKER["tokenizers"].acoustic, _WORKER["tokenizers"].semantic, _WORKER["tokenizers"].text)
+    info = {
+        "manifest": str(manifest_file.resolve()),
+        "manifest_hash": folder_hash(manifest_file),
+        "num_utterances": len(utterances),
+        "shard_size": shard_size,
+        "num_shards": -(-len(utterances) // shard_size),
+        "frame_rate": acoustic.frame_rate,
+        "tokenizers": {
+            "text": {"path": str(paths.text), "hash": identity["text"], "vocab_size": len(text)},
+            "semantic": {"path": str(paths.semantic), "hash": identity["semantic"], "vocab_size": semantic.vocab_size},
+            "acoustic": {"path": str(paths.acoustic), "hash": identity["acoustic"], **acoustic.describe()},
+        },
+    }
+    info_path = out / "tokens.json"
+    if info_path.is_file():
+        stored = json.loads(info_path.read_text())
+        check_identity(stored["tokenizers"], identity, str(out))
+        if stored["manifest_hash"] != info["manifest_hash"] or stored["shard_size"] != shard_size:
+            raise OpusLMError(f"{out} holds shards of another manifest or shard size; use a new --out")
+    else:
+        info_path.write_text(json.dumps(info, indent=2) + "\n")
+
+    done = completed_shards(out)
+    jobs = [(k, utterances[k * shard_size:(k + 1) * shard_size], manifest_file.parent, out, batch_size)
+            for k in range(info["num_shards"]) if k not in done]
+    bar = tqdm(total=len(utterances), initial=len(utterances) - sum(len(j[1]) for j in jobs),
+               desc="tokenizing", unit="utt", disable=not progress)
+    if workers > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (paths, 1)) as pool:
+            for _, accepted, rejected in pool.imap_unordered(_run_shard, jobs):
+                bar.update(accepted + rejected)
+    else:
+        for job in jobs:
+            _, accepted, rejected = _run_shard(job)
+            bar.update(accepted + rejected)
+    bar.close()
+    return summarize(out)
+
+
+def summarize(out: Path) -> dict:
+    """Counts over all shards; writes rejects.jsonl and summary.json beside them."""
+    accepted = rejected = frames = 0
+    rejects = []
+    for path in completed_shards(out).values():
+        index = np.load(path / "index.npy")
+        accepted += len(index)
+        frames += int(index[:, 3].sum()) if len(index) else 0
+        rejects += (path / "rejects.jsonl").read_text().splitlines()
+    rejected = len(rejects)
+    (out / "rejects.jsonl").write_text("".join(line + "\n" for line in rejects))
+    summary = {"seen": accepted + rejected, "accepted": accepted, "rejected": rejected, "frames": frames}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,110 @@
+"""Text, semantic and acoustic tokenizers: round trips, determinism, batching, alignment."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from opuslm.data.manifest import read_manifest
+from opuslm.errors import OpusLMError
+from opuslm.tokenize.acoustic import SmallCodecTokenizer, load_acoustic_tokenizer
+from opuslm.tokenize.codec_training import si_snr
+from opuslm.tokenize.features import LogMelFeatures
+from opuslm.tokenize.semantic import SemanticTokenizer, train_semantic_tokenizer
+from opuslm.tokenize.text import load_text_tokenizer
+
+
+def _wavs(corpus, n=6, split="train"):
+    return [sf.read(u.audio_path(corpus), dtype="float32")[0] for u in read_manifest(corpus, split=split)[:n]]
+
+
+def test_text_tokenizer_round_trips_and_reloads_with_autotokenizer(tiny_tokenizers, small_corpus):
+    from transformers import AutoTokenizer
+
+    ours = load_text_tokenizer(tiny_tokenizers.text)
+    plain = AutoTokenizer.from_pretrained(str(tiny_tokenizers.text), local_files_only=True)
+    for u in read_manifest(small_corpus)[:20]:
+        ids = ours(u.text, add_special_tokens=False)["input_ids"]
+        assert ids == plain(u.text, add_special_tokens=False)["input_ids"]
+        assert ours.decode(ids) == u.text
+    assert len(ours) == 300
+    assert ours.decode(ours("Zebra? ñ 42!", add_special_tokens=False)["input_ids"]) == "Zebra? ñ 42!"  # byte-level
+
+
+def test_text_tokenizer_folder_must_exist(tmp_path):
+    with pytest.raises(OpusLMError, match="not found"):
+        load_text_tokenizer(tmp_path / "nope")
+
+
+def test_semantic_tokenizer_is_deterministic_and_round_trips(tiny_tokenizers, small_corpus, tmp_path):
+    wavs = _wavs(small_corpus, 30)
+    loaded = SemanticTokenizer.load(tiny_tokenizers.semantic)
+    again = train_semantic_tokenizer(((w, 16000) for w in wavs), LogMelFeatures(), k=16, seed=0)
+    other = train_semantic_tokenizer(((w, 16000) for w in wavs), LogMelFeatures(), k=16, seed=1)
+    assert np.array_equal(loaded.centroids.numpy(), again.centroids.numpy())
+    assert not np.array_equal(loaded.centroids.numpy(), other.centroids.numpy())
+    again.save(tmp_path / "sem")
+    reloaded = SemanticTokenizer.load(tmp_path / "sem")
+    for wav in wavs[:5]:
+        ids = loaded.encode(wav, 16000)
+        assert ids.shape == (int(np.ceil(len(wav) / 640)),) and ids.min() >= 0 and ids.max() < 16
+        assert np.array_equal(ids, reloaded.encode(wav, 16000))
+        assert len(set(ids.tolist())) > 3
+    # audio at another rate is resampled first: 8 kHz audio gives the same frame count
+    assert len(loaded.encode(wavs[0][::2], 8000)) == len(loaded.encode(wavs[0], 16000))
+
+
+def test_semantic_tokenizer_needs_enough_frames():
+    with pytest.raises(OpusLMError, match="at least 16 frames"):
+        train_semantic_tokenizer([(np.random.default_rng(0).standard_normal(1600).astype(np.float32), 16000)],
+                                 LogMelFeatures(), k=16)
+
+
+def test_small_codec_batched_codes_equal_single_codes(tiny_tokenizers, small_corpus):
+    codec = load_acoustic_tokenizer(tiny_tokenizers.acoustic)
+    assert isinstance(codec, SmallCodecTokenizer)
+    wavs = _wavs(small_corpus, 6) + [np.random.default_rng(1).uniform(-0.5, 0.5, 641).astype(np.float32)]
+    batched = codec.encode_batch(wavs, 16000)
+    for wav, codes in zip(wavs, batched):
+        single = codec.encode(wav, 16000)
+        assert single.shape == (4, codec.num_frames(len(wav)))
+        assert np.array_equal(single, codes)
+        assert single.min() >= 0 and single.max() < 32
+
+
+def test_small_codec_save_load_same_codes_and_decode_length(tiny_tokenizers, small_corpus):
+    first, second = SmallCodecTokenizer(tiny_tokenizers.acoustic), SmallCodecTokenizer(tiny_tokenizers.acoustic)
+    for wav in _wavs(small_corpus, 3, split="dev"):
+        codes = first.encode(wav, 16000)
+        assert np.array_equal(codes, second.encode(wav, 16000))
+        out = first.decode(codes)
+        assert len(out) == codes.shape[1] * 640 and len(wav) <= len(out) < len(wav) + 640
+        assert np.all(np.isfinite(out))
+
+
+def test_codec_rejects_codes_out_of_range(tiny_tokenizers):
+    codec = SmallCodecTokenizer(tiny_tokenizers.acoustic)
+    with pytest.raises(OpusLMError, match=r"\[0, 32\)"):
+        codec.decode(np.full((4, 3), 32))
+    with pytest.raises(OpusLMError, match=r"\[4, frames\]"):
+        codec.decode(np.zeros((3, 3)))
+
+
+def test_semantic_and_acoustic_frames_align(tiny_tokenizers, small_corpus):
+    codec, semantic = SmallCodecTokenizer(tiny_tokenizers.acoustic), SemanticTokenizer.load(tiny_tokenizers.semantic)
+    assert codec.frame_rate == semantic.frame_rate == 25
+    for wav in _wavs(small_corpus, 5) + [np.ones(1, np.float32), np.ones(640, np.float32), np.ones(641, np.float32)]:
+        assert codec.encode(wav, 16000).shape[1] == len(semantic.encode(wav, 16000))
+
+
+def test_si_snr_hand_cases():
+    x = np.sin(np.arange(1000) / 7.0)
+    assert si_snr(3 * x, x) > 100  # scale does not matter
+    noise = np.cos(np.arange(1000) / 3.0)
+    noise -= (noise @ x) / (x @ x) * x  # orthogonal to x
+    noise *= np.linalg.norm(x - x.mean()) / np.linalg.norm(noise - noise.mean())
+    assert si_snr(x + noise, x) == pytest.approx(0.0, abs=0.05)  # equal energies: 0 dB
+
+
+def test_unknown_codec_path_is_a_clear_error(tmp_path):
+    with pytest.raises(OpusLMError, match="is not a codec"):
+        load_acoustic_tokenizer(tmp_path)
