@@ -149,8 +149,8 @@ class HFCodecTokenizer(AcousticTokenizer):
         for indices in by_length.values():
             batch = torch.from_numpy(np.stack([wavs[i] for i in indices]))[:, None, :]
             codes = self._encode_equal_length(batch)
-            for row, i in enumerate(indices):
-                out[i] = codes[row, :, : self.num_frames(len(wavs[i]))].numpy().astype(np.int64)
+            for row, i in enumerate(indices):  # no padding happened: the model's frames are the codes
+                out[i] = codes[row].numpy().astype(np.int64)
         return out
 
     @torch.no_grad()
