@@ -19,7 +19,50 @@ def _synthesise_corpus(args) -> str:
     return f"{total} utterances, {sum(c['seconds'] for c in summary['counts'].values()) / 60:.1f} min -> {corpus}"
 
 
-STEPS = (("synthesise the eSpeak corpus", _synthesise_corpus),)
+def _done(folder: Path, marker: str) -> bool:
+    return (folder / marker).is_file()
+
+
+def _train_tokenizers(args) -> str:
+    """Text BPE, log-mel k-means and the small codec; each skipped when its folder is complete."""
+    from opuslm.audio import load_audio
+    from opuslm.data.manifest import read_manifest
+    from opuslm.tokenize.acoustic import SmallCodecTokenizer
+    from opuslm.tokenize.codec_training import reconstruction_metrics, record_metrics, train_small_codec
+    from opuslm.tokenize.features import LogMelFeatures
+    from opuslm.tokenize.semantic import train_semantic_tokenizer
+    from opuslm.tokenize.text import train_text_tokenizer
+
+    corpus, root = args.out / "corpus", args.out / "tokenizers"
+    utts = read_manifest(corpus)
+    if not _done(root / "text", "tokenizer.json"):
+        train_text_tokenizer([u.text for u in utts] + [u.answer for u in utts if u.answer], root / "text", 1024)
+    train = [load_audio(u.audio_path(corpus))[0] for u in utts if u.split == "train"]
+    if not _done(root / "semantic", "semantic.json"):
+        train_semantic_tokenizer(((w, 16000) for w in train), LogMelFeatures(), k=256, seed=args.seed).save(root / "semantic")
+    if not _done(root / "codec", "codec.json"):
+        train_small_codec(train, root / "codec.tmp", steps=args.codec_steps, seed=args.seed)
+        dev = [load_audio(u.audio_path(corpus))[0] for u in utts if u.split == "dev"][:50]
+        record_metrics(root / "codec.tmp", reconstruction_metrics(SmallCodecTokenizer(root / "codec.tmp"), dev, 16000))
+        (root / "codec.tmp").rename(root / "codec")
+    metrics = SmallCodecTokenizer(root / "codec").metrics
+    return f"text BPE 1024, semantic K=256, codec dev mel distance {metrics['mel_distance']} -> {root}"
+
+
+def _tokenize(args) -> str:
+    from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
+
+    root = args.out / "tokenizers"
+    summary = tokenize_corpus(args.out / "corpus", args.out / "tokens",
+                              TokenizerPaths(root / "text", root / "semantic", root / "codec"), workers=args.workers)
+    return f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']} -> {args.out / 'tokens'}"
+
+
+STEPS = (
+    ("synthesise the eSpeak corpus", _synthesise_corpus),
+    ("train the text, semantic and acoustic tokenizers", _train_tokenizers),
+    ("tokenize the corpus into shards", _tokenize),
+)
 
 
 def register(subparsers) -> None:
@@ -32,6 +75,7 @@ def register(subparsers) -> None:
     demo.add_argument("--hours", type=float, default=0.5, help="size of the synthetic corpus (default: 0.5)")
     demo.add_argument("--seed", type=int, default=0, help="seed for every step (default: 0)")
     demo.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
+    demo.add_argument("--codec-steps", type=int, default=1500, help="training steps of the small codec (default: 1500)")
     demo.set_defaults(func=_run)
 
 

@@ -1,0 +1,82 @@
+"""Tokenization throughput of the embedded tokenizers, and the small codec's reconstruction figures.
+
+Prints audio seconds tokenized per CPU second (process time, all threads) for the semantic tokenizer,
+the codec (single vs batched encode, measured side by side), decoding, and the whole `tokenize`
+pipeline; then mel distance and SI-SNR of a codec trained here for --codec-steps (or the one given).
+
+    python bench/tokenize_throughput.py [--hours 0.05] [--codec-steps 300] [--codec DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+def cpu_rate(fn, audio_seconds: float) -> float:
+    start = time.process_time()
+    fn()
+    return audio_seconds / max(time.process_time() - start, 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hours", type=float, default=0.05, help="synthetic corpus to measure on")
+    parser.add_argument("--codec-steps", type=int, default=300, help="training steps for the measured codec")
+    parser.add_argument("--codec", type=Path, help="an already trained small-codec folder to measure instead")
+    args = parser.parse_args()
+
+    from opuslm.data.manifest import read_manifest
+    from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
+    from opuslm.tokenize.acoustic import SmallCodecTokenizer
+    from opuslm.tokenize.codec_training import reconstruction_metrics, train_small_codec
+    from opuslm.tokenize.features import LogMelFeatures
+    from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
+    from opuslm.tokenize.semantic import train_semantic_tokenizer
+    from opuslm.tokenize.text import train_text_tokenizer
+
+    work = Path(tempfile.mkdtemp(prefix="opuslm-bench-"))
+    synthesize_corpus(work / "corpus", SynthConfig(hours=args.hours), workers=1, progress=False)
+    utts = read_manifest(work / "corpus")
+    wavs = [sf.read(u.audio_path(work / "corpus"), dtype="float32")[0] for u in utts if u.split == "train"]
+    dev = [sf.read(u.audio_path(work / "corpus"), dtype="float32")[0] for u in utts if u.split == "dev"]
+    seconds = sum(len(w) for w in wavs) / 16000
+    print(f"corpus: {len(wavs)} train utterances, {seconds:.0f} s; torch threads {torch.get_num_threads()}")
+
+    train_text_tokenizer([u.text for u in utts], work / "text", 512)
+    semantic = train_semantic_tokenizer(((w, 16000) for w in wavs), LogMelFeatures(), k=256)
+    semantic.save(work / "semantic")
+    codec_dir = args.codec or train_small_codec(wavs, work / "codec", steps=args.codec_steps, progress=False)
+    codec = SmallCodecTokenizer(codec_dir)
+
+    rows = [
+        ("semantic encode (log-mel + k-means)", cpu_rate(lambda: [semantic.encode(w, 16000) for w in wavs], seconds)),
+        ("codec encode, one at a time", cpu_rate(lambda: [codec.encode(w, 16000) for w in wavs], seconds)),
+        ("codec encode, batches of 8", cpu_rate(
+            lambda: [codec.encode_batch(wavs[i:i + 8], 16000) for i in range(0, len(wavs), 8)], seconds)),
+        ("codec decode", cpu_rate(lambda: [codec.decode(codec.encode(w, 16000)) for w in wavs[:20]],
+                                  sum(len(w) for w in wavs[:20]) / 16000) ),
+    ]
+    paths = TokenizerPaths(work / "text", work / "semantic", Path(codec_dir))
+    all_seconds = sum(u.duration for u in utts)
+    rows.append(("whole `tokenize` pipeline, 1 process", cpu_rate(
+        lambda: tokenize_corpus(work / "corpus", work / "tokens", paths, shard_size=64, workers=1, progress=False),
+        all_seconds)))
+    print(f"{'what':44s} audio s / CPU s")
+    for name, rate in rows:
+        print(f"{name:44s} {rate:10.1f}")
+    print(f"batched / single codec encode ratio: {rows[2][1] / rows[1][1]:.2f}")
+    metrics = reconstruction_metrics(codec, dev, 16000)
+    print(f"codec {codec.num_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz "
+          f"({codec.num_codebooks * np.log2(codec.codebook_size) * codec.frame_rate / 1000:.1f} kbit/s): "
+          f"dev mel distance {metrics['mel_distance']}, SI-SNR {metrics['si_snr_db']} dB over {metrics['utterances']} utterances")
+
+
+if __name__ == "__main__":
+    main()
