@@ -37,7 +37,8 @@ def _train_tokenizers(args) -> str:
     utts = read_manifest(corpus)
     if not _done(root / "text", "tokenizer.json"):
         train_text_tokenizer([u.text for u in utts] + [u.answer for u in utts if u.answer], root / "text", 1024)
-    train = [load_audio(u.audio_path(corpus))[0] for u in utts if u.split == "train"]
+    if not (_done(root / "semantic", "semantic.json") and _done(root / "codec", "codec.json")):
+        train = [load_audio(u.audio_path(corpus))[0] for u in utts if u.split == "train"]
     if not _done(root / "semantic", "semantic.json"):
         train_semantic_tokenizer(((w, 16000) for w in train), LogMelFeatures(), k=256, seed=args.seed).save(root / "semantic")
     if not _done(root / "codec", "codec.json"):
