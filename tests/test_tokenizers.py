@@ -108,3 +108,31 @@ def test_si_snr_hand_cases():
 def test_unknown_codec_path_is_a_clear_error(tmp_path):
     with pytest.raises(OpusLMError, match="is not a codec"):
         load_acoustic_tokenizer(tmp_path)
+
+
+def test_ssl_semantic_tokenizer_from_a_local_hubert_folder(small_corpus, tmp_path):
+    import torch
+    from transformers import HubertConfig, HubertModel
+
+    from opuslm.tokenize.features import SSLFeatures
+    from opuslm.tokenize.pipeline import align_to_frames
+
+    torch.manual_seed(0)
+    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          conv_dim=(16, 16), conv_stride=(5, 64), conv_kernel=(10, 64), num_conv_pos_embeddings=16,
+                          num_conv_pos_embedding_groups=2)
+    HubertModel(config).save_pretrained(str(tmp_path / "hubert"))
+    features = SSLFeatures(tmp_path / "hubert", layer=2)
+    assert (features.hop, features.frame_rate) == (320, 50)
+    wavs = _wavs(small_corpus, 8)
+    tokenizer = train_semantic_tokenizer(((w, 16000) for w in wavs), features, k=8, seed=0)
+    tokenizer.save(tmp_path / "sem")
+    reloaded = SemanticTokenizer.load(tmp_path / "sem")
+    for wav in wavs[:3]:
+        ids = tokenizer.encode(wav, 16000)
+        assert np.array_equal(ids, reloaded.encode(wav, 16000))
+        assert abs(len(ids) - len(wav) / 320) <= 1
+        aligned = align_to_frames(ids, 50, 25, int(np.ceil(len(wav) / 640)))  # onto the small codec's frames
+        assert np.array_equal(aligned[: len(ids) // 2], ids[1::2][: len(ids) // 2])
+    with pytest.raises(OpusLMError, match="layers 0..2"):
+        SSLFeatures(tmp_path / "hubert", layer=3)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,18 @@ from opuslm.tokenize.shards import TokenizedUtterance, check_identity, completed
 
 
 def align_to_frames(ids: np.ndarray, from_rate: float, to_rate: float, frames: int) -> np.ndarray:
-    """Resample an id sequence at `from_rate` onto `frames` frames at `to_rate` by nearest frame centre."""
+    """Resample an id sequence at `from_rate` onto `frames` frames at `to_rate`.
+
+    Target frame t takes the source frame that contains its centre, (t + 1/2) / to_rate seconds.
+    The rate ratio is taken as an exact fraction, because with common rates (50 -> 25 Hz) every
+    centre falls exactly on a source boundary, where floating point would pick either side; exact
+    ties go to the later frame.
+    """
     if len(ids) == 0:
         raise AudioError("the semantic tokenizer produced no frames (audio shorter than one frame)")
-    centres = (np.arange(frames) + 0.5) / to_rate
-    source = np.clip(np.floor(centres * from_rate).astype(np.int64), 0, len(ids) - 1)
-    return ids[source]
+    ratio = Fraction(from_rate).limit_denominator(10_000) / Fraction(to_rate).limit_denominator(10_000)
+    source = (2 * np.arange(frames, dtype=np.int64) + 1) * ratio.numerator // (2 * ratio.denominator)
+    return ids[np.clip(source, 0, len(ids) - 1)]
 
 
 @dataclass(frozen=True)

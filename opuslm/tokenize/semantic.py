@@ -24,7 +24,10 @@ class SemanticTokenizer:
         self.features, self.seed = features, seed
         self.centroids = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
         self.normalization = np.asarray(normalization, dtype=np.float32)
-        self._centroid_norms = (self.centroids ** 2).sum(1)
+        # Distances in float64: float32 matrix products round differently with the arrays' memory
+        # alignment, which flipped near-tied ids between two loads of the same tokenizer.
+        self._centroids64 = self.centroids.to(torch.float64)
+        self._centroid_norms = (self._centroids64 ** 2).sum(1)
 
     @property
     def vocab_size(self) -> int:
@@ -41,8 +44,8 @@ class SemanticTokenizer:
     def encode(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """int64 ids `[frames]` of mono audio at `sample_rate`."""
         feats = self.features(resample(np.asarray(wav, np.float32), sample_rate, self.sample_rate))
-        x = torch.from_numpy((feats - self.normalization[0]) / self.normalization[1])
-        distances = self._centroid_norms[None, :] - 2 * x @ self.centroids.T
+        x = torch.from_numpy((feats - self.normalization[0]) / self.normalization[1]).to(torch.float64)
+        distances = self._centroid_norms[None, :] - 2 * x @ self._centroids64.T
         return distances.argmin(dim=1).numpy().astype(np.int64)
 
     def save(self, folder: str | Path) -> Path:
