@@ -25,26 +25,24 @@ def _done(folder: Path, marker: str) -> bool:
 
 def _train_tokenizers(args) -> str:
     """Text BPE, log-mel k-means and the small codec; each skipped when its folder is complete."""
-    from opuslm.audio import load_audio
     from opuslm.data.manifest import read_manifest
     from opuslm.tokenize.acoustic import SmallCodecTokenizer
-    from opuslm.tokenize.codec_training import reconstruction_metrics, record_metrics, train_small_codec
+    from opuslm.tokenize.codec_training import train_and_measure
     from opuslm.tokenize.features import LogMelFeatures
     from opuslm.tokenize.semantic import train_semantic_tokenizer
-    from opuslm.tokenize.text import train_text_tokenizer
+    from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
     corpus, root = args.out / "corpus", args.out / "tokenizers"
     utts = read_manifest(corpus)
     if not _done(root / "text", "tokenizer.json"):
-        train_text_tokenizer([u.text for u in utts] + [u.answer for u in utts if u.answer], root / "text", 1024)
+        train_text_tokenizer(corpus_texts(utts), root / "text", 1024)
     if not (_done(root / "semantic", "semantic.json") and _done(root / "codec", "codec.json")):
-        train = [load_audio(u.audio_path(corpus))[0] for u in utts if u.split == "train"]
+        train = [u.load_audio(corpus)[0] for u in utts if u.split == "train"]
     if not _done(root / "semantic", "semantic.json"):
         train_semantic_tokenizer(((w, 16000) for w in train), LogMelFeatures(), k=256, seed=args.seed).save(root / "semantic")
     if not _done(root / "codec", "codec.json"):
-        train_small_codec(train, root / "codec.tmp", steps=args.codec_steps, seed=args.seed)
-        dev = [load_audio(u.audio_path(corpus))[0] for u in utts if u.split == "dev"][:50]
-        record_metrics(root / "codec.tmp", reconstruction_metrics(SmallCodecTokenizer(root / "codec.tmp"), dev, 16000))
+        dev = [u.load_audio(corpus)[0] for u in utts if u.split == "dev"][:50]
+        train_and_measure(train, dev, root / "codec.tmp", steps=args.codec_steps, seed=args.seed)
         (root / "codec.tmp").rename(root / "codec")
     metrics = SmallCodecTokenizer(root / "codec").metrics
     return f"text BPE 1024, semantic K=256, codec dev mel distance {metrics['mel_distance']} -> {root}"

@@ -69,8 +69,7 @@ def register(subparsers) -> None:
     tokenize.set_defaults(func=_tokenize)
 
 
-def _train_audio(manifest: Path, split: str):
-    from opuslm.audio import load_audio
+def _split_audio(manifest: Path, split: str):
     from opuslm.data.manifest import read_manifest
 
     folder = manifest if manifest.is_dir() else manifest.parent
@@ -78,14 +77,14 @@ def _train_audio(manifest: Path, split: str):
     if not utterances:
         raise OpusLMError(f"{manifest} has no {split} utterances")
     for u in utterances:
-        yield load_audio(u.audio_path(folder), u.offset, u.duration if u.offset else None, target_rate=16000)
+        yield u.load_audio(folder, target_rate=16000)
 
 
 def _train_text(args) -> None:
     from opuslm.data.manifest import read_manifest
-    from opuslm.tokenize.text import train_text_tokenizer
+    from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
-    texts = [u.text for u in read_manifest(args.manifest)] + [u.answer for u in read_manifest(args.manifest) if u.answer]
+    texts = corpus_texts(read_manifest(args.manifest))
     if args.extra_text:
         texts += args.extra_text.read_text(encoding="utf-8").splitlines()
     train_text_tokenizer(texts, args.out, args.vocab_size)
@@ -97,23 +96,21 @@ def _train_semantic(args) -> None:
     from opuslm.tokenize.semantic import train_semantic_tokenizer
 
     features = SSLFeatures(args.ssl, args.layer) if args.ssl else LogMelFeatures(hop=args.hop)
-    tokenizer = train_semantic_tokenizer(_train_audio(args.manifest, "train"), features, args.clusters,
+    tokenizer = train_semantic_tokenizer(_split_audio(args.manifest, "train"), features, args.clusters,
                                          args.seed, args.max_frames)
     tokenizer.save(args.out)
     print(f"semantic tokenizer (K={args.clusters}, {features.kind} at {features.frame_rate:g} Hz) -> {args.out}")
 
 
 def _train_codec(args) -> None:
-    from opuslm.tokenize.acoustic import SmallCodecTokenizer
-    from opuslm.tokenize.codec_training import reconstruction_metrics, record_metrics, train_small_codec
+    from opuslm.tokenize.codec_training import train_and_measure
     from opuslm.tokenize.small_codec import SmallCodecConfig
 
     config = SmallCodecConfig(num_codebooks=args.codebooks, codebook_size=args.codebook_size)
-    train = [wav for wav, _ in _train_audio(args.manifest, "train")]
-    train_small_codec(train, args.out, config, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    dev = [wav for wav, _ in _train_audio(args.manifest, "dev")][:50]
-    metrics = reconstruction_metrics(SmallCodecTokenizer(args.out), dev, config.sample_rate)
-    record_metrics(args.out, metrics)
+    train = [wav for wav, _ in _split_audio(args.manifest, "train")]
+    dev = [wav for wav, _ in _split_audio(args.manifest, "dev")][:50]
+    metrics = train_and_measure(train, dev, args.out, config, steps=args.steps, batch_size=args.batch_size,
+                                seed=args.seed)
     print(f"codec ({config.num_codebooks} x {config.codebook_size} at {config.frame_rate:g} Hz) -> {args.out}; "
           f"dev mel distance {metrics['mel_distance']}, SI-SNR {metrics['si_snr_db']} dB")
 

@@ -40,6 +40,13 @@ class Utterance:
         path = Path(self.audio)
         return path if path.is_absolute() else manifest_dir / path
 
+    def load_audio(self, manifest_dir: Path, target_rate: int | None = None):
+        """This utterance's checked mono samples and their rate (see `opuslm.audio.load_audio`)."""
+        from opuslm.audio import load_audio
+
+        return load_audio(self.audio_path(manifest_dir), self.offset, self.duration if self.offset else None,
+                          target_rate=target_rate)
+
 
 _REQUIRED = [f.name for f in fields(Utterance) if f.default is MISSING and f.default_factory is MISSING]
 _KNOWN = {f.name for f in fields(Utterance)}

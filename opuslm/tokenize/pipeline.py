@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from opuslm.audio import AudioError, load_audio
+from opuslm.audio import AudioError
 from opuslm.data.manifest import Utterance, read_manifest
 from opuslm.errors import OpusLMError
 from opuslm.tokenize.identity import folder_hash
@@ -70,8 +70,7 @@ class _Tokenizers:
             batch, wavs = [], []
             for u in utterances[start: start + batch_size]:
                 try:
-                    wav, rate = load_audio(u.audio_path(manifest_dir), u.offset, u.duration if u.offset else None,
-                                           target_rate=self.acoustic.sample_rate)
+                    wav, _ = u.load_audio(manifest_dir, target_rate=self.acoustic.sample_rate)
                 except AudioError as error:
                     rejects.append({"id": u.id, "reason": str(error)})
                     continue

@@ -14,6 +14,11 @@ from opuslm.errors import OpusLMError
 SPECIAL_TOKENS = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>", "unk_token": "<|unk|>"}
 
 
+def corpus_texts(utterances) -> list[str]:
+    """What a corpus's text tokenizer is trained on: every transcript, then every answer."""
+    return [u.text for u in utterances] + [u.answer for u in utterances if u.answer]
+
+
 def load_text_tokenizer(path: str | Path):
     """The tokenizer of a local HF folder (an LLM's folder or one made by `train_text_tokenizer`)."""
     from transformers import AutoTokenizer
