@@ -76,6 +76,8 @@ def test_kaldi_segments_cut_the_recording(tmp_path):
     assert (summary.accepted, summary.rejected) == (2, 1)
     a, b = read_manifest(tmp_path / "out")
     assert (a.offset, a.duration, b.offset, b.duration, b.split) == (0.0, 1.0, 1.0, 1.5, "dev")
+    # a segment starting at 0.0 is still a segment: it reads 1 s, not the 3 s recording
+    assert [len(u.load_audio(tmp_path / "out")[0]) for u in (a, b)] == [SR, int(1.5 * SR)]
     assert "not after its start" in _reasons(tmp_path / "out")["c"]
 
 

@@ -25,8 +25,8 @@ class Candidate:
     audio: Path | None
     text: str | None
     speaker: str
-    offset: float = 0.0
-    duration: float | None = None  # None: to the end of the file
+    offset: float | None = None  # a segment's start; None: the whole file
+    duration: float | None = None  # a segment's length
     labels: dict[str, str] = field(default_factory=dict)
     reason: str | None = None  # already known to be unusable
 
@@ -60,7 +60,7 @@ def kaldi_candidates(folder: Path) -> Iterator[Candidate]:
                 raise OpusLMError(f"{folder / 'segments'}: line for {utt!r} needs 'utt recording start end'")
             segments[utt] = (parts[0], float(parts[1]), float(parts[2]))
     else:
-        segments = {utt: (utt, 0.0, None) for utt in wav_scp}
+        segments = {utt: (utt, None, None) for utt in wav_scp}
     return _kaldi_iter(folder, wav_scp, text, utt2spk, segments)
 
 
@@ -82,7 +82,7 @@ def _kaldi_iter(folder, wav_scp, text, utt2spk, segments) -> Iterator[Candidate]
             candidate.reason = "no transcript in text"
         elif not speaker:
             candidate.reason = "no speaker in utt2spk"
-        elif end is not None and end <= start:
+        elif start is not None and end <= start:
             candidate.reason = f"segment end {end} is not after its start {start}"
         else:
             path = Path(location)
@@ -223,7 +223,7 @@ def _check(candidate: Candidate, split: str, manifest_dir: Path) -> Utterance:
     """Read the candidate's audio; raises AudioError with the reason when it cannot be used."""
     if candidate.reason:
         raise AudioError(candidate.reason)
-    samples, rate = load_audio(candidate.audio, offset=candidate.offset, duration=candidate.duration)
+    samples, rate = load_audio(candidate.audio, offset=candidate.offset or 0.0, duration=candidate.duration)
     try:
         audio = str(candidate.audio.resolve().relative_to(manifest_dir.resolve()))
     except ValueError:

@@ -2,7 +2,8 @@
 
 Every corpus, synthetic or imported, ends up in this form, and everything downstream (tokenization,
 templates, evaluation) reads only this. Audio paths are relative to the manifest's folder unless
-absolute. `offset` selects a segment of a longer recording (Kaldi `segments`).
+absolute. `offset` marks a segment of a longer recording (Kaldi `segments`): the utterance is
+`duration` seconds from `offset` (0.0 included); without it the utterance is the whole file.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class Utterance:
     words: list[list] | None = None  # [[word, start_s, end_s], ...]
     events: list[list] | None = None  # [[label, start_s, end_s], ...] non-speech sounds
     answer: str | None = None  # text answer to a spoken question (STTC)
-    offset: float = 0.0  # seconds into the audio file where this utterance starts
+    offset: float | None = None  # a segment's start in seconds; None: the whole file
 
     def to_json(self) -> str:
-        record = {k: v for k, v in asdict(self).items() if v is not None and not (k == "offset" and v == 0.0)}
+        record = {k: v for k, v in asdict(self).items() if v is not None}
         return json.dumps(record, ensure_ascii=False)
 
     def audio_path(self, manifest_dir: Path) -> Path:
@@ -44,8 +45,9 @@ class Utterance:
         """This utterance's checked mono samples and their rate (see `opuslm.audio.load_audio`)."""
         from opuslm.audio import load_audio
 
-        return load_audio(self.audio_path(manifest_dir), self.offset, self.duration if self.offset else None,
-                          target_rate=target_rate)
+        if self.offset is None:
+            return load_audio(self.audio_path(manifest_dir), target_rate=target_rate)
+        return load_audio(self.audio_path(manifest_dir), self.offset, self.duration, target_rate=target_rate)
 
 
 _REQUIRED = [f.name for f in fields(Utterance) if f.default is MISSING and f.default_factory is MISSING]
