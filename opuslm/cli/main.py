@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from opuslm import __version__
-from opuslm.cli import data, demo, tokenizers
+from opuslm.cli import data, demo, layout, tokenizers
 from opuslm.errors import OpusLMError
 
 # Each module contributes its subcommands through `register(subparsers)` and sets `func` on them.
-COMMAND_MODULES = (data, tokenizers, demo)
+COMMAND_MODULES = (data, tokenizers, layout, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"opuslm: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: not an error; keep Python's exit flush quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("opuslm: interrupted", file=sys.stderr)
         return 130

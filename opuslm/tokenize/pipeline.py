@@ -133,9 +133,9 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
         "num_shards": -(-len(utterances) // shard_size),
         "frame_rate": acoustic.frame_rate,
         "tokenizers": {
-            "text": {"path": str(paths.text), "hash": identity["text"], "vocab_size": len(text)},
-            "semantic": {"path": str(paths.semantic), "hash": identity["semantic"], "vocab_size": semantic.vocab_size},
-            "acoustic": {"path": str(paths.acoustic), "hash": identity["acoustic"], **acoustic.describe()},
+            "text": {"path": str(Path(paths.text).resolve()), "hash": identity["text"], "vocab_size": len(text)},
+            "semantic": {"path": str(Path(paths.semantic).resolve()), "hash": identity["semantic"], "vocab_size": semantic.vocab_size},
+            "acoustic": {"path": str(Path(paths.acoustic).resolve()), "hash": identity["acoustic"], **acoustic.describe()},
         },
     }
     info_path = out / "tokens.json"

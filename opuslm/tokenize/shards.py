@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from opuslm.errors import OpusLMError
+from opuslm.tokenize.identity import folder_hash
 
 SHARD_PREFIX = "shard-"
 
@@ -113,11 +114,28 @@ class TokenShards:
     def __len__(self) -> int:
         return len(self._shard_of)
 
-    def __getitem__(self, i: int) -> TokenizedUtterance:
+    def tokenizer_path(self, name: str, override: str | Path | None = None) -> Path:
+        """The folder of tokenizer `name` ("text", "semantic", "acoustic") these shards were made with:
+        `override` when given, else the recorded path; refused when its content hash differs."""
+        recorded = self.info["tokenizers"][name]
+        path = Path(override) if override is not None else Path(recorded["path"])
+        if not path.exists():
+            raise OpusLMError(f"the {name} tokenizer of {self.folder} is not at {path}; pass its folder explicitly")
+        check_identity(self.info["tokenizers"], {name: folder_hash(path)}, str(self.folder))
+        return path
+
+    def _locate(self, i: int) -> tuple[_Shard, int]:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
-        shard = self._shards[self._shard_of[i]]
-        local = int(self._local[i])
+        return self._shards[self._shard_of[i]], int(self._local[i])
+
+    def meta(self, i: int) -> dict:
+        """The utterance's metadata alone (id, text, speaker, labels, ...), without reading tokens."""
+        shard, local = self._locate(i)
+        return shard.meta(local)
+
+    def __getitem__(self, i: int) -> TokenizedUtterance:
+        shard, local = self._locate(i)
         text_start, text_len, frame_start, frames = (int(v) for v in shard.index[local])
         return TokenizedUtterance(
             text_ids=np.asarray(shard.array("text")[text_start: text_start + text_len], dtype=np.int64),

@@ -1,0 +1,338 @@
+"""Task templates: one tokenized example becomes multi-stream frames `[N streams, T]` and a loss mask.
+
+A frame holds one joint id per stream. Audio frames put the semantic id in stream 0 and codebook k
+in stream k+1; text, special, task and marker tokens go in stream 0 with pad in the other streams.
+A template is a list of segments, each opened by a modality marker; every segment is followed by
+max(delays) all-pad frames, so after the delay interleave no stream of one segment spills into the
+frames of the next. The layouts (OpusLM's, extended with OSUM's tasks and instructions):
+
+    text_lm     text <eos>                                     (exactly the LLM's own sequence)
+    asr         <sos> <task:asr> [<text_start> instruction pad*] <audio_start> audio pad*
+                <text_start> TEXT <eos> pad*
+    tts         <sos> <task:tts> <text_start> text pad* [<spk_start> prompt audio pad*]
+                <audio_start> AUDIO <eos> pad*
+    audio_lm    <sos> <task:audio_lm> <audio_start> AUDIO <eos> pad*
+    OSUM tasks  <sos> <task:X> <text_start> instruction pad* <audio_start> audio pad*
+                <text_start> TARGET <eos> pad*
+
+Capitals mark the targets (the cells a `loss_region="target"` mask keeps). OSUM targets (plain text,
+see `opuslm.vocab` for why): ASR + X = `transcript<label>` (several labels in the task's key
+order), label-only = `<label>`, SRWT = `<0.00>word<0.34>` per word, STTC = `transcript<answer>answer`.
+Instructions are paraphrases chosen by the caller's random generator, so a user can ask in words.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opuslm.errors import OpusLMError
+from opuslm.tokenize.shards import TokenizedUtterance
+from opuslm.vocab import PAD_ID, TASKS, JointVocab
+
+ANSWER_MARKER = "<answer>"
+LOSS_REGIONS = ("whole", "target")
+
+
+class TemplateError(OpusLMError):
+    """An example cannot be used for a task (a label or timestamps missing); the loader skips it with
+    this reason and counts it."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What an understanding task asks for. `target`: how the answer is written (see TARGET_WRITERS)."""
+
+    name: str
+    target: str
+    label_keys: tuple[str, ...] = ()
+    instructions: tuple[str, ...] = ()
+
+
+_TAG_KEYS = ("event", "emotion", "style", "age", "gender")
+_X = {"ved": ("event", "vocal event"), "ser": ("emotion", "emotion"), "ssr": ("style", "speaking style"),
+      "sgc": ("gender", "gender"), "sap": ("age", "age group")}
+
+
+def _osum_specs() -> dict[str, TaskSpec]:
+    specs = {
+        "asr": TaskSpec("asr", "transcript", (), (
+            "Transcribe the audio.", "Write down exactly what is said.",
+            "What does the speaker say? Give the words only.", "Please transcribe this recording.")),
+        "srwt": TaskSpec("srwt", "timestamps", (), (
+            "Transcribe the audio with the start and end time of every word.",
+            "Write down what is said and when each word begins and ends, in seconds.",
+            "Give a word-level time-aligned transcript.")),
+        "sttc": TaskSpec("sttc", "transcript+answer", (), (
+            "Transcribe the question, then answer it.", "Write down what is asked and reply to it.",
+            "What is the speaker asking? Repeat it and give the answer.")),
+        "sttc_answer": TaskSpec("sttc_answer", "answer", (), (
+            "Answer the spoken question.", "Reply to what the speaker asks.", "What is the answer to this question?")),
+        "tags": TaskSpec("tags", "transcript+labels", _TAG_KEYS, (
+            "Transcribe the audio, then tag its event, emotion, style, age and gender.",
+            "Write down what is said and describe the speaker and the sounds.")),
+        "tags_label": TaskSpec("tags_label", "labels", _TAG_KEYS, (
+            "Tag the vocal event, emotion, speaking style, age and gender.",
+            "Describe the sounds and the speaker in tags.")),
+    }
+    for task, (key, words) in _X.items():
+        specs[task] = TaskSpec(task, "transcript+labels", (key,), (
+            f"Transcribe the audio, then name the {words}.", f"Write down what is said and tag the {words}.",
+            f"What is said, and what is the {words}?"))
+        specs[f"{task}_label"] = TaskSpec(f"{task}_label", "labels", (key,), (
+            f"What is the {words} in this recording?", f"Name the {words}.", f"Tag the {words} of this audio."))
+    return specs
+
+
+UNDERSTANDING_TASKS = _osum_specs()
+
+
+# ---------------------------------------------------------------- target text
+def label_tags(meta: dict, keys: tuple[str, ...]) -> str:
+    """`<label>` per key, in key order, lowercase and without spaces between them; a key whose value
+    is a list (several events) gives several tags in the list's order."""
+    labels = meta.get("labels") or {}
+    out = []
+    for key in keys:
+        if key not in labels:
+            raise TemplateError(f"utterance {meta.get('id')} has no {key!r} label")
+        values = labels[key] if isinstance(labels[key], list) else [labels[key]]
+        for value in values:
+            value = str(value).strip().lower()
+            if not value or "<" in value or ">" in value:
+                raise TemplateError(f"utterance {meta.get('id')} has an unusable {key!r} label {value!r}")
+            out.append(f"<{value}>")
+    return "".join(out)
+
+
+def word_timestamps(meta: dict) -> str:
+    """SRWT: `<start>word<end>` per word, seconds with two decimals."""
+    words = meta.get("words")
+    if not words:
+        raise TemplateError(f"utterance {meta.get('id')} has no word timestamps")
+    return "".join(f"<{float(start):.2f}>{word}<{float(end):.2f}>" for word, start, end in words)
+
+
+def _answer(meta: dict) -> str:
+    if not meta.get("answer"):
+        raise TemplateError(f"utterance {meta.get('id')} is not a question with an answer")
+    return str(meta["answer"])
+
+
+TARGET_WRITERS = {
+    "transcript": lambda meta, spec: meta["text"],
+    "transcript+labels": lambda meta, spec: meta["text"] + label_tags(meta, spec.label_keys),
+    "labels": lambda meta, spec: label_tags(meta, spec.label_keys),
+    "timestamps": lambda meta, spec: word_timestamps(meta),
+    "transcript+answer": lambda meta, spec: meta["text"] + ANSWER_MARKER + _answer(meta),
+    "answer": lambda meta, spec: _answer(meta),
+}
+
+
+# ---------------------------------------------------------------- frames
+@dataclass(frozen=True)
+class Segment:
+    kind: str  # "text" | "audio" | "prompt_audio"
+    start: int  # first frame, the marker's
+    end: int  # one past the last content frame; the pad trailer follows
+
+
+@dataclass
+class Frames:
+    """One example's frames before the delay interleave.
+
+    tokens: `[N, T]` joint ids; target: `[N, T]` True on the real (non-pad) cells of the targets;
+    target_start: the first target frame, where generation takes over from the prompt.
+    """
+
+    task: str
+    tokens: np.ndarray
+    target: np.ndarray
+    target_start: int
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return self.tokens.shape[1]
+
+    def loss_mask(self, region: str = "target") -> np.ndarray:
+        """Cells that carry loss: the non-pad cells of the whole sequence, or of the targets only."""
+        if region not in LOSS_REGIONS:
+            raise OpusLMError(f"loss_region must be one of {LOSS_REGIONS}, got {region!r}")
+        return self.target if region == "target" else self.tokens != PAD_ID
+
+
+class _FrameWriter:
+    """Appends frames column by column, segment by segment; `end` adds the all-pad trailer."""
+
+    def __init__(self, vocab: JointVocab, trailer: int):
+        self.vocab, self.trailer = vocab, trailer
+        self.columns: list[np.ndarray] = []
+        self.targets: list[bool] = []
+        self.segments: list[Segment] = []
+        self._open: tuple[str, int] | None = None
+
+    def begin(self, kind: str) -> None:
+        self._open = (kind, len(self.columns))
+
+    def end(self) -> None:
+        kind, start = self._open
+        self.segments.append(Segment(kind, start, len(self.columns)))
+        self.tokens([PAD_ID] * self.trailer)
+        self._open = None
+
+    def specials(self, *names: str, target: bool = False) -> None:
+        self.tokens([self.vocab.special(name) for name in names], target)
+
+    def tokens(self, ids, target: bool = False) -> None:
+        """Joint ids into stream 0, pad in the other streams."""
+        for i in np.asarray(ids, dtype=np.int64).ravel():
+            column = np.full(self.vocab.num_streams, PAD_ID, np.int64)
+            column[0] = i
+            self.columns.append(column)
+            self.targets.append(target)
+
+    def audio(self, semantic, codes, target: bool = False) -> None:
+        if codes.shape[1] != len(semantic):
+            raise TemplateError(f"{len(semantic)} semantic frames beside {codes.shape[1]} codec frames")
+        frames = np.concatenate([self.vocab.semantic(semantic)[None], self.vocab.codes(codes)], 0)
+        self.columns.extend(frames.T)
+        self.targets.extend([target] * frames.shape[1])
+
+    def frames(self, task: str) -> Frames:
+        tokens = np.stack(self.columns, 1) if self.columns else np.zeros((self.vocab.num_streams, 0), np.int64)
+        target = np.array(self.targets, bool)[None, :] & (tokens != PAD_ID)
+        target_start = self.targets.index(True) if True in self.targets else len(self.targets)
+        return Frames(task, tokens, target, target_start, self.segments)
+
+
+class TemplateBuilder:
+    """Builds every task's frames for one vocabulary, text tokenizer and delay pattern.
+
+    `text_tokenizer`: the HF tokenizer whose ids fill the text range; `max_delay`: max(delays), the
+    trailer after each segment; `prompt_frames`: the length of a TTS speaker prompt.
+    """
+
+    def __init__(self, vocab: JointVocab, text_tokenizer, max_delay: int, prompt_frames: int = 75):
+        if len(text_tokenizer) != vocab.text_size:
+            raise OpusLMError(f"the text tokenizer has {len(text_tokenizer)} tokens but the joint vocabulary's "
+                              f"text range has {vocab.text_size}; use the tokenizer the data was built with")
+        self.vocab, self.tokenizer = vocab, text_tokenizer
+        self.max_delay, self.prompt_frames = max_delay, prompt_frames
+
+    def encode_text(self, text: str) -> np.ndarray:
+        return self.vocab.text(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def build(self, task: str, example: TokenizedUtterance | str, rng: random.Random | None = None,
+              instruct: bool = False, speaker_prompt: TokenizedUtterance | None = None,
+              instruction: str | None = None) -> Frames:
+        """`example` is a string for text_lm, a TokenizedUtterance otherwise. `instruct`: put an
+        instruction before the audio (always for OSUM tasks; for ASR when asked); `instruction`: its
+        words, else a paraphrase drawn from `rng`. `speaker_prompt`: another utterance of the same
+        speaker, for TTS."""
+        if task not in TASKS:
+            raise OpusLMError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        rng = rng or random.Random(0)
+        if task == "text_lm":
+            return self.text_lm(example)
+        if isinstance(example, str):
+            raise OpusLMError(f"task {task} needs a tokenized utterance, got text")
+        if task == "tts":
+            return self.tts(example, speaker_prompt, rng)
+        if task == "audio_lm":
+            return self.audio_lm(example)
+        if task == "asr" and not (instruct or instruction):
+            return self.asr(example)
+        return self.understanding(task, example, rng, instruction)
+
+    def text_lm(self, text: str) -> Frames:
+        """Exactly what the LLM trains on: its own tokenization (with its own specials) and its eos."""
+        ids = list(self.tokenizer(text)["input_ids"])
+        eos = self.tokenizer.eos_token_id
+        if eos is not None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        writer = _FrameWriter(self.vocab, self.max_delay)
+        writer.tokens(self.vocab.text(ids), target=True)
+        return writer.frames("text_lm")
+
+    def asr(self, example: TokenizedUtterance) -> Frames:
+        writer = _FrameWriter(self.vocab, self.max_delay)
+        writer.begin("audio")
+        writer.specials("<sos>", "<task:asr>", "<audio_start>")
+        writer.audio(example.semantic, example.codes)
+        writer.end()
+        self._text_target(writer, self.vocab.text(example.text_ids))
+        return writer.frames("asr")
+
+    def tts(self, example: TokenizedUtterance, speaker_prompt: TokenizedUtterance | None, rng: random.Random) -> Frames:
+        writer = _FrameWriter(self.vocab, self.max_delay)
+        writer.begin("text")
+        writer.specials("<sos>", "<task:tts>", "<text_start>")
+        writer.tokens(self.vocab.text(example.text_ids))
+        writer.end()
+        if speaker_prompt is not None:
+            frames = len(speaker_prompt.semantic)
+            length = min(self.prompt_frames, frames)
+            start = rng.randrange(frames - length + 1)
+            writer.begin("prompt_audio")
+            writer.specials("<spk_start>")
+            writer.audio(speaker_prompt.semantic[start:start + length], speaker_prompt.codes[:, start:start + length])
+            writer.end()
+        writer.begin("audio")
+        writer.specials("<audio_start>")
+        writer.audio(example.semantic, example.codes, target=True)
+        writer.specials("<eos>", target=True)
+        writer.end()
+        return writer.frames("tts")
+
+    def audio_lm(self, example: TokenizedUtterance) -> Frames:
+        writer = _FrameWriter(self.vocab, self.max_delay)
+        writer.begin("audio")
+        writer.specials("<sos>", "<task:audio_lm>", "<audio_start>")
+        writer.audio(example.semantic, example.codes, target=True)
+        writer.specials("<eos>", target=True)
+        writer.end()
+        return writer.frames("audio_lm")
+
+    def understanding(self, task: str, example: TokenizedUtterance, rng: random.Random,
+                      instruction: str | None = None) -> Frames:
+        """An OSUM task: instruction, audio, then the task's target text."""
+        spec = UNDERSTANDING_TASKS.get(task)
+        if spec is None:
+            raise OpusLMError(f"{task} is not an understanding task; those are: {', '.join(UNDERSTANDING_TASKS)}")
+        target = TARGET_WRITERS[spec.target](example.meta, spec)
+        writer = _FrameWriter(self.vocab, self.max_delay)
+        writer.begin("text")
+        writer.specials("<sos>", f"<task:{task}>", "<text_start>")
+        writer.tokens(self.encode_text(instruction or rng.choice(spec.instructions)))
+        writer.end()
+        writer.begin("audio")
+        writer.specials("<audio_start>")
+        writer.audio(example.semantic, example.codes)
+        writer.end()
+        self._text_target(writer, self.encode_text(target))
+        return writer.frames(task)
+
+    def _text_target(self, writer: _FrameWriter, ids: np.ndarray) -> None:
+        writer.begin("text")
+        writer.specials("<text_start>")
+        writer.tokens(ids, target=True)
+        writer.specials("<eos>", target=True)
+        writer.end()
+
+
+class SpeakerPrompts:
+    """Chooses the TTS speaker prompt of an utterance: another utterance of the same speaker."""
+
+    def __init__(self, speakers: list[str]):
+        self._speakers = list(speakers)
+        self._by_speaker: dict[str, list[int]] = {}
+        for index, speaker in enumerate(self._speakers):
+            self._by_speaker.setdefault(speaker, []).append(index)
+
+    def choose(self, index: int, rng: random.Random) -> int | None:
+        """Another utterance of `index`'s speaker, or None when the speaker has only this one."""
+        others = [i for i in self._by_speaker[self._speakers[index]] if i != index]
+        return rng.choice(others) if others else None
