@@ -40,3 +40,32 @@ def _tiny_codec_config():
 
 
 TINY_CODEC = _tiny_codec_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(small_corpus, tiny_tokenizers, tmp_path_factory) -> Path:
+    """Token shards of the first 24 utterances of the small corpus (shards of 10)."""
+    from opuslm.data.manifest import read_manifest, write_manifest
+    from opuslm.tokenize.pipeline import tokenize_corpus
+
+    subset = small_corpus / "first24.jsonl"  # beside the corpus: its audio paths are relative to it
+    write_manifest(subset, read_manifest(small_corpus)[:24])
+    out = tmp_path_factory.mktemp("shards") / "tokens"
+    tokenize_corpus(subset, out, tiny_tokenizers, shard_size=10, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    """A character-level HF tokenizer over printable ASCII: ids are fixed by construction, so golden
+    tests do not depend on how a BPE happens to merge."""
+    import string
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    symbols = ["<|eos|>", "<unk>"] + [c for c in string.printable if c.isprintable()]
+    model = Tokenizer(models.WordLevel({s: i for i, s in enumerate(symbols)}, unk_token="<unk>"))
+    model.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    model.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=model, eos_token="<|eos|>", unk_token="<unk>")

@@ -57,10 +57,19 @@ def _tokenize(args) -> str:
     return f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']} -> {args.out / 'tokens'}"
 
 
+def _joint_vocab(args) -> str:
+    from opuslm.vocab import JointVocab
+
+    vocab = JointVocab.from_tokens(args.out / "tokens")
+    path = vocab.save(args.out / "vocab.json")
+    return f"{vocab.size} ids ({vocab.summary()}), hash {vocab.hash} -> {path}; see `opuslm vocab show --vocab {path}`"
+
+
 STEPS = (
     ("synthesise the eSpeak corpus", _synthesise_corpus),
     ("train the text, semantic and acoustic tokenizers", _train_tokenizers),
     ("tokenize the corpus into shards", _tokenize),
+    ("lay out the joint vocabulary", _joint_vocab),
 )
 
 
