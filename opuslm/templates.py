@@ -227,46 +227,48 @@ class TemplateBuilder:
 
     def build(self, task: str, example: TokenizedUtterance | str, rng: random.Random | None = None,
               instruct: bool = False, speaker_prompt: TokenizedUtterance | None = None,
-              instruction: str | None = None) -> Frames:
+              instruction: str | None = None, prompt_only: bool = False) -> Frames:
         """`example` is a string for text_lm, a TokenizedUtterance otherwise. `instruct`: put an
         instruction before the audio (always for OSUM tasks; for ASR when asked); `instruction`: its
         words, else a paraphrase drawn from `rng`. `speaker_prompt`: another utterance of the same
-        speaker, for TTS."""
+        speaker, for TTS. `prompt_only`: stop where the target begins (what generation continues;
+        for text_lm and audio_lm the example itself is the prompt, without its end)."""
         if task not in TASKS:
             raise OpusLMError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
         rng = rng or random.Random(0)
         if task == "text_lm":
-            return self.text_lm(example)
+            return self.text_lm(example, prompt_only)
         if isinstance(example, str):
             raise OpusLMError(f"task {task} needs a tokenized utterance, got text")
         if task == "tts":
-            return self.tts(example, speaker_prompt, rng)
+            return self.tts(example, speaker_prompt, rng, prompt_only)
         if task == "audio_lm":
-            return self.audio_lm(example)
+            return self.audio_lm(example, prompt_only)
         if task == "asr" and not (instruct or instruction):
-            return self.asr(example)
-        return self.understanding(task, example, rng, instruction)
+            return self.asr(example, prompt_only)
+        return self.understanding(task, example, rng, instruction, prompt_only)
 
-    def text_lm(self, text: str) -> Frames:
+    def text_lm(self, text: str, prompt_only: bool = False) -> Frames:
         """Exactly what the LLM trains on: its own tokenization (with its own specials) and its eos."""
         ids = list(self.tokenizer(text)["input_ids"])
         eos = self.tokenizer.eos_token_id
-        if eos is not None and (not ids or ids[-1] != eos):
+        if eos is not None and (not ids or ids[-1] != eos) and not prompt_only:
             ids.append(eos)
         writer = _FrameWriter(self.vocab, self.max_delay)
         writer.tokens(self.vocab.text(ids), target=True)
         return writer.frames("text_lm")
 
-    def asr(self, example: TokenizedUtterance) -> Frames:
+    def asr(self, example: TokenizedUtterance, prompt_only: bool = False) -> Frames:
         writer = _FrameWriter(self.vocab, self.max_delay)
         writer.begin("audio")
         writer.specials("<sos>", "<task:asr>", "<audio_start>")
         writer.audio(example.semantic, example.codes)
         writer.end()
-        self._text_target(writer, self.vocab.text(example.text_ids))
+        self._text_target(writer, None if prompt_only else self.vocab.text(example.text_ids))
         return writer.frames("asr")
 
-    def tts(self, example: TokenizedUtterance, speaker_prompt: TokenizedUtterance | None, rng: random.Random) -> Frames:
+    def tts(self, example: TokenizedUtterance, speaker_prompt: TokenizedUtterance | None, rng: random.Random,
+            prompt_only: bool = False) -> Frames:
         writer = _FrameWriter(self.vocab, self.max_delay)
         writer.begin("text")
         writer.specials("<sos>", "<task:tts>", "<text_start>")
@@ -282,27 +284,29 @@ class TemplateBuilder:
             writer.end()
         writer.begin("audio")
         writer.specials("<audio_start>")
-        writer.audio(example.semantic, example.codes, target=True)
-        writer.specials("<eos>", target=True)
-        writer.end()
+        if not prompt_only:
+            writer.audio(example.semantic, example.codes, target=True)
+            writer.specials("<eos>", target=True)
+            writer.end()
         return writer.frames("tts")
 
-    def audio_lm(self, example: TokenizedUtterance) -> Frames:
+    def audio_lm(self, example: TokenizedUtterance, prompt_only: bool = False) -> Frames:
         writer = _FrameWriter(self.vocab, self.max_delay)
         writer.begin("audio")
         writer.specials("<sos>", "<task:audio_lm>", "<audio_start>")
-        writer.audio(example.semantic, example.codes, target=True)
-        writer.specials("<eos>", target=True)
-        writer.end()
+        writer.audio(example.semantic, example.codes, target=not prompt_only)
+        if not prompt_only:
+            writer.specials("<eos>", target=True)
+            writer.end()
         return writer.frames("audio_lm")
 
     def understanding(self, task: str, example: TokenizedUtterance, rng: random.Random,
-                      instruction: str | None = None) -> Frames:
+                      instruction: str | None = None, prompt_only: bool = False) -> Frames:
         """An OSUM task: instruction, audio, then the task's target text."""
         spec = UNDERSTANDING_TASKS.get(task)
         if spec is None:
             raise OpusLMError(f"{task} is not an understanding task; those are: {', '.join(UNDERSTANDING_TASKS)}")
-        target = TARGET_WRITERS[spec.target](example.meta, spec)
+        target = None if prompt_only else self.encode_text(TARGET_WRITERS[spec.target](example.meta, spec))
         writer = _FrameWriter(self.vocab, self.max_delay)
         writer.begin("text")
         writer.specials("<sos>", f"<task:{task}>", "<text_start>")
@@ -312,12 +316,15 @@ class TemplateBuilder:
         writer.specials("<audio_start>")
         writer.audio(example.semantic, example.codes)
         writer.end()
-        self._text_target(writer, self.encode_text(target))
+        self._text_target(writer, target)
         return writer.frames(task)
 
-    def _text_target(self, writer: _FrameWriter, ids: np.ndarray) -> None:
+    def _text_target(self, writer: _FrameWriter, ids: np.ndarray | None) -> None:
+        """`<text_start> ids <eos>`; with ids None, only the marker: the prompt for generating them."""
         writer.begin("text")
         writer.specials("<text_start>")
+        if ids is None:
+            return
         writer.tokens(ids, target=True)
         writer.specials("<eos>", target=True)
         writer.end()

@@ -42,7 +42,7 @@ def test_shards_hold_exactly_what_the_tokenizers_give(corpus_with_broken_audio, 
     assert "NaN" in reasons["nan-audio"] and "not found" in reasons["gone"]
     data = TokenShards(tmp_path / "tok", expect=tiny_tokenizers.identity())
     assert len(data) == 23
-    direct = pipeline._Tokenizers(tiny_tokenizers)
+    direct = pipeline.SpeechTokenizers(tiny_tokenizers)
     manifest = [u for u in read_manifest(corpus_with_broken_audio) if u.id not in reasons]
     for i in (0, 7, 22, -1):
         u = manifest[i]

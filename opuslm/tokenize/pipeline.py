@@ -52,7 +52,7 @@ class TokenizerPaths:
         return {name: folder_hash(getattr(self, name)) for name in ("text", "semantic", "acoustic")}
 
 
-class _Tokenizers:
+class SpeechTokenizers:
     """The three tokenizers, loaded once per process."""
 
     def __init__(self, paths: TokenizerPaths):
@@ -63,6 +63,20 @@ class _Tokenizers:
         self.text = load_text_tokenizer(paths.text)
         self.semantic = SemanticTokenizer.load(paths.semantic)
         self.acoustic = load_acoustic_tokenizer(paths.acoustic)
+
+    def encode_audio(self, wavs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray] | AudioError]:
+        """Waveforms at the codec's rate -> (semantic ids `[T]`, codes `[Q, T]`) on the codec's frames,
+        or the AudioError saying why one cannot be tokenized."""
+        out = []
+        for wav, codes in zip(wavs, self.acoustic.encode_batch(wavs, self.acoustic.sample_rate)):
+            try:
+                semantic = align_to_frames(self.semantic.encode(wav, self.acoustic.sample_rate),
+                                           self.semantic.frame_rate, self.acoustic.frame_rate, codes.shape[1])
+            except AudioError as error:
+                out.append(error)
+                continue
+            out.append((semantic, codes))
+        return out
 
     def tokenize(self, utterances: list[Utterance], manifest_dir: Path, batch_size: int):
         items, rejects = [], []
@@ -76,17 +90,14 @@ class _Tokenizers:
                     continue
                 batch.append(u)
                 wavs.append(wav)
-            for u, wav, codes in zip(batch, wavs, self.acoustic.encode_batch(wavs, self.acoustic.sample_rate)):
-                try:
-                    semantic = align_to_frames(self.semantic.encode(wav, self.acoustic.sample_rate),
-                                               self.semantic.frame_rate, self.acoustic.frame_rate, codes.shape[1])
-                except AudioError as error:
-                    rejects.append({"id": u.id, "reason": str(error)})
+            for u, encoded in zip(batch, self.encode_audio(wavs)):
+                if isinstance(encoded, AudioError):
+                    rejects.append({"id": u.id, "reason": str(encoded)})
                     continue
                 meta = {"id": u.id, "text": u.text, "speaker": u.speaker, "split": u.split, "duration": u.duration,
                         "labels": u.labels, "words": u.words, "events": u.events, "answer": u.answer}
                 text_ids = np.asarray(self.text(u.text, add_special_tokens=False)["input_ids"], dtype=np.int64)
-                items.append(TokenizedUtterance(text_ids, semantic, codes, meta))
+                items.append(TokenizedUtterance(text_ids, *encoded, meta))
         return items, rejects
 
 
@@ -99,7 +110,7 @@ def _init_worker(paths: TokenizerPaths, threads: int | None) -> None:
 
     if threads:
         torch.set_num_threads(threads)
-    _WORKER["tokenizers"] = _Tokenizers(paths)
+    _WORKER["tokenizers"] = SpeechTokenizers(paths)
 
 
 def _run_shard(job) -> tuple[int, int, int]:

@@ -1,0 +1,185 @@
+"""Batched multi-stream decoding with a KV cache: one delayed frame (every stream) per model step.
+
+Where a token id is *decoded* back into frames. The decoder works in the delayed space the model was
+trained in. Step s holds, in stream n, undelayed frame t = s - delays[n]; so at each step every
+stream is either
+
+- *forced*: t is still inside the prompt (the ramp: the lagging streams replay the prompt's last
+  frames, usually pad), before the start, or at/after the end frame (after end-of-sequence the
+  lagging streams finish their frames, then pad); or
+- *chosen* from the model: stream 0 over the ids the target allows (text range or semantic range,
+  plus the stop id), stream k >= 1 over its codebook's slice; pad is never chosen.
+
+Text is greedy; audio is sampled with temperature, top-k and top-p from a seeded generator (or
+greedy too). Prompts of different lengths are left-padded with an attention mask and explicit
+positions, so a batch returns what single generations return (greedy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from opuslm.errors import OpusLMError
+from opuslm.vocab import PAD_ID
+
+TARGET_KINDS = ("text", "audio")
+
+
+@dataclass
+class Prompt:
+    """Undelayed prompt frames `[N, P]` (a template cut at its target), what the target is, the id
+    that ends it, and the most frames to generate."""
+
+    frames: np.ndarray
+    target: str
+    stop_id: int
+    max_frames: int
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.8  # OpusLM's audio defaults
+    top_k: int = 30
+    top_p: float = 1.0
+    greedy_audio: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Generated:
+    frames: np.ndarray  # undelayed generated frames `[N, T]`, the stop frame excluded
+    stopped: bool  # the stop id was produced (False: max_frames reached)
+
+
+def _sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
+    """One id per row of `logits` `[B, V]` (-inf where not allowed)."""
+    if sampling.greedy_audio or sampling.temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits.float() / sampling.temperature
+    if 0 < sampling.top_k < logits.shape[-1]:
+        kth = logits.topk(sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        ordered, order = logits.sort(-1, descending=True)
+        outside = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1) > sampling.top_p
+        logits = logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+class _Sequence:
+    """One prompt's progress in undelayed frames; decides each stream's next cell."""
+
+    def __init__(self, prompt: Prompt, num_streams: int):
+        self.prompt = prompt
+        self.frames = [prompt.frames[:, t].copy() for t in range(prompt.frames.shape[1])]
+        self.prompt_length = len(self.frames)
+        self.end: int | None = None  # the stop frame's index, once known
+        self.stopped = False
+        self.num_streams = num_streams
+
+    def cell(self, stream: int, t: int) -> int | None:
+        """The forced id of stream `stream` at frame t, or None when the model chooses it."""
+        if t < 0:
+            return PAD_ID
+        if t < self.prompt_length:
+            return int(self.prompt.frames[stream, t])
+        if self.end is not None and t >= self.end:
+            return PAD_ID if (t > self.end or stream > 0) else self.prompt.stop_id
+        if stream > 0 and self.prompt.target == "text":
+            return PAD_ID
+        return None
+
+    def put(self, stream: int, t: int, value: int) -> None:
+        if t < self.prompt_length or t < 0:
+            return
+        while len(self.frames) <= t:
+            self.frames.append(np.full(self.num_streams, PAD_ID, np.int64))
+        self.frames[t][stream] = value
+        if stream == 0 and self.end is None:
+            if value == self.prompt.stop_id:
+                self.end, self.stopped = t, True
+            elif t + 1 - self.prompt_length >= self.prompt.max_frames:
+                self.end = t + 1  # the next frame is forced to stop
+
+    def finished(self, step: int, d0: int, max_delay: int) -> bool:
+        """Every stream is past the stop frame: stream 0 wrote it, the lagging ones their last frames."""
+        return self.end is not None and step > self.end + d0 and step >= self.end + max_delay
+
+    def result(self) -> Generated:
+        end = self.end if self.end is not None else len(self.frames)
+        generated = np.stack(self.frames[self.prompt_length:end], 1) if end > self.prompt_length \
+            else np.zeros((self.num_streams, 0), np.int64)
+        return Generated(generated, self.stopped)
+
+
+@torch.no_grad()
+def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, progress: bool = False) -> list[Generated]:
+    """Continue every prompt until its stop id (and the lagging streams' last frames) or max_frames."""
+    from tqdm import tqdm
+
+    if not prompts:
+        return []
+    sampling = sampling or Sampling()
+    vocab, delays = model.vocab, model.delays
+    num_streams, d0, max_delay = vocab.num_streams, delays[0], max(delays)
+    device = next(model.parameters()).device
+    for p in prompts:
+        if p.target not in TARGET_KINDS:
+            raise OpusLMError(f"prompt target must be one of {TARGET_KINDS}, got {p.target!r}")
+        if p.frames.shape[0] != num_streams or p.frames.shape[1] == 0:
+            raise OpusLMError(f"a prompt needs [{num_streams} streams, >= 1 frame], got {p.frames.shape}")
+    sequences = [_Sequence(p, num_streams) for p in prompts]
+    allowed = {kind: torch.full((vocab.size,), float("-inf"), device=device) for kind in TARGET_KINDS}
+    allowed["text"][vocab.text_offset:] = 0
+    allowed["audio"][vocab.semantic_offset:vocab.codebook_offset(0)] = 0
+    stop_allowed = torch.stack([allowed[p.target].clone().index_fill_(0, torch.tensor([p.stop_id], device=device), 0)
+                                for p in prompts])
+    generator = torch.Generator(device=device).manual_seed(sampling.seed)
+
+    # delayed prompt columns [0, P + d0) are fully known; left-pad to a common length
+    known = [len(s.frames) + d0 for s in sequences]
+    length = max(known)
+    columns = torch.full((len(prompts), num_streams, length), PAD_ID, dtype=torch.long)
+    mask = torch.zeros(len(prompts), length, dtype=torch.long)
+    for b, seq in enumerate(sequences):
+        for s in range(known[b]):
+            columns[b, :, length - known[b] + s] = torch.tensor([seq.cell(n, s - delays[n]) for n in range(num_streams)])
+        mask[b, length - known[b]:] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(columns.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)
+    steps = list(known)  # the delayed step each sequence produces next
+    is_text = torch.tensor([p.target == "text" for p in prompts], device=device)
+    bar = tqdm(total=max(p.max_frames for p in prompts) + max_delay, desc="generating", unit="frame",
+               disable=not progress)
+    while True:
+        hidden = out.last_hidden_state[:, -1]
+        column = torch.full((len(prompts), num_streams), PAD_ID, dtype=torch.long)
+        for n in range(num_streams):  # stream 0 first: its stop decides the other streams' cells
+            logits = model.stream_logits(hidden, n).float()
+            if n == 0:
+                logits = logits + stop_allowed
+                choice = logits.argmax(-1)
+                if not is_text.all():
+                    choice = torch.where(is_text, choice, _sample(logits, sampling, generator))
+            else:
+                choice = _sample(logits, sampling, generator) + vocab.stream_range(n)[0]
+            choice = choice.cpu()
+            for b, seq in enumerate(sequences):
+                t = steps[b] - delays[n]
+                forced = seq.cell(n, t)
+                column[b, n] = int(choice[b]) if forced is None else forced
+                seq.put(n, t, int(column[b, n]))
+        steps = [s + 1 for s in steps]
+        bar.update(1)
+        if all(seq.finished(steps[b], d0, max_delay) for b, seq in enumerate(sequences)):
+            break
+        mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=torch.long)], 1)
+        positions = positions[:, -1:] + 1
+        out = model(column[:, :, None].to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                    past_key_values=out.past_key_values, use_cache=True)
+    bar.close()
+    return [seq.result() for seq in sequences]

@@ -1,0 +1,119 @@
+"""The Python API behind `opuslm generate`: a trained model folder and its tokenizers, with one verb per
+kind of generation. Each verb takes a batch and returns one result per input.
+
+    lm = SpeechLM.load("runs/demo/model")
+    lm.transcribe([(wav, 16000)])                       # -> ["what is nine plus eight"]
+    lm.synthesize(["hello there"], [(prompt_wav, 16000)])  # -> [waveform at the codec's rate]
+    lm.understand("ser", [(wav, 16000)])                # -> ["what is nine plus eight<happy>"]
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+from opuslm.audio import AudioError, resample
+from opuslm.errors import OpusLMError
+from opuslm.infer.decode import Generated, Prompt, Sampling, generate
+from opuslm.templates import UNDERSTANDING_TASKS, TemplateBuilder
+from opuslm.tokenize.shards import TokenizedUtterance
+from opuslm.vocab import JointVocab
+
+Audio = tuple[np.ndarray, int]  # waveform, sample rate
+
+
+class SpeechLM:
+    def __init__(self, model, tokenizers, sampling: Sampling | None = None, prompt_seconds: float = 3.0):
+        self.model, self.tokenizers = model, tokenizers
+        self.sampling = sampling or Sampling()
+        vocab: JointVocab = model.vocab
+        data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
+                                tokenizers.acoustic.codebook_size, len(tokenizers.text))
+        vocab.require_same(data_vocab, "these tokenizers")
+        self.vocab = vocab
+        self.frame_rate = tokenizers.acoustic.frame_rate
+        self.builder = TemplateBuilder(vocab, tokenizers.text, max(model.delays),
+                                       prompt_frames=round(prompt_seconds * self.frame_rate))
+
+    @classmethod
+    def load(cls, folder: str | Path, codec: str | Path | None = None, device: str = "cpu",
+             sampling: Sampling | None = None) -> SpeechLM:
+        from opuslm.model.multistream import OpusLM, model_tokenizers
+        from opuslm.tokenize.pipeline import SpeechTokenizers
+
+        tokenizers = SpeechTokenizers(model_tokenizers(folder, codec))
+        model = OpusLM.from_pretrained(folder).to(device).eval()
+        return cls(model, tokenizers, sampling)
+
+    # ---- inputs ----
+    def tokenize_audio(self, audio: Audio, text: str = "") -> TokenizedUtterance:
+        wav, rate = audio
+        wav = resample(np.asarray(wav, np.float32), rate, self.tokenizers.acoustic.sample_rate)
+        encoded = self.tokenizers.encode_audio([wav])[0]
+        if isinstance(encoded, AudioError):
+            raise OpusLMError(f"cannot tokenize this audio: {encoded}")
+        return TokenizedUtterance(self._text_ids(text), *encoded, {"id": "input", "text": text})
+
+    def _prompt(self, task: str, example, target: str, max_frames: int, stop: str = "<eos>", **options) -> Prompt:
+        frames = self.builder.build(task, example, random.Random(self.sampling.seed), prompt_only=True, **options)
+        if stop == "<eos>":
+            stop_id = self.vocab.special(stop)
+        elif self.tokenizers.text.eos_token_id is None:
+            raise OpusLMError("the text tokenizer has no eos token, so a text continuation could not end")
+        else:
+            stop_id = self.vocab.text_offset + self.tokenizers.text.eos_token_id
+        return Prompt(frames.tokens, target, stop_id, max_frames)
+
+    # ---- outputs ----
+    def _text(self, generated: Generated) -> str:
+        ids = (generated.frames[0] - self.vocab.text_offset).tolist()
+        return self.tokenizers.text.decode(ids, skip_special_tokens=True)
+
+    def _audio(self, generated: Generated) -> np.ndarray:
+        frames = generated.frames
+        if frames.shape[1] == 0:
+            return np.zeros(0, np.float32)
+        codes = frames[1:] - np.array([self.vocab.codebook_offset(k) for k in range(self.vocab.num_codebooks)])[:, None]
+        return self.tokenizers.acoustic.decode(codes)
+
+    def _run(self, prompts: list[Prompt], progress: bool = False) -> list[Generated]:
+        return generate(self.model, prompts, self.sampling, progress)
+
+    # ---- verbs ----
+    def transcribe(self, audios: list[Audio], max_tokens: int = 200) -> list[str]:
+        prompts = [self._prompt("asr", self.tokenize_audio(a), "text", max_tokens) for a in audios]
+        return [self._text(g) for g in self._run(prompts)]
+
+    def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200) -> list[str]:
+        if task not in UNDERSTANDING_TASKS:
+            raise OpusLMError(f"unknown understanding task {task!r}; tasks: {', '.join(UNDERSTANDING_TASKS)}")
+        prompts = [self._prompt(task, self.tokenize_audio(a), "text", max_tokens, instruct=True, instruction=instruction)
+                   for a in audios]
+        return [self._text(g) for g in self._run(prompts)]
+
+    def synthesize(self, texts: list[str], speaker_prompts: list[Audio | None] | None = None,
+                   max_seconds: float = 20.0) -> list[np.ndarray]:
+        speaker_prompts = speaker_prompts or [None] * len(texts)
+        if len(speaker_prompts) != len(texts):
+            raise OpusLMError(f"{len(texts)} texts but {len(speaker_prompts)} speaker prompts")
+        prompts = []
+        for text, speaker in zip(texts, speaker_prompts):
+            no_audio = (np.zeros(0, np.int64), np.zeros((self.vocab.num_codebooks, 0), np.int64))
+            example = TokenizedUtterance(self._text_ids(text), *no_audio, {"text": text})
+            prompt = self.tokenize_audio(speaker) if speaker is not None else None
+            prompts.append(self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), speaker_prompt=prompt))
+        return [self._audio(g) for g in self._run(prompts)]
+
+    def continue_audio(self, audios: list[Audio], max_seconds: float = 10.0) -> list[np.ndarray]:
+        prompts = [self._prompt("audio_lm", self.tokenize_audio(a), "audio", round(max_seconds * self.frame_rate))
+                   for a in audios]
+        return [self._audio(g) for g in self._run(prompts)]
+
+    def continue_text(self, texts: list[str], max_tokens: int = 100) -> list[str]:
+        prompts = [self._prompt("text_lm", text, "text", max_tokens, stop="llm_eos") for text in texts]
+        return [self._text(g) for g in self._run(prompts)]
+
+    def _text_ids(self, text: str) -> np.ndarray:
+        return np.asarray(self.tokenizers.text(text, add_special_tokens=False)["input_ids"], np.int64)
+

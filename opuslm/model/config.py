@@ -1,0 +1,41 @@
+"""The multi-stream model's own settings, beside the backbone's HF `config.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from opuslm.errors import OpusLMError
+from opuslm.vocab import MODALITIES
+
+# OpusLM's 1.7B weights: semantic 0.5, each of 8 codebooks 0.5 / 8, text 1, special tokens 10.
+DEFAULT_LOSS_WEIGHTS = {"special": 10.0, "semantic": 0.5, "codec": 0.0625, "text": 1.0}
+
+
+@dataclass
+class MultiStreamConfig:
+    """`delays`: per-stream delay (None: 0, 1, ..., N-1); `loss_weights`: per modality of the target id
+    (codec is per codebook); `loss_chunk`: rows of logits computed at once, so `[B, T, V]` never exists."""
+
+    delays: list[int] | None = None
+    loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
+    loss_chunk: int = 4096
+
+    def __post_init__(self):
+        unknown = set(self.loss_weights) - set(MODALITIES)
+        missing = set(MODALITIES) - set(self.loss_weights)
+        if unknown or missing:
+            raise OpusLMError(f"loss_weights needs exactly {', '.join(MODALITIES)}; "
+                              f"unknown {sorted(unknown)}, missing {sorted(missing)}")
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> MultiStreamConfig:
+        stored = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        if set(stored) - known:
+            raise OpusLMError(f"{path}: unknown keys {sorted(set(stored) - known)}; known: {sorted(known)}")
+        return cls(**stored)

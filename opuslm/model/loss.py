@@ -1,0 +1,69 @@
+"""The multi-stream loss: weighted cross-entropy over the cells that carry loss, computed in chunks.
+
+Only cells in the loss mask are scored: their hidden rows are gathered, and logits are made
+`chunk` rows at a time under activation checkpointing, so neither the full `[B, T, V]` logits nor
+their gradient buffers ever exist (a 150k-token vocabulary at 8k frames would need 5 GB in fp32).
+Each cell's cross-entropy is weighted by the modality of its target id; the weighted sum is
+divided by the number of frames that carry loss (OpusLM's normalisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from opuslm.vocab import MODALITIES, JointVocab
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor  # scalar, for backward
+    per_stream: dict[str, float]  # mean cross-entropy of each stream's cells
+    per_modality: dict[str, float]  # mean cross-entropy of each modality's cells
+    frames: int  # frames that carried loss: the normaliser
+    cells: int
+
+
+def _cross_entropy(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+    logits = F.linear(rows, weight, bias).float()
+    return F.cross_entropy(logits, targets, reduction="none")
+
+
+def chunked_cross_entropy(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          targets: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Per-row cross-entropy of `rows @ weight.T + bias` against `targets`, `chunk` rows at a time."""
+    pieces = []
+    for start in range(0, rows.shape[0], chunk):
+        part = (rows[start:start + chunk], weight, bias, targets[start:start + chunk])
+        pieces.append(checkpoint(_cross_entropy, *part, use_reentrant=False) if torch.is_grad_enabled()
+                      else _cross_entropy(*part))
+    return torch.cat(pieces) if pieces else rows.new_zeros(0, dtype=torch.float32)
+
+
+def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> LossOutput:
+    """`hidden` `[B, S, D]`, `targets` `[B, N, S]` joint ids (the frame after each step), `mask`
+    `[B, N, S]` cells that carry loss. `model` gives the stream heads (`stream_head(n)`)."""
+    vocab: JointVocab = model.vocab
+    weights = torch.tensor([model.config.loss_weights[m] for m in MODALITIES], device=hidden.device)
+    boundaries = torch.tensor([vocab.semantic_offset, vocab.codebook_offset(0), vocab.text_offset], device=hidden.device)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    per_stream, sums, counts = {}, torch.zeros(len(MODALITIES)), torch.zeros(len(MODALITIES))
+    for n in range(targets.shape[1]):
+        cells = mask[:, n]
+        if not cells.any():
+            continue
+        rows = model.stream_rows(hidden[cells], n)
+        weight, bias, start = model.stream_head(n)
+        target = targets[:, n][cells]
+        ce = chunked_cross_entropy(rows, weight, bias, target - start, model.config.loss_chunk)
+        modality = torch.bucketize(target, boundaries, right=True)
+        total = total + (ce * weights[modality]).sum()
+        per_stream[f"stream{n}"] = ce.mean().item()
+        sums.index_add_(0, modality.cpu(), ce.detach().float().cpu())
+        counts.index_add_(0, modality.cpu(), torch.ones_like(ce, device="cpu"))
+    frames = int(mask.any(1).sum())
+    per_modality = {m: (sums[i] / counts[i]).item() for i, m in enumerate(MODALITIES) if counts[i] > 0}
+    return LossOutput(total / max(frames, 1), per_stream, per_modality, frames, int(mask.sum()))

@@ -1,0 +1,220 @@
+"""The multi-stream speech-text LM: a Hugging Face causal LM that reads and writes delayed frames.
+
+Where a token id is *embedded* and *predicted*:
+
+- input: a frame `[N]` of joint ids (after the delay interleave) embeds as the sum of its streams'
+  rows of the backbone's one joint embedding table; pad embeds to zero;
+- the backbone's decoder (any `AutoModelForCausalLM`: Llama/SmolLM2, Qwen2, OLMo-2, ...) runs on
+  those embeddings, with its own attention implementation, cache and checkpointing;
+- output: stream n adds its learned offset vector to the hidden state (none for stream 0); stream 0
+  is scored by the full head, stream k >= 1 by its codebook's rows of the head only — a softmax
+  restricted to the slice, so an id outside it cannot be produced.
+
+Right after `from_llm`, a text-only input gives exactly the LLM's logits over the text range.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from opuslm.errors import OpusLMError
+from opuslm.interleave import check_delays, default_delays
+from opuslm.model.config import MultiStreamConfig
+from opuslm.model.embeddings import TOKEN_ID_KEYS, extend_to_joint_vocab, text_token_ids
+from opuslm.model.loss import LossOutput, multistream_loss
+from opuslm.vocab import PAD_ID, JointVocab
+
+FORMAT = "opuslm-multistream-1"
+TOKENIZER_FOLDERS = {"text": "text_tokenizer", "semantic": "semantic_tokenizer"}
+# A pretrained LLM's folder is its text tokenizer's folder too: copy the tokenizer, not the weights.
+_NOT_TOKENIZER = shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf", "*.h5", "*.msgpack",
+                                        "*.index.json", "config.json", "generation_config.json")
+# Architectures whose forward reshapes logits after the head (which the multi-stream head bypasses).
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+
+
+class OpusLM(nn.Module):
+    def __init__(self, backbone, vocab: JointVocab, config: MultiStreamConfig | None = None):
+        super().__init__()
+        self.backbone, self.vocab = backbone, vocab
+        self.config = config or MultiStreamConfig()
+        self.delays = check_delays(self.config.delays or default_delays(vocab.num_streams), vocab.num_streams)
+        self.config.delays = self.delays
+        if backbone.get_input_embeddings().weight.shape[0] != vocab.size:
+            raise OpusLMError(f"the backbone has {backbone.get_input_embeddings().weight.shape[0]} embedding rows "
+                              f"but the joint vocabulary {vocab.hash} has {vocab.size} ids")
+        for key in _LOGIT_POSTPROCESSING:
+            if getattr(backbone.config, key, None) not in (None, 1.0):
+                raise OpusLMError(f"{type(backbone).__name__} post-processes its logits ({key}); not supported yet")
+        self.stream_offsets = nn.Parameter(torch.zeros(vocab.num_streams - 1, backbone.config.hidden_size,
+                                                       dtype=backbone.get_input_embeddings().weight.dtype))
+
+    # ---- building ----
+    @classmethod
+    def from_llm(cls, llm, vocab: JointVocab, config: MultiStreamConfig | None = None, seed: int = 0,
+                 attn_implementation: str | None = None, dtype: torch.dtype | None = None) -> OpusLM:
+        """`llm`: a local HF causal-LM folder (pretrained weights) or an HF config (random weights, for a
+        model trained from scratch). Its embeddings and head grow to `vocab`."""
+        from transformers import AutoModelForCausalLM, PretrainedConfig
+
+        options = {k: v for k, v in {"attn_implementation": attn_implementation, "dtype": dtype}.items() if v}
+        if isinstance(llm, PretrainedConfig):
+            torch.manual_seed(seed)
+            backbone = AutoModelForCausalLM.from_config(llm, **options)
+        else:
+            folder = Path(llm)
+            if not (folder / "config.json").is_file():
+                raise OpusLMError(f"{folder} is not a local HF model folder (no config.json)")
+            backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
+        extend_to_joint_vocab(backbone, vocab, seed)
+        return cls(backbone, vocab, config)
+
+    def enable_activation_checkpointing(self) -> None:
+        self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    # ---- forward ----
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        """`[B, N, S]` joint ids -> `[B, S, D]`: the sum of the streams' embeddings, pad as zero."""
+        table = self.backbone.get_input_embeddings()
+        total = None
+        for n in range(frames.shape[1]):
+            ids = frames[:, n]
+            rows = table(ids) * (ids != PAD_ID).unsqueeze(-1).to(table.weight.dtype)
+            total = rows if total is None else total + rows
+        return total
+
+    def forward(self, frames: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool = False):
+        """Hidden states `[B, S, D]` (`.last_hidden_state`) and, with `use_cache`, the KV cache."""
+        if frames.dim() != 3 or frames.shape[1] != self.vocab.num_streams:
+            raise OpusLMError(f"frames must be [batch, {self.vocab.num_streams} streams, steps], got {tuple(frames.shape)}")
+        return self.backbone.get_decoder()(inputs_embeds=self.embed(frames), attention_mask=attention_mask,
+                                           position_ids=position_ids, past_key_values=past_key_values,
+                                           use_cache=use_cache)
+
+    def stream_rows(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
+        return hidden if stream == 0 else hidden + self.stream_offsets[stream - 1]
+
+    def stream_head(self, stream: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """The head rows stream `stream` scores against, their bias, and the joint id of row 0."""
+        head = self.backbone.get_output_embeddings()
+        start, end = self.vocab.stream_range(stream)
+        bias = head.bias[start:end] if head.bias is not None else None
+        return head.weight[start:end], bias, start
+
+    def stream_logits(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
+        """Logits over the stream's own ids: row j is joint id `stream_range(stream)[0] + j`."""
+        weight, bias, _ = self.stream_head(stream)
+        return nn.functional.linear(self.stream_rows(hidden, stream), weight, bias)
+
+    def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             position_ids: torch.Tensor | None = None) -> LossOutput:
+        """Next-frame loss on delayed `frames` `[B, N, S]`; `loss_mask` (delayed the same way) marks the
+        cells that carry loss."""
+        hidden = self(frames[..., :-1], attention_mask=None if attention_mask is None else attention_mask[..., :-1],
+                      position_ids=None if position_ids is None else position_ids[..., :-1]).last_hidden_state
+        return multistream_loss(self, hidden, frames[..., 1:], loss_mask[..., 1:].bool())
+
+    # ---- saving ----
+    def save_pretrained(self, folder: str | Path, tokenizers=None) -> Path:
+        """A movable folder: the backbone in HF format (config.json, safetensors), `opuslm.json`,
+        `vocab.json` and the stream offsets. With `tokenizers` (TokenizerPaths), the text and semantic
+        tokenizers are copied in (small) and the acoustic one is recorded by path and content hash
+        in `tokenizers.json` (a codec can be hundreds of MB; `opuslm generate --codec` relocates it)."""
+        from safetensors.torch import save_file
+
+        from opuslm.tokenize.identity import folder_hash
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(str(folder))
+        save_file({"stream_offsets": self.stream_offsets.detach().contiguous().cpu()}, str(folder / "streams.safetensors"))
+        self.vocab.save(folder / "vocab.json")
+        (folder / "opuslm.json").write_text(json.dumps({"format": FORMAT, "vocab_hash": self.vocab.hash,
+                                                        "config": self.config.__dict__}, indent=1) + "\n")
+        if tokenizers is not None:
+            for name, source in (("text", tokenizers.text), ("semantic", tokenizers.semantic)):
+                if Path(source).resolve() != (folder / TOKENIZER_FOLDERS[name]).resolve():
+                    shutil.copytree(source, folder / TOKENIZER_FOLDERS[name], dirs_exist_ok=True, ignore=_NOT_TOKENIZER)
+            acoustic = Path(tokenizers.acoustic).resolve()
+            (folder / "tokenizers.json").write_text(json.dumps(
+                {"acoustic": {"path": str(acoustic), "hash": folder_hash(acoustic)}}, indent=1) + "\n")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, expect_vocab: JointVocab | None = None, **options) -> OpusLM:
+        """Load a folder written by `save_pretrained`; `expect_vocab` refuses another layout by hash."""
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM
+
+        folder = Path(folder)
+        info_path = folder / "opuslm.json"
+        if not info_path.is_file():
+            raise OpusLMError(f"{folder} is not an OpusLM model folder (no opuslm.json)")
+        info = json.loads(info_path.read_text())
+        if info.get("format") != FORMAT:
+            raise OpusLMError(f"{folder} has model format {info.get('format')!r}; this opuslm reads {FORMAT}")
+        vocab = JointVocab.load(folder / "vocab.json")
+        if info["vocab_hash"] != vocab.hash:
+            raise OpusLMError(f"{folder}: opuslm.json names vocabulary {info['vocab_hash']} but vocab.json is {vocab.hash}")
+        if expect_vocab is not None:
+            expect_vocab.require_same(vocab, f"model {folder}")
+        backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
+        model = cls(backbone, vocab, MultiStreamConfig(**info["config"]))
+        offsets = load_file(str(folder / "streams.safetensors"))["stream_offsets"]
+        model.stream_offsets.data.copy_(offsets)
+        return model
+
+    def export_text_lm(self, folder: str | Path, text_tokenizer_dir: str | Path | None = None) -> Path:
+        """The text part as a plain HF causal LM: only the text rows of the embeddings and the head, the
+        LLM's own special ids; `AutoModelForCausalLM` loads it and gives the same text logits."""
+        text = copy.deepcopy(self.backbone)
+        embed, head = text.get_input_embeddings(), text.get_output_embeddings()
+        tied = head.weight is embed.weight
+        embed.weight = nn.Parameter(embed.weight[self.vocab.text_offset:].detach().clone())
+        embed.num_embeddings = self.vocab.text_size
+        if tied:
+            head.weight = embed.weight
+        else:
+            head.weight = nn.Parameter(head.weight[self.vocab.text_offset:].detach().clone())
+            if head.bias is not None:
+                head.bias = nn.Parameter(head.bias[self.vocab.text_offset:].detach().clone())
+        head.out_features = self.vocab.text_size
+        ids = text_token_ids(self.backbone.config, self.vocab)
+        text.config.vocab_size = self.vocab.text_size
+        for key in TOKEN_ID_KEYS:
+            setattr(text.config, key, ids[key])
+            if getattr(text, "generation_config", None) is not None:
+                setattr(text.generation_config, key, ids[key])
+        folder = Path(folder)
+        text.save_pretrained(str(folder))
+        if text_tokenizer_dir is not None:
+            from opuslm.tokenize.text import load_text_tokenizer
+
+            load_text_tokenizer(text_tokenizer_dir).save_pretrained(str(folder))
+        return folder
+
+
+def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
+    """The TokenizerPaths of a saved model; `acoustic` relocates its codec (checked by content hash)."""
+    from opuslm.tokenize.identity import folder_hash
+    from opuslm.tokenize.pipeline import TokenizerPaths
+
+    folder = Path(folder)
+    info_path = folder / "tokenizers.json"
+    if not info_path.is_file():
+        raise OpusLMError(f"{folder} was saved without its tokenizers (no tokenizers.json)")
+    recorded = json.loads(info_path.read_text())["acoustic"]
+    path = Path(acoustic) if acoustic is not None else Path(recorded["path"])
+    if not path.exists():
+        raise OpusLMError(f"the codec of {folder} is not at {path}; pass its folder with --codec")
+    if folder_hash(path) != recorded["hash"]:
+        raise OpusLMError(f"the codec at {path} (hash {folder_hash(path)}) is not the one {folder} was trained with "
+                          f"(hash {recorded['hash']})")
+    return TokenizerPaths(folder / TOKENIZER_FOLDERS["text"], folder / TOKENIZER_FOLDERS["semantic"], path)
