@@ -1,0 +1,230 @@
+"""The multi-stream model: text preservation, restricted heads, the loss, save/load and export."""
+
+import math
+
+import pytest
+import torch
+
+from opuslm.errors import OpusLMError
+from opuslm.interleave import delay
+from opuslm.model.config import MultiStreamConfig
+from opuslm.model.loss import chunked_cross_entropy
+from opuslm.model.multistream import OpusLM
+from opuslm.vocab import PAD_ID, JointVocab
+
+VOCAB = JointVocab(semantic_size=16, num_codebooks=3, codebook_size=8, text_size=300)
+
+
+def tiny_config(arch: str, tie: bool = False, vocab_size: int = 300):
+    from transformers import LlamaConfig, Olmo2Config, Qwen2Config
+
+    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config, "olmo2": Olmo2Config}[arch]
+    return cls(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, tie_word_embeddings=tie, bos_token_id=0, eos_token_id=1, pad_token_id=2)
+
+
+def saved_llm(tmp_path, arch, tie=False, vocab_size=300, seed=0):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    llm = AutoModelForCausalLM.from_config(tiny_config(arch, tie, vocab_size)).eval()
+    llm.save_pretrained(tmp_path / arch)
+    return llm, tmp_path / arch
+
+
+def text_frames(ids: torch.Tensor, vocab: JointVocab) -> torch.Tensor:
+    frames = torch.full((ids.shape[0], vocab.num_streams, ids.shape[1]), PAD_ID)
+    frames[:, 0] = ids + vocab.text_offset
+    return frames
+
+
+ARCHS = [("llama", True), ("llama", False), ("qwen2", False), ("olmo2", False)]
+
+
+@pytest.mark.parametrize("arch, tie", ARCHS)
+def test_text_logits_equal_the_llms_right_after_initialisation(tmp_path, arch, tie):
+    llm, folder = saved_llm(tmp_path, arch, tie, vocab_size=320)  # rows beyond the tokenizer, as Qwen pads
+    model = OpusLM.from_llm(folder, VOCAB).eval()
+    ids = torch.randint(0, 300, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = llm(ids).logits[..., :300]
+        hidden = model(text_frames(ids, VOCAB)).last_hidden_state
+        got = model.stream_logits(hidden, 0)[..., VOCAB.text_offset:]
+    assert (got - expected).abs().max() < 1e-5
+    head, embed = model.backbone.get_output_embeddings(), model.backbone.get_input_embeddings()
+    assert (head.weight is embed.weight) == tie
+    assert model.backbone.config.eos_token_id == 1 + VOCAB.text_offset
+
+
+def test_new_rows_follow_the_statistics_of_the_pretrained_rows(tmp_path):
+    llm, folder = saved_llm(tmp_path, "qwen2")
+    with torch.no_grad():
+        llm.get_input_embeddings().weight.mul_(3.0).add_(0.5)  # a distinctive mean and std
+    llm.save_pretrained(folder)
+    model = OpusLM.from_llm(folder, VOCAB)
+    table = model.backbone.get_input_embeddings().weight.detach()
+    pretrained = llm.get_input_embeddings().weight.detach()[:300]
+    new = table[1:VOCAB.text_offset]
+    assert torch.equal(table[0], torch.zeros_like(table[0]))  # pad
+    assert torch.allclose(new.mean(), pretrained.mean(), atol=0.1)
+    # the std, not the variance (the pretrained std is about 0.06: its square would be ~20x smaller)
+    assert abs(new.std(0).mean() / pretrained.std(0).mean() - 1) < 0.15
+
+
+def test_pad_embeds_to_zero_and_streams_sum(tmp_path):
+    model = OpusLM.from_llm(tiny_config("llama"), VOCAB)
+    table = model.backbone.get_input_embeddings().weight
+    with torch.no_grad():
+        table[PAD_ID] = 5.0  # even a trained, non-zero pad row contributes nothing
+    frames = torch.tensor([[[VOCAB.semantic_offset + 3, PAD_ID], [VOCAB.codebook_offset(0) + 1, PAD_ID],
+                            [PAD_ID, PAD_ID], [VOCAB.codebook_offset(2) + 7, PAD_ID]]])
+    embedded = model.embed(frames)
+    expected = table[VOCAB.semantic_offset + 3] + table[VOCAB.codebook_offset(0) + 1] + table[VOCAB.codebook_offset(2) + 7]
+    assert torch.allclose(embedded[0, 0], expected) and torch.equal(embedded[0, 1], torch.zeros_like(embedded[0, 1]))
+
+
+def test_streams_score_only_their_own_slice():
+    model = OpusLM.from_llm(tiny_config("qwen2"), VOCAB)
+    with torch.no_grad():
+        model.stream_offsets.normal_()
+    hidden = torch.randn(2, 5, 32)
+    assert model.stream_logits(hidden, 0).shape[-1] == VOCAB.size
+    for n in range(1, VOCAB.num_streams):
+        logits = model.stream_logits(hidden, n)
+        start, end = VOCAB.stream_range(n)
+        assert logits.shape[-1] == end - start == VOCAB.codebook_size
+        full = torch.nn.functional.linear(hidden + model.stream_offsets[n - 1], model.backbone.get_output_embeddings().weight)
+        assert torch.allclose(logits, full[..., start:end], atol=1e-6)
+        ids = logits.argmax(-1) + start  # whatever the logits, the id lands in the slice
+        assert ((ids >= start) & (ids < end)).all()
+
+
+def naive_loss(model, frames, mask):
+    """Full logits for every cell, weighted by modality, summed and divided by frames with loss."""
+    hidden = model(frames[..., :-1]).last_hidden_state
+    targets, cells = frames[..., 1:], mask[..., 1:]
+    weights = model.config.loss_weights
+    total = 0.0
+    for n in range(frames.shape[1]):
+        logits = model.stream_logits(hidden, n)
+        start = VOCAB.stream_range(n)[0]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets[:, n] - start * cells[:, n], reduction="none")
+        from opuslm.vocab import MODALITIES
+        modality = torch.as_tensor(VOCAB.modality(targets[:, n].numpy()))
+        w = torch.tensor([weights[m] for m in MODALITIES])[modality]
+        total = total + (ce * w * cells[:, n]).sum()
+    return total / cells.any(1).sum()
+
+
+def random_batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.zeros(2, VOCAB.num_streams, 14, dtype=torch.long)
+    frames[:, 0, :4] = torch.randint(VOCAB.text_offset, VOCAB.size, (2, 4), generator=g)
+    frames[:, 0, 4] = VOCAB.special("<audio_start>")
+    frames[:, 0, 5:11] = torch.randint(VOCAB.semantic_offset, VOCAB.codebook_offset(0), (2, 6), generator=g)
+    for k in range(3):
+        frames[:, k + 1, 5:11] = VOCAB.codebook_offset(k) + torch.randint(0, 8, (2, 6), generator=g)
+    frames[:, 0, 11] = VOCAB.special("<eos>")
+    delayed = delay(frames, [0, 1, 2, 3], PAD_ID)
+    mask = delayed != PAD_ID
+    mask[1, :, :3] = False  # a shorter loss region in one row
+    return delayed, mask
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4096])
+def test_chunked_loss_equals_the_naive_full_logits_loss(chunk):
+    model = OpusLM.from_llm(tiny_config("llama"), VOCAB, MultiStreamConfig(loss_chunk=chunk))
+    frames, mask = random_batch(0)
+    out = model.loss(frames, mask)
+    expected = naive_loss(model, frames, mask)
+    assert torch.allclose(out.loss, expected, atol=1e-5)
+    assert set(out.per_stream) == {"stream0", "stream1", "stream2", "stream3"}
+    assert set(out.per_modality) == {"special", "semantic", "codec", "text"}
+    assert out.frames == int(mask[..., 1:].any(1).sum()) and out.cells == int(mask[..., 1:].sum())
+    out.loss.backward()  # gradients flow through the checkpointed chunks
+    grads = model.backbone.get_output_embeddings().weight.grad
+    assert grads is not None and grads.abs().sum() > 0
+
+
+def test_chunked_cross_entropy_gradients_equal_the_direct_ones():
+    g = torch.Generator().manual_seed(3)
+    rows = torch.randn(10, 6, generator=g, requires_grad=True)
+    weight = torch.randn(7, 6, generator=g, requires_grad=True)
+    targets = torch.randint(0, 7, (10,), generator=g)
+    chunked = chunked_cross_entropy(rows, weight, None, targets, chunk=3)
+    direct = torch.nn.functional.cross_entropy(rows @ weight.T, targets, reduction="none")
+    assert torch.allclose(chunked, direct, atol=1e-6)
+    grad_chunked = torch.autograd.grad(chunked.sum(), (rows, weight))
+    grad_direct = torch.autograd.grad(direct.sum(), (rows, weight))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grad_chunked, grad_direct))
+
+
+def test_loss_weights_scale_their_modality():
+    frames, mask = random_batch(1)
+    base = OpusLM.from_llm(tiny_config("llama"), VOCAB)
+    heavier = OpusLM.from_llm(tiny_config("llama"), VOCAB, MultiStreamConfig(
+        loss_weights={"special": 10.0, "semantic": 0.5, "codec": 0.125, "text": 1.0}))
+    a, b = base.loss(frames, mask), heavier.loss(frames, mask)
+    codec_cells = int(mask[:, 1:, 1:].sum())
+    codec_part = a.per_modality["codec"] * codec_cells * 0.0625 / a.frames
+    assert math.isclose(b.loss.item() - a.loss.item(), codec_part, rel_tol=1e-4)
+    with pytest.raises(OpusLMError, match="unknown \\['speech'\\]"):
+        MultiStreamConfig(loss_weights={"special": 1, "semantic": 1, "codec": 1, "text": 1, "speech": 1})
+
+
+def test_training_options_checkpointing_and_bf16_autocast():
+    model = OpusLM.from_llm(tiny_config("qwen2"), VOCAB, attn_implementation="sdpa")
+    frames, mask = random_batch(2)
+    reference = model.loss(frames, mask).loss
+    model.enable_activation_checkpointing()
+    model.train()
+    checkpointed = model.loss(frames, mask).loss
+    checkpointed.backward()
+    assert torch.allclose(reference, checkpointed, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model.loss(frames, mask).loss
+    assert torch.isfinite(low) and abs(low.item() - reference.item()) < 0.05 * reference.item()
+
+
+@pytest.mark.parametrize("arch, tie", ARCHS)
+def test_save_load_gives_identical_logits_and_export_loads_as_a_plain_llm(tmp_path, arch, tie):
+    from transformers import AutoModelForCausalLM
+
+    llm, folder = saved_llm(tmp_path, arch, tie)
+    model = OpusLM.from_llm(folder, VOCAB, MultiStreamConfig(delays=[0, 1, 1, 1])).eval()
+    with torch.no_grad():
+        model.stream_offsets.normal_()
+        model.backbone.get_input_embeddings().weight.add_(0.01)  # "trained": differs from the LLM
+    model.save_pretrained(tmp_path / "saved")
+    loaded = OpusLM.from_pretrained(tmp_path / "saved").eval()
+    assert loaded.delays == [0, 1, 1, 1] and loaded.vocab == VOCAB
+    frames, _ = random_batch(4)
+    with torch.no_grad():
+        a, b = model(frames).last_hidden_state, loaded(frames).last_hidden_state
+        for n in range(VOCAB.num_streams):
+            assert torch.equal(model.stream_logits(a, n), loaded.stream_logits(b, n))
+
+    model.export_text_lm(tmp_path / "text")
+    text = AutoModelForCausalLM.from_pretrained(tmp_path / "text").eval()
+    assert text.config.vocab_size == 300 and text.config.eos_token_id == 1
+    ids = torch.randint(0, 300, (2, 9), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = model.stream_logits(model(text_frames(ids, VOCAB)).last_hidden_state, 0)[..., VOCAB.text_offset:]
+        assert (text(ids).logits - expected).abs().max() < 1e-5
+
+
+def test_loading_with_another_vocabulary_is_refused(tmp_path):
+    model = OpusLM.from_llm(tiny_config("llama"), VOCAB)
+    model.save_pretrained(tmp_path / "m")
+    other = JointVocab(semantic_size=32, num_codebooks=3, codebook_size=8, text_size=300)
+    with pytest.raises(OpusLMError) as error:
+        OpusLM.from_pretrained(tmp_path / "m", expect_vocab=other)
+    assert VOCAB.hash in str(error.value) and other.hash in str(error.value)
+    with pytest.raises(OpusLMError, match="not an OpusLM model folder"):
+        OpusLM.from_pretrained(tmp_path)
+
+
+def test_a_tokenizer_larger_than_the_llm_is_refused(tmp_path):
+    _, folder = saved_llm(tmp_path, "llama", vocab_size=200)
+    with pytest.raises(OpusLMError, match="has 200 embedding rows but its tokenizer 300"):
+        OpusLM.from_llm(folder, VOCAB)
