@@ -35,28 +35,29 @@ def _cross_entropy(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 def chunked_cross_entropy(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                           targets: torch.Tensor, chunk: int) -> torch.Tensor:
     """Per-row cross-entropy of `rows @ weight.T + bias` against `targets`, `chunk` rows at a time."""
+    recompute = torch.is_grad_enabled() and rows.shape[0] > chunk  # one chunk: nothing to save by recomputing
     pieces = []
     for start in range(0, rows.shape[0], chunk):
         part = (rows[start:start + chunk], weight, bias, targets[start:start + chunk])
-        pieces.append(checkpoint(_cross_entropy, *part, use_reentrant=False) if torch.is_grad_enabled()
-                      else _cross_entropy(*part))
+        pieces.append(checkpoint(_cross_entropy, *part, use_reentrant=False) if recompute else _cross_entropy(*part))
     return torch.cat(pieces) if pieces else rows.new_zeros(0, dtype=torch.float32)
 
 
 def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> LossOutput:
     """`hidden` `[B, S, D]`, `targets` `[B, N, S]` joint ids (the frame after each step), `mask`
-    `[B, N, S]` cells that carry loss. `model` gives the stream heads (`stream_head(n)`)."""
+    `[B, N, S]` cells that carry loss. `model` gives the stream heads (`stream_heads()`)."""
     vocab: JointVocab = model.vocab
     weights = torch.tensor([model.config.loss_weights[m] for m in MODALITIES], device=hidden.device)
     boundaries = torch.tensor([vocab.semantic_offset, vocab.codebook_offset(0), vocab.text_offset], device=hidden.device)
     total = hidden.new_zeros((), dtype=torch.float32)
     per_stream, sums, counts = {}, torch.zeros(len(MODALITIES)), torch.zeros(len(MODALITIES))
+    heads = model.stream_heads()
     for n in range(targets.shape[1]):
         cells = mask[:, n]
         if not cells.any():
             continue
         rows = model.stream_rows(hidden[cells], n)
-        weight, bias, start = model.stream_head(n)
+        weight, bias, start = heads[n]
         target = targets[:, n][cells]
         ce = chunked_cross_entropy(rows, weight, bias, target - start, model.config.loss_chunk)
         modality = torch.bucketize(target, boundaries, right=True)

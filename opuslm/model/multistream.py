@@ -80,14 +80,11 @@ class OpusLM(nn.Module):
 
     # ---- forward ----
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """`[B, N, S]` joint ids -> `[B, S, D]`: the sum of the streams' embeddings, pad as zero."""
+        """`[B, N, S]` joint ids -> `[B, S, D]`: the sum of the streams' embeddings, pad as zero. One
+        lookup for all streams: each lookup's backward writes a dense table-sized gradient."""
         table = self.backbone.get_input_embeddings()
-        total = None
-        for n in range(frames.shape[1]):
-            ids = frames[:, n]
-            rows = table(ids) * (ids != PAD_ID).unsqueeze(-1).to(table.weight.dtype)
-            total = rows if total is None else total + rows
-        return total
+        rows = table(frames) * (frames != PAD_ID).unsqueeze(-1).to(table.weight.dtype)
+        return rows.sum(1)
 
     def forward(self, frames: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool = False):
@@ -101,16 +98,24 @@ class OpusLM(nn.Module):
     def stream_rows(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
         return hidden if stream == 0 else hidden + self.stream_offsets[stream - 1]
 
-    def stream_head(self, stream: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        """The head rows stream `stream` scores against, their bias, and the joint id of row 0."""
+    def stream_heads(self) -> list[tuple[torch.Tensor, torch.Tensor | None, int]]:
+        """Per stream: the head rows it scores against, their bias, and the joint id of row 0. The
+        codebook rows are cut from one slice of the head, so backward writes one table-sized
+        gradient, not one per stream."""
         head = self.backbone.get_output_embeddings()
-        start, end = self.vocab.stream_range(stream)
-        bias = head.bias[start:end] if head.bias is not None else None
-        return head.weight[start:end], bias, start
+        codec_start, codec_end = self.vocab.codebook_offset(0), self.vocab.text_offset
+        size = self.vocab.codebook_size
+        codec_weight = head.weight[codec_start:codec_end]
+        codec_bias = head.bias[codec_start:codec_end] if head.bias is not None else None
+        heads = [(head.weight, head.bias, 0)]
+        for k in range(self.vocab.num_codebooks):
+            bias = codec_bias[k * size:(k + 1) * size] if codec_bias is not None else None
+            heads.append((codec_weight[k * size:(k + 1) * size], bias, codec_start + k * size))
+        return heads
 
     def stream_logits(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
         """Logits over the stream's own ids: row j is joint id `stream_range(stream)[0] + j`."""
-        weight, bias, _ = self.stream_head(stream)
+        weight, bias, _ = self.stream_heads()[stream]
         return nn.functional.linear(self.stream_rows(hidden, stream), weight, bias)
 
     def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None,

@@ -1,0 +1,132 @@
+"""`opuslm model init|export-text` and `opuslm generate`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
+
+
+def _formatter(prog):
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def register(subparsers) -> None:
+    from opuslm.model.presets import PRESETS
+    from opuslm.templates import UNDERSTANDING_TASKS
+
+    group = subparsers.add_parser("model", help="create a multi-stream model from an LLM; export its text part",
+                                  description="Create, inspect and export OpusLM model folders.")
+    commands = group.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
+    init = commands.add_parser(
+        "init", formatter_class=_formatter, help="a text LLM + tokenized data -> an initial model folder",
+        description="Grow a text LLM (a local HF folder, or a preset shape with random weights) to the joint "
+        "vocabulary of a tokenized corpus and save it with its tokenizers. With --llm, the corpus must have been "
+        "tokenized with that LLM's own tokenizer.")
+    source = init.add_mutually_exclusive_group(required=True)
+    source.add_argument("--llm", type=Path, help="local HF causal-LM folder (SmolLM2, Qwen2.5, OLMo-2, Llama, ...)")
+    source.add_argument("--preset", choices=sorted(PRESETS), help="train from scratch: a Llama of this shape")
+    init.add_argument("--tokens", type=Path, required=True, help="token shard folder (gives the vocabulary and tokenizers)")
+    init.add_argument("--out", type=Path, required=True, help="output model folder")
+    init.add_argument("--delays", help="comma-separated delay per stream (default 0,1,...,N-1)")
+    init.add_argument("--seed", type=int, default=0, help="seed for the new embedding rows")
+    init.set_defaults(func=_init)
+
+    export = commands.add_parser("export-text", formatter_class=_formatter, help="the text part as a plain HF LLM",
+                                 description="Write the text range of the model as a plain HF causal-LM folder "
+                                 "(with its tokenizer) that AutoModelForCausalLM loads, e.g. for lm-eval.")
+    export.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
+    export.add_argument("--out", type=Path, required=True, help="output HF folder")
+    export.set_defaults(func=_export)
+
+    tasks = GENERATE_TASKS + tuple(UNDERSTANDING_TASKS)
+    generate = subparsers.add_parser(
+        "generate", formatter_class=_formatter, help="ASR, TTS, continuation or an understanding task",
+        description="Generate with a trained model. Inputs are WAV files for asr, continue-audio and the "
+        f"understanding tasks ({', '.join(UNDERSTANDING_TASKS)}), and texts for tts and continue-text. Text "
+        "is decoded greedily; audio is sampled (seeded) unless --greedy-audio.")
+    generate.add_argument("task", choices=tasks, metavar="TASK", help=f"one of: {', '.join(tasks)}")
+    generate.add_argument("inputs", nargs="+", help="WAV files, or texts for tts / continue-text")
+    generate.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
+    generate.add_argument("--codec", type=Path, help="the codec folder, when not where the model recorded it")
+    generate.add_argument("--out", type=Path, default=Path("generated"), help="folder for generated WAVs")
+    generate.add_argument("--speaker", type=Path, help="tts: a WAV of the voice to speak in")
+    generate.add_argument("--instruction", help="understanding tasks: ask in your own words")
+    generate.add_argument("--batch-size", type=int, default=8)
+    generate.add_argument("--max-tokens", type=int, default=200, help="text: most tokens to generate")
+    generate.add_argument("--max-seconds", type=float, default=20.0, help="audio: most seconds to generate")
+    generate.add_argument("--temperature", type=float, default=0.8, help="audio sampling temperature")
+    generate.add_argument("--top-k", type=int, default=30, help="audio top-k (0: off)")
+    generate.add_argument("--top-p", type=float, default=1.0, help="audio nucleus (1: off)")
+    generate.add_argument("--greedy-audio", action="store_true", help="greedy audio too (reproducible across batch sizes)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--device", default="cpu")
+    generate.set_defaults(func=_generate)
+
+
+def _init(args) -> None:
+    from opuslm.cli.layout import parse_delays
+    from opuslm.model.config import MultiStreamConfig
+    from opuslm.model.multistream import OpusLM
+    from opuslm.model.presets import preset_config
+    from opuslm.tokenize.pipeline import TokenizerPaths
+    from opuslm.tokenize.shards import TokenShards
+    from opuslm.tokenize.text import load_text_tokenizer
+    from opuslm.vocab import JointVocab
+
+    shards = TokenShards(args.tokens)
+    vocab = JointVocab.from_tokens(args.tokens)
+    paths = TokenizerPaths(*(shards.tokenizer_path(name) for name in ("text", "semantic", "acoustic")))
+    text_tokenizer = load_text_tokenizer(paths.text)
+    llm = args.llm if args.llm else preset_config(args.preset, text_tokenizer)
+    config = MultiStreamConfig(delays=parse_delays(args.delays, vocab.num_streams))
+    model = OpusLM.from_llm(llm, vocab, config, seed=args.seed)
+    model.save_pretrained(args.out, paths)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {vocab.hash} ({vocab.size} ids), "
+          f"delays {model.delays}")
+
+
+def _export(args) -> None:
+    from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM
+
+    model = OpusLM.from_pretrained(args.model)
+    tokenizer = args.model / TOKENIZER_FOLDERS["text"]
+    model.export_text_lm(args.out, tokenizer if tokenizer.is_dir() else None)
+    print(f"text LLM ({model.vocab.text_size} tokens) -> {args.out}")
+
+
+def _generate(args) -> None:
+    from opuslm.audio import load_audio, write_wav
+    from opuslm.infer.decode import Sampling
+    from opuslm.infer.speech_lm import SpeechLM
+
+    sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                        greedy_audio=args.greedy_audio, seed=args.seed)
+    lm = SpeechLM.load(args.model, args.codec, args.device, sampling)
+    text_inputs = args.task in ("tts", "continue-text")
+    speaker = load_audio(args.speaker) if args.speaker else None
+    for start in range(0, len(args.inputs), args.batch_size):
+        batch = args.inputs[start: start + args.batch_size]
+        sources = batch if text_inputs else [load_audio(path) for path in batch]
+        if args.task == "asr":
+            results = lm.transcribe(sources, args.max_tokens)
+        elif args.task == "continue-text":
+            results = lm.continue_text(sources, args.max_tokens)
+        elif args.task == "tts":
+            results = lm.synthesize(sources, [speaker] * len(sources), args.max_seconds)
+        elif args.task == "continue-audio":
+            results = lm.continue_audio(sources, args.max_seconds)
+        else:
+            results = lm.understand(args.task, sources, args.instruction, args.max_tokens)
+        for offset, (source, result) in enumerate(zip(batch, results)):
+            if isinstance(result, str):
+                print(f"{source}\t{result}")
+            else:
+                args.out.mkdir(parents=True, exist_ok=True)
+                path = args.out / f"{args.task}-{start + offset:04d}.wav"
+                write_wav(path, result, lm.tokenizers.acoustic.sample_rate)
+                print(f"{source}\t{path} ({len(result) / lm.tokenizers.acoustic.sample_rate:.2f} s)")
+

@@ -1,0 +1,79 @@
+"""`opuslm model init`, `opuslm generate` and the SpeechLM API on the tiny tokenized corpus."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from opuslm.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def tiny_model_folder(tiny_shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m"
+    assert main(["model", "init", "--preset", "tiny", "--tokens", str(tiny_shards), "--out", str(out)]) == 0
+    return out
+
+
+def corpus_wavs(small_corpus, count):
+    from opuslm.data.manifest import read_manifest
+
+    return [str(u.audio_path(small_corpus)) for u in read_manifest(small_corpus)[:count]]
+
+
+def test_the_api_batches_like_single_calls_and_respects_limits(tiny_model_folder, small_corpus):
+    from opuslm.audio import load_audio
+    from opuslm.infer.decode import Sampling
+    from opuslm.infer.speech_lm import SpeechLM
+
+    lm = SpeechLM.load(tiny_model_folder, sampling=Sampling(greedy_audio=True))
+    audios = [load_audio(path) for path in corpus_wavs(small_corpus, 3)]
+    batched = lm.transcribe(audios, max_tokens=6)
+    assert batched == [lm.transcribe([a], max_tokens=6)[0] for a in audios]
+    assert all(isinstance(text, str) for text in batched)
+    assert lm.understand("ser", audios[:2], max_tokens=4) == [lm.understand("ser", [a], max_tokens=4)[0] for a in audios[:2]]
+    wavs = lm.synthesize(["one two", "three"], [audios[0], None], max_seconds=0.4)
+    rate, frame_rate = lm.tokenizers.acoustic.sample_rate, lm.frame_rate
+    assert all(0 < len(w) <= 0.4 * rate + rate / frame_rate for w in wavs)
+    continued = lm.continue_audio(audios[:1], max_seconds=0.2)[0]
+    assert len(continued) <= 0.2 * rate + rate / frame_rate
+
+
+def test_generate_command_writes_wavs_and_prints_text(tiny_model_folder, small_corpus, tmp_path, capsys):
+    wavs = corpus_wavs(small_corpus, 2)
+    assert main(["generate", "asr", *wavs, "--model", str(tiny_model_folder), "--max-tokens", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == wavs
+    assert main(["generate", "tts", "hello", "world", "--model", str(tiny_model_folder), "--out", str(tmp_path),
+                 "--max-seconds", "0.3", "--speaker", wavs[0]]) == 0
+    written = sorted(tmp_path.glob("tts-*.wav"))
+    assert [p.name for p in written] == ["tts-0000.wav", "tts-0001.wav"]
+    samples, rate = sf.read(written[0])
+    assert rate == 16000 and 0 < len(samples) and np.isfinite(samples).all()
+
+
+def test_generate_refuses_a_missing_file_and_a_moved_codec(tiny_model_folder, tmp_path, capsys):
+    assert main(["generate", "asr", str(tmp_path / "nope.wav"), "--model", str(tiny_model_folder)]) == 2
+    assert "nope.wav" in capsys.readouterr().err
+    other = tmp_path / "codec"
+    other.mkdir()
+    (other / "codec.json").write_text("{}")
+    assert main(["generate", "asr", "x.wav", "--model", str(tiny_model_folder), "--codec", str(other)]) == 2
+    assert "is not the one" in capsys.readouterr().err
+
+
+def test_export_text_gives_a_plain_llm_with_the_tokenizer(tiny_model_folder, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from opuslm.model.multistream import OpusLM
+
+    assert main(["model", "export-text", "--model", str(tiny_model_folder), "--out", str(tmp_path / "text")]) == 0
+    llm = AutoModelForCausalLM.from_pretrained(tmp_path / "text").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "text")
+    model = OpusLM.from_pretrained(tiny_model_folder).eval()
+    ids = torch.tensor([tokenizer("what is nine plus eight")["input_ids"]])
+    frames = torch.zeros(1, model.vocab.num_streams, ids.shape[1], dtype=torch.long)
+    frames[:, 0] = ids + model.vocab.text_offset
+    with torch.no_grad():
+        expected = model.stream_logits(model(frames).last_hidden_state, 0)[..., model.vocab.text_offset:]
+        assert (llm(ids).logits - expected).abs().max() < 1e-5
