@@ -76,7 +76,11 @@ class OpusLM(nn.Module):
         return cls(backbone, vocab, config)
 
     def enable_activation_checkpointing(self) -> None:
-        self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        options = {"use_reentrant": False}
+        if hasattr(self.backbone, "activation_checkpointing_enable"):  # transformers >= 5
+            self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
     # ---- forward ----
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
