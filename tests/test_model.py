@@ -177,7 +177,7 @@ def test_training_options_checkpointing_and_bf16_autocast():
     frames, mask = random_batch(2)
     reference = model.loss(frames, mask).loss
     model.enable_activation_checkpointing()
-    assert model.backbone.is_gradient_checkpointing
+    assert model.backbone.is_activation_checkpointing
     model.train()
     checkpointed = model.loss(frames, mask).loss
     checkpointed.backward()
