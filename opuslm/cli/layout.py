@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 
+from opuslm.cli import help_formatter
 from opuslm.errors import OpusLMError
-
-
-def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
 
 
 def register(subparsers) -> None:
@@ -20,7 +16,7 @@ def register(subparsers) -> None:
                                   description="Inspect the joint vocabulary: specials, semantic ids, each "
                                   "codebook's slice and the LLM text range, with the layout's hash.")
     vocab_commands = vocab.add_subparsers(dest="vocab_command", metavar="COMMAND", required=True)
-    show = vocab_commands.add_parser("show", formatter_class=_formatter, help="print the ranges and the hash",
+    show = vocab_commands.add_parser("show", formatter_class=help_formatter, help="print the ranges and the hash",
                                      description="Print the layout of a tokenized corpus (--tokens) or of a saved "
                                      "vocab.json (--vocab); --save writes it as JSON.")
     source = show.add_mutually_exclusive_group(required=True)
@@ -34,7 +30,7 @@ def register(subparsers) -> None:
                                       description="Turn one tokenized utterance into a task's frames and print them.")
     template_commands = templates.add_subparsers(dest="templates_command", metavar="COMMAND", required=True)
     preview = template_commands.add_parser(
-        "show", formatter_class=_formatter, help="print one example's frames for a task",
+        "show", formatter_class=help_formatter, help="print one example's frames for a task",
         description="Print the frames a task template makes from one utterance of a tokenized corpus: a one-line "
         "decoded form, then a table with a row per frame and a column per stream ('.' = pad, sN = semantic id N, "
         "cK:N = code N of codebook K, '*' = cell with target loss).")

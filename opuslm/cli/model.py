@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from opuslm.cli import help_formatter
 
 GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
-
-
-def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
 
 
 def register(subparsers) -> None:
@@ -21,7 +17,7 @@ def register(subparsers) -> None:
                                   description="Create, inspect and export OpusLM model folders.")
     commands = group.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
     init = commands.add_parser(
-        "init", formatter_class=_formatter, help="a text LLM + tokenized data -> an initial model folder",
+        "init", formatter_class=help_formatter, help="a text LLM + tokenized data -> an initial model folder",
         description="Grow a text LLM (a local HF folder, or a preset shape with random weights) to the joint "
         "vocabulary of a tokenized corpus and save it with its tokenizers. With --llm, the corpus must have been "
         "tokenized with that LLM's own tokenizer.")
@@ -34,7 +30,7 @@ def register(subparsers) -> None:
     init.add_argument("--seed", type=int, default=0, help="seed for the new embedding rows")
     init.set_defaults(func=_init)
 
-    export = commands.add_parser("export-text", formatter_class=_formatter, help="the text part as a plain HF LLM",
+    export = commands.add_parser("export-text", formatter_class=help_formatter, help="the text part as a plain HF LLM",
                                  description="Write the text range of the model as a plain HF causal-LM folder "
                                  "(with its tokenizer) that AutoModelForCausalLM loads, e.g. for lm-eval.")
     export.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
@@ -43,7 +39,7 @@ def register(subparsers) -> None:
 
     tasks = GENERATE_TASKS + tuple(UNDERSTANDING_TASKS)
     generate = subparsers.add_parser(
-        "generate", formatter_class=_formatter, help="ASR, TTS, continuation or an understanding task",
+        "generate", formatter_class=help_formatter, help="ASR, TTS, continuation or an understanding task",
         description="Generate with a trained model. Inputs are WAV files for asr, continue-audio and the "
         f"understanding tasks ({', '.join(UNDERSTANDING_TASKS)}), and texts for tts and continue-text. Text "
         "is decoded greedily; audio is sampled (seeded) unless --greedy-audio.")

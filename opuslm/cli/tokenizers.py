@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
+from opuslm.cli import help_formatter
 from opuslm.errors import OpusLMError
-
-
-def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
 
 
 def register(subparsers) -> None:
@@ -19,7 +15,7 @@ def register(subparsers) -> None:
                                   "`opuslm tokenize` and the model load by path.")
     commands = group.add_subparsers(dest="tokenizers_command", metavar="COMMAND", required=True)
 
-    text = commands.add_parser("train-text", formatter_class=_formatter, help="byte-level BPE on corpus text",
+    text = commands.add_parser("train-text", formatter_class=help_formatter, help="byte-level BPE on corpus text",
                                description="Train a byte-level BPE text tokenizer on the transcripts (and "
                                "answers) of a manifest, saved as a folder AutoTokenizer loads. For a pretrained "
                                "LLM, use its own tokenizer folder instead.")
@@ -29,7 +25,7 @@ def register(subparsers) -> None:
     text.add_argument("--extra-text", type=Path, help="a plain-text file (one sentence a line) to train on as well")
     text.set_defaults(func=_train_text)
 
-    semantic = commands.add_parser("train-semantic", formatter_class=_formatter,
+    semantic = commands.add_parser("train-semantic", formatter_class=help_formatter,
                                    help="k-means over log-mel or SSL features",
                                    description="Fit k-means on frame features of the train split: log-mel "
                                    "(default) or a layer of a local HF SSL model (--ssl DIR --layer N).")
@@ -43,7 +39,7 @@ def register(subparsers) -> None:
     semantic.add_argument("--seed", type=int, default=0)
     semantic.set_defaults(func=_train_semantic)
 
-    codec = commands.add_parser("train-codec", formatter_class=_formatter, help="the small RVQ codec",
+    codec = commands.add_parser("train-codec", formatter_class=help_formatter, help="the small RVQ codec",
                                 description="Train the project's small convolutional codec with residual VQ on "
                                 "the train split (CPU, minutes) and report mel distance and SI-SNR on dev.")
     codec.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
@@ -55,7 +51,7 @@ def register(subparsers) -> None:
     codec.add_argument("--seed", type=int, default=0)
     codec.set_defaults(func=_train_codec)
 
-    tokenize = subparsers.add_parser("tokenize", formatter_class=_formatter, help="a manifest -> token shards",
+    tokenize = subparsers.add_parser("tokenize", formatter_class=help_formatter, help="a manifest -> token shards",
                                      description="Tokenize every utterance of a manifest into memory-mapped token "
                                      "shards (text ids, semantic ids, codec codes, labels). Resumable: a re-run "
                                      "skips finished shards. Refuses shards made with other tokenizers.")
