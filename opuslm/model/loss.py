@@ -20,7 +20,8 @@ from opuslm.vocab import MODALITIES, JointVocab
 
 @dataclass
 class LossOutput:
-    loss: torch.Tensor  # scalar, for backward
+    loss: torch.Tensor  # scalar, for backward: weighted_sum / frames
+    weighted_sum: torch.Tensor  # before normalising: a trainer normalises by the frames of a whole step
     per_stream: dict[str, float]  # mean cross-entropy of each stream's cells
     per_modality: dict[str, float]  # mean cross-entropy of each modality's cells
     frames: int  # frames that carried loss: the normaliser
@@ -41,6 +42,15 @@ def chunked_cross_entropy(rows: torch.Tensor, weight: torch.Tensor, bias: torch.
         part = (rows[start:start + chunk], weight, bias, targets[start:start + chunk])
         pieces.append(checkpoint(_cross_entropy, *part, use_reentrant=False) if recompute else _cross_entropy(*part))
     return torch.cat(pieces) if pieces else rows.new_zeros(0, dtype=torch.float32)
+
+
+def next_frame_mask(loss_mask: torch.Tensor, document_ids: torch.Tensor | None) -> torch.Tensor:
+    """The cells of `frames[..., 1:]` that carry loss: those in the loss mask, except the first frame of
+    an example in a packed row (the frame before it belongs to another example)."""
+    mask = loss_mask[..., 1:].bool()
+    if document_ids is not None:
+        mask = mask & (document_ids[:, 1:] == document_ids[:, :-1])[:, None]
+    return mask
 
 
 def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> LossOutput:
@@ -67,4 +77,4 @@ def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: t
         counts.index_add_(0, modality.cpu(), torch.ones_like(ce, device="cpu"))
     frames = int(mask.any(1).sum())
     per_modality = {m: (sums[i] / counts[i]).item() for i, m in enumerate(MODALITIES) if counts[i] > 0}
-    return LossOutput(total / max(frames, 1), per_stream, per_modality, frames, int(mask.sum()))
+    return LossOutput(total / max(frames, 1), total, per_stream, per_modality, frames, int(mask.sum()))

@@ -27,7 +27,7 @@ from opuslm.errors import OpusLMError
 from opuslm.interleave import check_delays, default_delays
 from opuslm.model.config import MultiStreamConfig
 from opuslm.model.embeddings import TOKEN_ID_KEYS, extend_to_joint_vocab, text_token_ids
-from opuslm.model.loss import LossOutput, multistream_loss
+from opuslm.model.loss import LossOutput, multistream_loss, next_frame_mask
 from opuslm.vocab import PAD_ID, JointVocab
 
 FORMAT = "opuslm-multistream-1"
@@ -91,13 +91,29 @@ class OpusLM(nn.Module):
         return rows.sum(1)
 
     def forward(self, frames: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool = False):
-        """Hidden states `[B, S, D]` (`.last_hidden_state`) and, with `use_cache`, the KV cache."""
+                position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool = False,
+                document_ids: torch.Tensor | None = None):
+        """Hidden states `[B, S, D]` (`.last_hidden_state`) and, with `use_cache`, the KV cache.
+        `document_ids` `[B, S]` (packed rows): attention stays within each example."""
         if frames.dim() != 3 or frames.shape[1] != self.vocab.num_streams:
             raise OpusLMError(f"frames must be [batch, {self.vocab.num_streams} streams, steps], got {tuple(frames.shape)}")
-        return self.backbone.get_decoder()(inputs_embeds=self.embed(frames), attention_mask=attention_mask,
+        embeds = self.embed(frames)
+        if document_ids is not None:
+            attention_mask = self._packed_mask(document_ids, embeds.dtype)
+        return self.backbone.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
                                            position_ids=position_ids, past_key_values=past_key_values,
                                            use_cache=use_cache)
+
+    def _packed_mask(self, document_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """Causal attention within each example of a packed row, as an additive `[B, 1, S, S]` mask.
+        FlashAttention-2 takes packed rows from the restarting position ids instead (no S x S mask)."""
+        if self.backbone.config._attn_implementation == "flash_attention_2":
+            return None
+        steps = document_ids.shape[-1]
+        causal = torch.ones(steps, steps, dtype=torch.bool, device=document_ids.device).tril()
+        allowed = causal & (document_ids[:, :, None] == document_ids[:, None, :])
+        return torch.zeros(allowed.shape, dtype=dtype, device=document_ids.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)[:, None]
 
     def stream_rows(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
         return hidden if stream == 0 else hidden + self.stream_offsets[stream - 1]
@@ -122,13 +138,14 @@ class OpusLM(nn.Module):
         weight, bias, _ = self.stream_heads()[stream]
         return nn.functional.linear(self.stream_rows(hidden, stream), weight, bias)
 
-    def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor | None = None,
-             position_ids: torch.Tensor | None = None) -> LossOutput:
+    def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+             document_ids: torch.Tensor | None = None) -> LossOutput:
         """Next-frame loss on delayed `frames` `[B, N, S]`; `loss_mask` (delayed the same way) marks the
-        cells that carry loss."""
-        hidden = self(frames[..., :-1], attention_mask=None if attention_mask is None else attention_mask[..., :-1],
-                      position_ids=None if position_ids is None else position_ids[..., :-1]).last_hidden_state
-        return multistream_loss(self, hidden, frames[..., 1:], loss_mask[..., 1:].bool())
+        cells that carry loss. In packed rows (`document_ids`), a frame never predicts the first frame
+        of the next example."""
+        cut = (lambda x: None if x is None else x[..., :-1])
+        hidden = self(frames[..., :-1], position_ids=cut(position_ids), document_ids=cut(document_ids)).last_hidden_state
+        return multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids))
 
     # ---- saving ----
     def save_pretrained(self, folder: str | Path, tokenizers=None) -> Path:

@@ -1,0 +1,74 @@
+"""Training checkpoints: everything a resumed run needs to continue bit for bit.
+
+`step-NNNNNNNN/` holds `state.pt` (model and optimiser state as full, unsharded tensors; scheduler;
+RNG states) and `trainer.json` (step, data-loader state, vocabulary hash, config), written last.
+The folder is written under a temporary name and renamed, so a kill at any moment leaves every
+folder that has the final name complete; older ones beyond `keep_last` are removed after a new one
+lands. Full state dicts make a checkpoint loadable by any number of ranks, DDP or FSDP2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from opuslm.errors import OpusLMError
+
+PREFIX = "step-"
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(folder: Path, step: int, state: dict, info: dict, keep_last: int) -> Path:
+    """Write checkpoint `step` under `folder` atomically; keep the newest `keep_last`."""
+    final = folder / f"{PREFIX}{step:08d}"
+    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    torch.save(state, tmp / "state.pt")
+    (tmp / "trainer.json").write_text(json.dumps({**info, "step": step}, indent=1) + "\n")
+    if final.exists():  # a re-run that reached the same step: replace it whole
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in complete(folder)[:-keep_last]:
+        shutil.rmtree(old)
+    return final
+
+
+def complete(folder: Path) -> list[Path]:
+    """Finished checkpoints, oldest first (leftover temporary folders are ignored)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f"{PREFIX}*") if p.is_dir() and (p / "trainer.json").is_file())
+
+
+def latest(folder: Path) -> Path | None:
+    found = complete(folder)
+    return found[-1] if found else None
+
+
+def load(path: Path, vocab_hash: str) -> tuple[dict, dict]:
+    info = json.loads((path / "trainer.json").read_text())
+    if info.get("vocab_hash") != vocab_hash:
+        raise OpusLMError(f"checkpoint {path} was made with joint vocabulary {info.get('vocab_hash')}, this run uses "
+                          f"{vocab_hash}; resume with the data and tokenizers it was trained on")
+    state = torch.load(path / "state.pt", weights_only=False)
+    return state, info

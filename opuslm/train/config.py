@@ -1,0 +1,162 @@
+"""Typed training configuration: YAML maps one-to-one onto these models; an unknown or mistyped key
+fails before any work, naming the key and the file.
+
+A *stage* (`stages/pretrain.yaml`, ...) is one training run: its data mixture, steps, optimiser and
+LR schedule, and the stage it starts from. A *schedule* lists stages, names the datasets their
+sources refer to, and says how the first model is made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from opuslm.errors import OpusLMError
+from opuslm.vocab import TASKS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SourceConfig(Strict):
+    """One component of a mixture: a task over a dataset's split, drawn with `weight`."""
+
+    name: str
+    dataset: str  # a name from the schedule's `datasets`: a token shard folder, or a .txt file for text_lm
+    task: str
+    weight: float = Field(1.0, gt=0)
+    split: Literal["train", "dev", "test"] = "train"
+    instruct: bool = False  # ASR with an instruction, as OSUM trains it
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        return task
+
+
+class DataConfig(Strict):
+    sources: list[SourceConfig] = Field(min_length=1)
+    row_frames: int = Field(1024, gt=0)  # frames per packed row
+    rows: int = Field(8, gt=0)  # rows per micro-batch, over all ranks
+    pool: float = Field(2.0, ge=1.0)  # frames held for best-fit packing, in micro-batches
+    loss_region: Literal["whole", "target"] = "target"
+    seed: int = 0
+
+
+class LRConfig(Strict):
+    schedule: Literal["cosine", "wsd", "linear_to_zero", "constant"] = "cosine"
+    peak: float | Literal["previous"] = 2e-4  # "previous": the LR the previous stage ended at
+    warmup: int = Field(0, ge=0)
+    floor: float = Field(0.3, ge=0, le=1)  # cosine / wsd: the final LR as a fraction of peak
+    decay_fraction: float = Field(0.2, gt=0, le=1)  # wsd: the share of steps spent decaying
+
+
+class OptimConfig(Strict):
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1  # not on embeddings, norms, biases or stream offsets
+    eps: float = 1e-8
+    clip: float = 1.0
+
+
+class ValidationConfig(Strict):
+    every: int = Field(50, gt=0)
+    batches: int = Field(2, gt=0)  # packed batches per task
+    split: Literal["train", "dev", "test"] = "dev"
+
+
+class StageConfig(Strict):
+    name: str
+    start_from: str = Field("init", alias="from")  # "init" or an earlier stage's name
+    steps: int = Field(gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: LRConfig = LRConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig
+    validation: ValidationConfig = ValidationConfig()
+    checkpoint_every: int = Field(50, gt=0)
+    keep_last: int = Field(2, gt=0)
+    log_every: int = Field(1, gt=0)
+    activation_checkpointing: bool = False
+    bf16: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is present
+    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun with more than one process
+
+
+class InitConfig(Strict):
+    """The model the first stage starts from: a local HF LLM folder, or a preset shape."""
+
+    llm: str | None = None
+    preset: str | None = None
+    delays: list[int] | None = None
+    seed: int = 0
+
+
+class StageEntry(Strict):
+    file: str
+    overrides: dict = {}
+
+
+class ScheduleConfig(Strict):
+    out: str
+    datasets: dict[str, str]
+    tokens: str  # the dataset whose tokenizers and vocabulary the model is built with
+    init: InitConfig
+    stages: list[StageEntry] = Field(min_length=1)
+    ablations: dict[str, list[SourceConfig]] = {}  # anneal data mixes to compare, by name
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise OpusLMError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise OpusLMError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise OpusLMError(f"{path} must hold a mapping of keys")
+    return data
+
+
+def validate(model: type[BaseModel], data: dict, where: str):
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors())
+        raise OpusLMError(f"{where}: {problems}") from None
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """`overrides` on top of `base`, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
+    """The schedule and its stages (files relative to the schedule's folder, overrides applied)."""
+    path = Path(path)
+    schedule = validate(ScheduleConfig, read_yaml(path), str(path))
+    stages = []
+    for entry in schedule.stages:
+        file = (path.parent / entry.file) if not Path(entry.file).is_absolute() else Path(entry.file)
+        stage = validate(StageConfig, merge(read_yaml(file), entry.overrides), f"{file} (with overrides from {path})")
+        stages.append(stage)
+    names = [s.name for s in stages]
+    for i, stage in enumerate(stages):
+        if stage.start_from != "init" and stage.start_from not in names[:i]:
+            raise OpusLMError(f"stage {stage.name} starts from {stage.start_from!r}, which is not an earlier stage "
+                              f"(earlier: {', '.join(['init'] + names[:i])})")
+        for source in stage.data.sources:
+            if source.dataset not in schedule.datasets:
+                raise OpusLMError(f"stage {stage.name}, source {source.name}: dataset {source.dataset!r} is not "
+                                  f"named in {path} (datasets: {', '.join(schedule.datasets)})")
+    if len(set(names)) != len(names):
+        raise OpusLMError(f"{path}: stage names must be unique, got {names}")
+    return schedule, stages

@@ -1,0 +1,150 @@
+"""`opuslm stages run|ablate`: the stages of a schedule in order, each starting from the one it names.
+
+Layout of a schedule's `out` folder:
+
+    init/model/            the text LLM grown to the joint vocabulary (or a preset from scratch)
+    <stage>/               log.jsonl, tensorboard/, checkpoints/, model/, summary.json (= finished)
+    ablations/<stage>-<mix>/   one anneal run per data mix, then ablation.md and ablation.png
+    summary.json, summary.md   per stage: steps, tokens, first/final losses, validation per task, time
+
+A finished stage is skipped; an interrupted one resumes from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from opuslm.errors import OpusLMError
+from opuslm.train.config import StageConfig, load_schedule
+
+
+def build_init(schedule, out: Path) -> Path:
+    """The model every `from: init` stage starts from, made once."""
+    from opuslm.interleave import default_delays
+    from opuslm.model.config import MultiStreamConfig
+    from opuslm.model.multistream import OpusLM
+    from opuslm.model.presets import preset_config
+    from opuslm.tokenize.pipeline import TokenizerPaths
+    from opuslm.tokenize.shards import TokenShards
+    from opuslm.tokenize.text import load_text_tokenizer
+    from opuslm.vocab import JointVocab
+
+    folder = out / "init" / "model"
+    if (folder / "opuslm.json").is_file():
+        return folder
+    init = schedule.init
+    if (init.llm is None) == (init.preset is None):
+        raise OpusLMError("the schedule's init needs exactly one of llm (a local HF folder) or preset")
+    tokens = Path(schedule.datasets[schedule.tokens])
+    shards = TokenShards(tokens)
+    vocab = JointVocab.from_tokens(tokens)
+    paths = TokenizerPaths(*(shards.tokenizer_path(name) for name in ("text", "semantic", "acoustic")))
+    llm = init.llm if init.llm else preset_config(init.preset, load_text_tokenizer(paths.text))
+    config = MultiStreamConfig(delays=init.delays or default_delays(vocab.num_streams))
+    tmp = folder.with_name("model.tmp")
+    OpusLM.from_llm(llm, vocab, config, seed=init.seed).save_pretrained(tmp, paths)
+    tmp.rename(folder)
+    return folder
+
+
+def _peak_lr(stage: StageConfig, out: Path) -> float:
+    if stage.lr.peak != "previous":
+        return float(stage.lr.peak)
+    if stage.start_from == "init":
+        raise OpusLMError(f"stage {stage.name}: lr.peak 'previous' needs a stage to start from, not init")
+    return json.loads((out / stage.start_from / "summary.json").read_text())["final_lr"]
+
+
+def run_stage(stage: StageConfig, datasets, out: Path, run_dir: Path, progress: bool, validation_sources=None) -> dict:
+    from opuslm.train.trainer import StageRun
+
+    if (run_dir / "summary.json").is_file():
+        return json.loads((run_dir / "summary.json").read_text())
+    start = out / "init" / "model" if stage.start_from == "init" else out / stage.start_from / "model"
+    if not (start / "opuslm.json").is_file():
+        raise OpusLMError(f"stage {stage.name} starts from {stage.start_from}, whose model is missing at {start}")
+    run = StageRun(stage, datasets, start, run_dir, _peak_lr(stage, out), progress, validation_sources)
+    return run.run()
+
+
+def run_schedule(path: str | Path, progress: bool = True) -> list[dict]:
+    from opuslm.train.distributed import close_world, init_world
+
+    schedule, stages = load_schedule(path)
+    out = Path(schedule.out)
+    world = init_world()
+    if world.main:
+        build_init(schedule, out)
+    world.barrier()
+    summaries = []
+    for stage in stages:
+        summaries.append(run_stage(stage, schedule.datasets, out, out / stage.name, progress))
+    if world.main:
+        write_summary(out, summaries)
+    close_world(world)
+    return summaries
+
+
+def write_summary(out: Path, summaries: list[dict]) -> None:
+    (out / "summary.json").write_text(json.dumps(summaries, indent=1) + "\n")
+    tasks = sorted({t for s in summaries for t in s["final_validation"]})
+    lines = ["| stage | from | steps | tokens | train loss first -> final | " + " | ".join(f"val {t}" for t in tasks) + " |",
+             "|" + " --- |" * (4 + len(tasks) + 1)]
+    for s in summaries:
+        cells = []
+        for t in tasks:
+            first, final = s["first_validation"].get(t), s["final_validation"].get(t)
+            cells.append(f"{first:.3f} -> {final:.3f}" if first is not None else "")
+        lines.append(f"| {s['stage']} | {Path(s['from']).parent.name} | {s['steps']} | {s['tokens']} | "
+                     f"{s['first_loss']:.3f} -> {s['final_loss']:.3f} | " + " | ".join(cells) + " |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def ablate(path: str | Path, stage_name: str, progress: bool = True) -> Path:
+    """Run stage `stage_name` once per data mix in the schedule's `ablations`, from the same start,
+    validated on the same sets (the stage's own sources); write a table and a plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from opuslm.train.distributed import close_world, init_world
+
+    schedule, stages = load_schedule(path)
+    stage = next((s for s in stages if s.name == stage_name), None)
+    if stage is None:
+        raise OpusLMError(f"no stage {stage_name!r} in {path} (stages: {', '.join(s.name for s in stages)})")
+    if not schedule.ablations:
+        raise OpusLMError(f"{path} lists no ablations (a mapping of mix name -> sources)")
+    out = Path(schedule.out)
+    world = init_world()
+    results = {}
+    for mix, sources in schedule.ablations.items():
+        for source in sources:
+            if source.dataset not in schedule.datasets:
+                raise OpusLMError(f"ablation {mix}, source {source.name}: dataset {source.dataset!r} is not named in {path}")
+        variant = stage.model_copy(update={"data": stage.data.model_copy(update={"sources": sources})})
+        summary = run_stage(variant, schedule.datasets, out, out / "ablations" / f"{stage.name}-{mix}", progress,
+                            validation_sources=stage.data.sources)
+        results[mix] = summary.get("final_validation", {})
+    folder = out / "ablations"
+    if world.main:
+        tasks = sorted({t for r in results.values() for t in r})
+        table = ["| mix | " + " | ".join(tasks) + " |", "|" + " --- |" * (len(tasks) + 1)]
+        table += [f"| {mix} | " + " | ".join(f"{r[t]:.3f}" if t in r else "" for t in tasks) + " |" for mix, r in results.items()]
+        (folder / "ablation.md").write_text(f"Validation loss per task after {stage.name}, by data mix (lower is better)\n\n"
+                                            + "\n".join(table) + "\n")
+        figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * len(results)), 4))
+        width = 0.8 / len(results)
+        for i, (mix, r) in enumerate(results.items()):
+            axis.bar([t + i * width for t in range(len(tasks))], [r.get(task, 0) for task in tasks], width, label=mix)
+        axis.set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks, rotation=30)
+        axis.set_ylabel("validation loss")
+        axis.set_title(f"{stage.name}: data mix ablation")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(folder / "ablation.png", dpi=120)
+        plt.close(figure)
+    close_world(world)
+    return folder
