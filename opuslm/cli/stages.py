@@ -39,6 +39,8 @@ def _run(args) -> None:
 
     summaries = run_schedule(args.schedule, progress=not args.quiet)
     for s in summaries:
+        if not s:  # only the main rank of a torchrun job reports
+            continue
         print(f"{s['stage']}: {s['steps']} steps, {s['tokens']} tokens, loss {s['first_loss']:.3f} -> {s['final_loss']:.3f}")
 
 

@@ -85,6 +85,9 @@ class StageRun:
         self.loader = PackedLoader(stage.data, datasets, builder, self.model.delays, self.world.rank, self.world.size)
         self.validation, self.validation_notes = self._validation_sets(
             datasets, builder, validation_sources or stage.data.sources)
+        layers = getattr(self.model.backbone.get_decoder(), "layers", [])
+        self.forward = wrap(LossForward(self.model), layers, self.world, stage.parallel)
+        # after wrapping: FSDP2 replaces the parameters with sharded ones, which the optimiser must hold
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, stage.optim.weight_decay), lr=peak_lr,
                                            betas=stage.optim.betas, eps=stage.optim.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage.steps, stage.lr))
@@ -93,8 +96,6 @@ class StageRun:
         self.log_path = self.run_dir / "log.jsonl"
         self.checkpoints = self.run_dir / "checkpoints"
         self._resume()
-        layers = getattr(self.model.backbone.get_decoder(), "layers", [])
-        self.forward = wrap(LossForward(self.model), layers, self.world, stage.parallel)
         use_bf16 = stage.bf16 == "on" or (stage.bf16 == "auto" and self.world.device.type == "cuda")
         self.autocast = (lambda: torch.autocast(self.world.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
 
