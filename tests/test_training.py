@@ -88,12 +88,27 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path, monk
     assert [p.name for p in checkpoint.complete(folder)] == ["step-00000006", "step-00000008"]
 
 
-def test_three_stages_run_and_each_starts_where_the_previous_ended(tmp_path, tiny_shards):
+@pytest.fixture(scope="module")
+def three_stages(tmp_path_factory, tiny_shards):
     from opuslm.train.stages import run_schedule
 
-    path = write_schedule(tmp_path, tiny_shards, tmp_path / "out")
-    pretrain, anneal, instruct = run_schedule(path, progress=False)
-    out = tmp_path / "out"
+    folder = tmp_path_factory.mktemp("schedule")
+    path = write_schedule(folder, tiny_shards, folder / "out")
+    schedule = yaml.safe_load(path.read_text())
+    schedule["ablations"] = {
+        "with_text": [{"name": "asr", "dataset": "speech_hq", "task": "asr"},
+                      {"name": "text_lm", "dataset": "text", "task": "text_lm"}],
+        "speech_only": [{"name": "asr", "dataset": "speech_hq", "task": "asr"}],
+    }
+    path.write_text(yaml.safe_dump(schedule))
+    return path, run_schedule(path, progress=False)
+
+
+def test_three_stages_run_and_each_starts_where_the_previous_ended(three_stages):
+    from opuslm.train.stages import run_schedule
+
+    path, (pretrain, anneal, instruct) = three_stages
+    out = path.parent / "out"
     assert (pretrain["steps"], anneal["steps"], instruct["steps"]) == (4, 2, 2)
     assert Path(anneal["from"]) == out / "pretrain" / "model" and Path(instruct["from"]) == out / "anneal" / "model"
     # anneal's step-0 validation uses the same sets on the weights pretraining ended with
@@ -106,6 +121,22 @@ def test_three_stages_run_and_each_starts_where_the_previous_ended(tmp_path, tin
     assert "| pretrain | init | 4 |" in (out / "summary.md").read_text()
     again = run_schedule(path, progress=False)  # finished stages are skipped, not redone
     assert again == [pretrain, anneal, instruct]
+
+
+def test_an_anneal_ablation_compares_mixes_on_the_same_validation_sets(three_stages):
+    from opuslm.train.stages import ablate
+
+    path, (_, anneal, _) = three_stages
+    folder = ablate(path, "anneal", progress=False)
+    table = (folder / "ablation.md").read_text().splitlines()
+    assert table[2] == "| mix | asr | text_lm | tts |"
+    rows = {line.split("|")[1].strip(): line for line in table[4:]}
+    assert set(rows) == {"with_text", "speech_only"}
+    assert (folder / "ablation.png").stat().st_size > 1000
+    for mix in rows:  # every mix starts from pretraining's model and validates on anneal's own sources
+        summary = json.loads((folder / f"anneal-{mix}" / "summary.json").read_text())
+        assert summary["first_validation"] == pytest.approx(anneal["first_validation"])
+        assert set(summary["final_validation"]) == {"asr", "tts", "text_lm"}
 
 
 def run_cli(args, env_extra=None, **popen):
