@@ -1,0 +1,73 @@
+"""`opuslm eval` and `opuslm judge train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opuslm.cli import help_formatter
+from opuslm.errors import OpusLMError
+
+EVAL_TASKS = ("asr", "ved", "ser", "ssr", "sgc", "sap", "srwt", "sttc", "tts", "text")
+
+
+def register(subparsers) -> None:
+    evaluate = subparsers.add_parser(
+        "eval", formatter_class=help_formatter, help="score a trained model on every task",
+        description="Evaluate a model folder on a corpus: ASR WER (dev = seen, test = unseen speakers), OSUM "
+        "classification accuracy (first tag) with confusion matrices, SRWT WER and AAS, STTC answer accuracy, TTS "
+        "judge WER with the codec's resynthesis ceiling, text perplexity and multiple-choice accuracy. Writes "
+        "results.json, hyps.jsonl, report.md and PNG plots to --out.")
+    evaluate.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
+    evaluate.add_argument("--corpus", type=Path, required=True, help="corpus folder (manifest.jsonl and audio)")
+    evaluate.add_argument("--out", type=Path, required=True, help="output folder")
+    evaluate.add_argument("--judge", type=Path, help="judge for TTS: `opuslm judge train` output or a local HF ASR folder")
+    evaluate.add_argument("--tasks", default=",".join(EVAL_TASKS), help="comma-separated subset")
+    evaluate.add_argument("--limit", type=int, help="at most this many utterances per task (quick looks)")
+    evaluate.add_argument("--base-llm", type=Path, help="the text LLM before speech training, for text comparisons")
+    evaluate.add_argument("--run", type=Path, help="the schedule's out folder, for loss curves across stages")
+    evaluate.add_argument("--codec", type=Path, help="the codec folder, when not where the model recorded it")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.set_defaults(func=_eval)
+
+    judge = subparsers.add_parser("judge", help="the ASR judge that scores generated speech",
+                                  description="Train the small CTC ASR judge on a corpus's real audio.")
+    commands = judge.add_subparsers(dest="judge_command", metavar="COMMAND", required=True)
+    train = commands.add_parser("train", formatter_class=help_formatter, help="train the CTC judge",
+                                description="Train a character CTC ASR model on the train split's real audio and "
+                                "report its WER on dev. It never sees resynthesised or generated audio.")
+    train.add_argument("--corpus", type=Path, required=True, help="corpus folder (manifest.jsonl and audio)")
+    train.add_argument("--out", type=Path, required=True, help="output judge folder")
+    train.add_argument("--steps", type=int, default=1500)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_train_judge)
+
+
+def _eval(args) -> None:
+    from opuslm.eval.judge import load_judge
+    from opuslm.eval.report import table
+    from opuslm.eval.runner import Evaluation
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(tasks) - set(EVAL_TASKS))
+    if unknown:
+        raise OpusLMError(f"unknown eval task(s) {', '.join(unknown)}; tasks: {', '.join(EVAL_TASKS)}")
+    judge = load_judge(args.judge) if args.judge else None
+    evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit)
+    results = evaluation.run(tasks, args.base_llm, args.run)
+    print(table(results["metrics"]))
+    print(f"report: {args.out / 'report.md'}")
+
+
+def judge_data(corpus: Path, split: str):
+    from opuslm.data.manifest import read_manifest
+
+    return [(u.load_audio(corpus, target_rate=16000)[0], u.text) for u in read_manifest(corpus, split=split)]
+
+
+def _train_judge(args) -> None:
+    from opuslm.eval.judge import train_judge
+
+    info = train_judge(judge_data(args.corpus, "train"), judge_data(args.corpus, "dev"), args.out,
+                       steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    print(f"judge -> {args.out}: dev WER {info['dev_wer']:.3f} after {info['steps']} steps")

@@ -1,0 +1,157 @@
+"""The ASR judge that scores generated speech: independent of the model under test.
+
+Either a local HF ASR folder (Whisper, wav2vec2-CTC, ... through transformers' ASR pipeline), or
+`opuslm judge train`: a small character CTC model (log-mel, 2x convolutional subsampling, BiGRU)
+trained on a corpus's *real* audio, never on resynthesised or generated audio. Its own WER on the
+dev split is measured at the end of training and stored beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from opuslm.errors import OpusLMError
+from opuslm.tokenize.features import LogMel
+
+CHARACTERS = " abcdefghijklmnopqrstuvwxyz'"  # index + 1; 0 is the CTC blank
+SAMPLE_RATE = 16000
+
+
+class CTCJudgeModel(nn.Module):
+    def __init__(self, hidden: int = 192, layers: int = 2, n_mels: int = 80):
+        super().__init__()
+        self.features = LogMel(SAMPLE_RATE, 400, 160, n_mels)
+        self.subsample = nn.Sequential(nn.Conv1d(n_mels, hidden, 5, stride=2, padding=2), nn.GELU(),
+                                       nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU())
+        self.rnn = nn.GRU(hidden, hidden, layers, batch_first=True, bidirectional=True, dropout=0.1)
+        self.out = nn.Linear(2 * hidden, len(CHARACTERS) + 1)
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[B, samples]` -> log-probs `[B, T, C]` and frame lengths `[B]`."""
+        mel = self.features(wavs)  # [B, frames, mels]
+        mel = (mel - mel.mean(1, keepdim=True)) / (mel.std(1, keepdim=True) + 1e-5)
+        hidden = self.subsample(mel.transpose(1, 2)).transpose(1, 2)
+        frames = ((lengths // 160) + 1 + 1) // 2
+        packed = nn.utils.rnn.pack_padded_sequence(hidden, frames.cpu(), batch_first=True, enforce_sorted=False)
+        output, _ = self.rnn(packed)
+        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=hidden.shape[1])
+        return self.out(output).log_softmax(-1), frames
+
+
+def encode_text(text: str) -> list[int]:
+    return [CHARACTERS.index(c) + 1 for c in text.lower() if c in CHARACTERS]
+
+
+def greedy_decode(log_probs: torch.Tensor, frames: torch.Tensor) -> list[str]:
+    out = []
+    for row, length in zip(log_probs.argmax(-1), frames):
+        ids = torch.unique_consecutive(row[: int(length)]).tolist()
+        out.append(" ".join("".join(CHARACTERS[i - 1] for i in ids if i > 0).split()))
+    return out
+
+
+def _batch(wavs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(w) for w in wavs])
+    padded = torch.zeros(len(wavs), int(lengths.max()))
+    for i, w in enumerate(wavs):
+        padded[i, : len(w)] = torch.from_numpy(np.asarray(w, np.float32))
+    return padded, lengths
+
+
+class CTCJudge:
+    def __init__(self, model: CTCJudgeModel, info: dict):
+        self.model, self.info = model.eval(), info
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CTCJudge:
+        folder = Path(folder)
+        info = json.loads((folder / "judge.json").read_text())
+        model = CTCJudgeModel(**info["config"])
+        model.load_state_dict(torch.load(folder / "judge.pt", weights_only=True))
+        return cls(model, info)
+
+    @torch.no_grad()
+    def transcribe(self, wavs: list[np.ndarray], batch_size: int = 16) -> list[str]:
+        """Waveforms at 16 kHz -> lowercase transcripts."""
+        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))  # similar lengths batch together
+        results = {}
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            wav, lengths = _batch([wavs[i] if len(wavs[i]) >= 400 else np.pad(wavs[i], (0, 400 - len(wavs[i])))
+                                   for i in chosen])
+            log_probs, frames = self.model(wav, lengths)
+            for i, text in zip(chosen, greedy_decode(log_probs, frames)):
+                results[i] = text
+        return [results[i] for i in range(len(wavs))]
+
+
+class HFJudge:
+    """A local HF ASR model folder through transformers' pipeline (greedy, English)."""
+
+    def __init__(self, folder: str | Path):
+        from transformers import pipeline
+
+        self.info = {"kind": "hf", "path": str(folder)}
+        self.pipe = pipeline("automatic-speech-recognition", model=str(folder), device=-1)
+
+    def transcribe(self, wavs: list[np.ndarray], batch_size: int = 8) -> list[str]:
+        inputs = [{"raw": np.asarray(w, np.float32), "sampling_rate": SAMPLE_RATE} for w in wavs]
+        return [r["text"].strip().lower() for r in self.pipe(inputs, batch_size=batch_size)]
+
+
+def load_judge(folder: str | Path):
+    folder = Path(folder)
+    if (folder / "judge.json").is_file():
+        return CTCJudge.load(folder)
+    if (folder / "config.json").is_file():
+        return HFJudge(folder)
+    raise OpusLMError(f"{folder} is neither a judge from `opuslm judge train` nor a local HF ASR model folder")
+
+
+def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray, str]], out: str | Path,
+                steps: int = 1500, batch_size: int = 16, lr: float = 2e-3, seed: int = 0, progress: bool = True) -> dict:
+    """Train the CTC judge on (16 kHz waveform, transcript) pairs; save it with its dev WER."""
+    from tqdm import tqdm
+
+    from opuslm.eval.metrics import corpus_wer
+
+    if not train:
+        raise OpusLMError("the judge needs training utterances")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    config = {"hidden": 192, "layers": 2, "n_mels": 80}
+    model = CTCJudgeModel(**config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    ctc = nn.CTCLoss(zero_infinity=True)
+    bar = tqdm(range(steps), desc="judge", unit="step", disable=not progress)
+    for step in bar:
+        chosen = rng.sample(train, min(batch_size, len(train)))
+        wav, lengths = _batch([w for w, _ in chosen])
+        wav = wav * torch.empty(len(chosen), 1).uniform_(0.5, 1.5)  # level augmentation
+        log_probs, frames = model(wav, lengths)
+        targets = [torch.tensor(encode_text(t)) for _, t in chosen]
+        loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), frames, torch.tensor([len(t) for t in targets]))
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 20 == 0:
+            bar.set_postfix(ctc=f"{loss.item():.3f}")
+    judge = CTCJudge(model, {})
+    dev_wer = corpus_wer([t for _, t in dev], judge.transcribe([w for w, _ in dev])) if dev else None
+    info = {"kind": "ctc", "config": config, "steps": steps, "train_utterances": len(train), "dev_wer": dev_wer}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "judge.pt")
+    (out / "judge.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info

@@ -1,0 +1,120 @@
+"""`report.md` and its plots: task metrics (bar chart), confusion matrices, loss curves across stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# (metric, what it is, target for the embedded default, higher is better)
+ROWS = (
+    ("asr_wer_test", "ASR WER, unseen speakers", 0.10, False),
+    ("asr_wer_dev", "ASR WER, seen speakers", None, False),
+    ("sgc_accuracy", "SGC (gender) accuracy", 0.95, True),
+    ("sap_accuracy", "SAP (age) accuracy", 0.85, True),
+    ("ser_accuracy", "SER (emotion) accuracy", 0.85, True),
+    ("ssr_accuracy", "SSR (style) accuracy", 0.85, True),
+    ("ved_accuracy", "VED (vocal event) accuracy", 0.90, True),
+    ("srwt_aas_ms", "SRWT boundary shift (AAS, ms)", 60.0, False),
+    ("srwt_wer", "SRWT word WER", None, False),
+    ("sttc_accuracy", "STTC answer accuracy", 0.80, True),
+    ("tts_wer", "TTS judge WER (corpus)", None, False),
+    ("tts_wer_mean_utterance", "TTS judge WER (mean per utterance)", None, False),
+    ("tts_ceiling_resynthesis_wer", "judge WER on codec resynthesis (ceiling)", None, False),
+    ("tts_judge_original_wer", "judge WER on the original audio", None, False),
+    ("text_perplexity", "text perplexity (held-out)", None, False),
+    ("text_perplexity_base_llm", "text perplexity of the LLM before speech", None, False),
+    ("text_mc_accuracy", "text multiple-choice accuracy", None, True),
+    ("text_mc_accuracy_base_llm", "multiple-choice accuracy of the LLM before speech", None, True),
+)
+
+
+def _value(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def targets_met(metrics: dict) -> dict[str, bool]:
+    met = {}
+    for key, _, target, higher in ROWS:
+        if target is not None and metrics.get(key) is not None:
+            met[key] = metrics[key] >= target if higher else metrics[key] <= target
+    if metrics.get("tts_wer") is not None and metrics.get("tts_ceiling_resynthesis_wer") is not None:
+        met["tts_wer"] = metrics["tts_wer"] <= 2 * max(metrics["tts_ceiling_resynthesis_wer"], 0.01)
+    if metrics.get("text_perplexity") is not None and metrics.get("text_perplexity_base_llm") is not None:
+        met["text_perplexity"] = metrics["text_perplexity"] <= 1.10 * metrics["text_perplexity_base_llm"]
+    return met
+
+
+def table(metrics: dict) -> str:
+    met = targets_met(metrics)
+    lines = ["| metric | value | target | met |", "| --- | --- | --- | --- |"]
+    for key, label, target, higher in ROWS:
+        if key not in metrics:
+            continue
+        goal = ("" if target is None else (">= " if higher else "<= ") + _value(target))
+        if key == "tts_wer":
+            goal = "<= 2x ceiling"
+        if key == "text_perplexity":
+            goal = "<= 1.1x base LLM"
+        lines.append(f"| {label} | {_value(metrics[key])} | {goal} | {'' if key not in met else ('yes' if met[key] else 'NO')} |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = results["metrics"]
+    plots = []
+    scores = [(label, metrics[key]) for key, label, _, higher in ROWS
+              if higher and isinstance(metrics.get(key), float) and "base" not in key]
+    if scores:
+        figure, axis = plt.subplots(figsize=(8, 3.5))
+        axis.barh([s[0] for s in scores], [s[1] for s in scores], color="tab:blue")
+        axis.set_xlim(0, 1)
+        axis.set_xlabel("accuracy")
+        figure.tight_layout()
+        figure.savefig(out / "task_metrics.png", dpi=120)
+        plt.close(figure)
+        plots.append("task_metrics.png")
+    for task, matrix in results.get("confusion", {}).items():
+        labels, counts = matrix["labels"], matrix["counts"]
+        figure, axis = plt.subplots(figsize=(1 + 0.6 * len(labels), 1 + 0.5 * len(labels)))
+        axis.imshow(counts, cmap="Blues")
+        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        axis.set_yticks(range(len(labels)), labels)
+        for i, row in enumerate(counts):
+            for j, n in enumerate(row):
+                axis.text(j, i, str(n), ha="center", va="center", fontsize=8)
+        axis.set_xlabel("predicted (first tag)")
+        axis.set_ylabel("reference")
+        axis.set_title(task.upper())
+        figure.tight_layout()
+        figure.savefig(out / f"confusion_{task}.png", dpi=120)
+        plt.close(figure)
+        plots.append(f"confusion_{task}.png")
+    if run_dir is not None and (run_dir / "summary.json").is_file():
+        summaries = json.loads((run_dir / "summary.json").read_text())
+        figure, axis = plt.subplots(figsize=(8, 3.5))
+        offset = 0
+        for summary in summaries:
+            log = run_dir / summary["stage"] / "log.jsonl"
+            records = [json.loads(line) for line in log.read_text().splitlines()]
+            steps = [offset + r["step"] for r in records if "loss" in r]
+            axis.plot(steps, [r["loss"] for r in records if "loss" in r], label=summary["stage"], linewidth=1)
+            offset += summary["steps"]
+        axis.set_xlabel("step (stages in sequence)")
+        axis.set_ylabel("training loss (weighted)")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(out / "loss_curves.png", dpi=120)
+        plt.close(figure)
+        plots.append("loss_curves.png")
+    lines = [f"# Evaluation of {results['model']}", "",
+             f"Corpus {results['corpus']} (manifest {results['corpus_manifest_hash']}), vocabulary {results['model_vocab']}, "
+             f"judge {results['judge']}, {results['seconds']} s.", "", table(metrics), ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    (out / "report.md").write_text("\n".join(lines) + "\n")

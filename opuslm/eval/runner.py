@@ -1,0 +1,189 @@
+"""`opuslm eval`: every task of a trained model on a corpus split, written as results, hypotheses, a
+report and plots.
+
+ASR (per split: dev = seen speakers, test = unseen), TTS scored by a judge (with the codec's
+resynthesis ceiling and the original audio through the same judge), OSUM's classification tasks
+(first-tag accuracy and confusion matrices), SRWT (word WER and AAS), STTC (answer exact match), and
+text (perplexity on held-out text, multiple-choice accuracy). Text is decoded greedily; TTS audio is
+sampled with a fixed seed, so a re-run gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from opuslm.data.manifest import read_manifest
+from opuslm.eval import metrics
+
+CLASSIFICATION = {"ved": "event", "ser": "emotion", "ssr": "style", "sgc": "gender", "sap": "age"}
+
+
+class Evaluation:
+    def __init__(self, model_folder: Path, corpus: Path, out: Path, judge=None, codec=None, batch_size: int = 8,
+                 limit: int | None = None, progress: bool = True):
+        from opuslm.infer.decode import Sampling
+        from opuslm.infer.speech_lm import SpeechLM
+
+        self.lm = SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0))
+        self.model_folder, self.corpus, self.out = Path(model_folder), Path(corpus), Path(out)
+        self.judge, self.batch_size, self.limit, self.progress = judge, batch_size, limit, progress
+        self.hyps: list[dict] = []
+        self.results: dict = {}
+
+    def _utterances(self, split: str, where=None):
+        chosen = [u for u in read_manifest(self.corpus, split=split) if where is None or where(u)]
+        return chosen[: self.limit] if self.limit else chosen
+
+    def _audio(self, utterances):
+        return [u.load_audio(self.corpus, target_rate=16000) for u in utterances]
+
+    def _batched(self, fn, items, desc: str):
+        from tqdm import tqdm
+
+        out = []
+        for start in tqdm(range(0, len(items), self.batch_size), desc=desc, unit="batch", disable=not self.progress):
+            out += fn(items[start:start + self.batch_size])
+        return out
+
+    def _record(self, task: str, utterance, reference: str, hypothesis: str, score) -> None:
+        self.hyps.append({"id": utterance.id, "task": task, "split": utterance.split, "reference": reference,
+                          "hypothesis": hypothesis, "score": score})
+
+    # ---- tasks ----
+    def asr(self, split: str) -> None:
+        utts = self._utterances(split)
+        hyps = self._batched(lambda a: self.lm.transcribe(a), self._audio(utts), f"asr {split}")
+        for u, h in zip(utts, hyps):
+            errors, words = metrics.word_errors(u.text, h)
+            self._record("asr", u, u.text, h, errors / max(words, 1))
+        self.results[f"asr_wer_{split}"] = metrics.corpus_wer([u.text for u in utts], hyps)
+
+    def classification(self, task: str, split: str) -> None:
+        key = CLASSIFICATION[task]
+        utts = self._utterances(split, lambda u: key in u.labels)
+        hyps = self._batched(lambda a: self.lm.understand(task, a), self._audio(utts), task)
+        predicted = [metrics.first_tag(h) for h in hyps]
+        references = [str(u.labels[key]).lower() for u in utts]
+        for u, h, p, r in zip(utts, hyps, predicted, references):
+            self._record(task, u, f"{u.text}<{r}>", h, float(p == r))
+        self.results[f"{task}_accuracy"] = float(np.mean([p == r for p, r in zip(predicted, references)])) if utts else None
+        self.results.setdefault("confusion", {})[task] = metrics.confusion(references, predicted)
+
+    def srwt(self, split: str) -> None:
+        from opuslm.templates import word_timestamps
+
+        utts = self._utterances(split, lambda u: bool(u.words))
+        hyps = self._batched(lambda a: self.lm.understand("srwt", a), self._audio(utts), "srwt")
+        refs = [word_timestamps({"words": u.words}) for u in utts]
+        shifts = []
+        for u, r, h in zip(utts, refs, hyps):
+            mine = metrics.boundary_shifts(r, h)
+            shifts += mine
+            self._record("srwt", u, r, h, float(np.mean(mine) * 1000) if mine else None)
+        plain = lambda text: " ".join(w for w, _, _ in metrics.timed_words(text))  # noqa: E731
+        self.results["srwt_wer"] = metrics.corpus_wer([plain(r) for r in refs], [plain(h) for h in hyps])
+        self.results["srwt_aas_ms"] = float(np.mean(shifts) * 1000) if shifts else None
+
+    def sttc(self, split: str) -> None:
+        utts = self._utterances(split, lambda u: bool(u.answer))
+        hyps = self._batched(lambda a: self.lm.understand("sttc", a), self._audio(utts), "sttc")
+        correct = [metrics.answer_of(h) == metrics.normalise(u.answer) for u, h in zip(utts, hyps)]
+        for u, h, c in zip(utts, hyps, correct):
+            self._record("sttc", u, f"{u.text}<answer>{u.answer}", h, float(c))
+        self.results["sttc_accuracy"] = float(np.mean(correct)) if utts else None
+
+    def tts(self, split: str) -> None:
+        """Speak each test sentence in its speaker's voice (a prompt from another utterance of the same
+        speaker), transcribe with the judge; the same judge on the codec's resynthesis and the original."""
+        if self.judge is None:
+            self.results["tts_note"] = "no judge given: TTS not scored"
+            return
+        utts = self._utterances(split)
+        by_speaker: dict[str, list] = {}
+        for u in read_manifest(self.corpus, split=split):
+            by_speaker.setdefault(u.speaker, []).append(u)
+        prompts = []
+        for u in utts:
+            others = [o for o in by_speaker[u.speaker] if o.id != u.id]
+            prompts.append(others[0].load_audio(self.corpus, target_rate=16000) if others else None)
+        items = list(zip([u.text for u in utts], prompts))
+        wavs = self._batched(lambda b: self.lm.synthesize([t for t, _ in b], [p for _, p in b]), items, "tts")
+        rate = self.lm.tokenizers.acoustic.sample_rate
+        from opuslm.audio import resample
+
+        generated = self.judge.transcribe([resample(w, rate, 16000) if len(w) else np.zeros(1600, np.float32) for w in wavs])
+        originals = self._audio(utts)
+        codec = self.lm.tokenizers.acoustic
+        resynthesised = [resample(codec.decode(codec.encode(resample(w, 16000, rate), rate)), rate, 16000)
+                         for w, _ in originals]
+        judged_original = self.judge.transcribe([w for w, _ in originals])
+        judged_resynthesis = self.judge.transcribe(resynthesised)
+        refs = [u.text for u in utts]
+        for u, h in zip(utts, generated):
+            errors, words = metrics.word_errors(u.text, h)
+            self._record("tts", u, u.text, h, errors / max(words, 1))
+        self.results.update(
+            tts_wer=metrics.corpus_wer(refs, generated), tts_wer_mean_utterance=metrics.mean_utterance_wer(refs, generated),
+            tts_ceiling_resynthesis_wer=metrics.corpus_wer(refs, judged_resynthesis),
+            tts_judge_original_wer=metrics.corpus_wer(refs, judged_original),
+            tts_seconds_generated=float(sum(len(w) for w in wavs) / rate))
+        samples = self.out / "samples"
+        samples.mkdir(parents=True, exist_ok=True)
+        from opuslm.audio import write_wav
+
+        for u, w in list(zip(utts, wavs))[:3]:
+            write_wav(samples / f"tts-{u.id}.wav", w, rate)
+
+    def text(self, split: str, base_llm: Path | None) -> None:
+        from opuslm.eval.text import TextScorer, multiple_choice_set
+
+        texts = [u.text for u in self._utterances(split)] + [u.answer for u in self._utterances(split) if u.answer]
+        items = multiple_choice_set()
+        scorer = TextScorer(self.lm.model, self.lm.tokenizers.text)
+        self.results["text_perplexity"] = scorer.perplexity(texts)
+        self.results["text_mc_accuracy"], _ = scorer.multiple_choice(items)
+        if base_llm is not None:
+            from transformers import AutoModelForCausalLM
+
+            base = TextScorer(AutoModelForCausalLM.from_pretrained(str(base_llm)).eval(), self.lm.tokenizers.text)
+            self.results["text_perplexity_base_llm"] = base.perplexity(texts)
+            self.results["text_mc_accuracy_base_llm"], _ = base.multiple_choice(items)
+
+    # ---- all ----
+    def run(self, tasks: list[str], base_llm: Path | None = None, run_dir: Path | None = None) -> dict:
+        from opuslm.eval.report import write_report
+        from opuslm.tokenize.identity import folder_hash
+
+        started = time.time()
+        self.out.mkdir(parents=True, exist_ok=True)
+        if "asr" in tasks:
+            self.asr("dev")
+            self.asr("test")
+        for task in CLASSIFICATION:
+            if task in tasks:
+                self.classification(task, "test")
+        if "srwt" in tasks:
+            self.srwt("test")
+        if "sttc" in tasks:
+            self.sttc("test")
+        if "tts" in tasks:
+            self.tts("test")
+        if "text" in tasks:
+            self.text("test", base_llm)
+        confusion = self.results.pop("confusion", {})
+        results = {
+            "metrics": self.results, "model": str(self.model_folder), "model_vocab": self.lm.vocab.hash,
+            "corpus": str(self.corpus), "corpus_manifest_hash": folder_hash(self.corpus / "manifest.jsonl"),
+            "judge": getattr(self.judge, "info", None), "limit": self.limit, "seconds": round(time.time() - started, 1),
+            "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
+        }
+        (self.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        with open(self.out / "hyps.jsonl", "w", encoding="utf-8") as f:
+            for row in self.hyps:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_report(self.out, results, run_dir)
+        return results

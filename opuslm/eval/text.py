@@ -1,0 +1,90 @@
+"""Text ability kept through speech training: perplexity on held-out text, and multiple-choice accuracy
+by log-likelihood of each option after the question (the method lm-eval uses for MMLU).
+
+Both run on a plain HF causal LM or on the multi-stream model's text range (text-LM frames, stream 0),
+so the LLM before speech training and the model after every stage are measured the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+
+from opuslm.data.synth.lexicon import number_words
+from opuslm.data.synth.sentences import FACTS
+
+
+def multiple_choice_set(seed: int = 0, count: int = 80) -> list[tuple[str, list[str], int]]:
+    """(question, four options, index of the right one): the corpus's facts and small sums."""
+    rng = random.Random(seed)
+    answers = sorted({answer for _, answer in FACTS})
+    items = []
+    for phrasings, answer in FACTS:
+        for question in phrasings:
+            wrong = rng.sample([a for a in answers if a != answer], 3)
+            items.append((question, wrong, answer))
+    while len(items) < count:
+        a, b = rng.randrange(1, 10), rng.randrange(1, 10)
+        answer = number_words(a + b)
+        wrong = rng.sample([number_words(n) for n in range(2, 19) if n != a + b], 3)
+        items.append((f"what is {number_words(a)} plus {number_words(b)}", wrong, answer))
+    out = []
+    for question, wrong, answer in items[:count]:
+        options = wrong + [answer]
+        rng.shuffle(options)
+        out.append((question, options, options.index(answer)))
+    return out
+
+
+class TextScorer:
+    """Log-probabilities of text under a plain HF LLM (`hf`) or an OpusLM's text range (`opuslm`)."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+        self.multistream = hasattr(model, "vocab")
+
+    @torch.no_grad()
+    def token_logprobs(self, ids: list[int]) -> torch.Tensor:
+        """log p(ids[t] | ids[:t]) for t >= 1 (text-tokenizer ids)."""
+        x = torch.tensor([ids])
+        if self.multistream:
+            vocab = self.model.vocab
+            frames = torch.zeros(1, vocab.num_streams, len(ids), dtype=torch.long)
+            frames[:, 0] = x + vocab.text_offset
+            hidden = self.model(frames).last_hidden_state
+            logits = self.model.stream_logits(hidden, 0)[..., vocab.text_offset:]
+        else:
+            logits = self.model(x).logits[..., : len(self.tokenizer)]
+        logprobs = logits[0, :-1].float().log_softmax(-1)
+        return logprobs.gather(-1, x[0, 1:, None])[:, 0]
+
+    def _ids(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text)["input_ids"])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        if self.tokenizer.bos_token_id is not None and (not ids or ids[0] != self.tokenizer.bos_token_id):
+            ids = [self.tokenizer.bos_token_id] + ids  # condition the first word on something
+        return ids
+
+    def perplexity(self, texts: list[str]) -> float:
+        total, count = 0.0, 0
+        for text in texts:
+            logprobs = self.token_logprobs(self._ids(text))
+            total, count = total - float(logprobs.sum()), count + len(logprobs)
+        return math.exp(total / max(count, 1))
+
+    def multiple_choice(self, items) -> tuple[float, list[dict]]:
+        """Accuracy, and per item the option scores (sum of option-token log-probs)."""
+        correct, rows = 0, []
+        for question, options, answer in items:
+            prefix = self._ids(question)[:-1] if self.tokenizer.eos_token_id is not None else self._ids(question)
+            scores = []
+            for option in options:
+                ids = prefix + list(self.tokenizer(" " + option, add_special_tokens=False)["input_ids"])
+                scores.append(float(self.token_logprobs(ids)[len(prefix) - 1:].sum()))
+            chosen = max(range(len(options)), key=scores.__getitem__)
+            correct += chosen == answer
+            rows.append({"question": question, "options": options, "answer": answer, "chosen": chosen})
+        return correct / max(len(items), 1), rows

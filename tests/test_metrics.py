@@ -1,0 +1,54 @@
+"""Metric code against hand-computed cases."""
+
+import pytest
+
+from opuslm.eval import metrics
+from opuslm.eval.text import multiple_choice_set
+
+
+def test_wer_counts_substitutions_insertions_and_deletions():
+    # red=red, green->yellow (S), blue=blue, black=black, + white (I): 2 errors / 4 words
+    assert metrics.corpus_wer(["red green blue black"], ["red yellow blue black white"]) == 0.5
+    assert metrics.corpus_wer(["red green blue"], ["red"]) == pytest.approx(2 / 3)  # two deletions
+    assert metrics.corpus_wer(["red green"], [""]) == 1.0
+
+
+def test_wer_normalises_case_and_punctuation_like_whisper():
+    assert metrics.corpus_wer(["Hello, World!"], ["hello world"]) == 0.0
+    assert metrics.corpus_wer(["it is nine"], ["It's nine."]) == 0.0  # the normaliser expands contractions
+
+
+def test_corpus_wer_and_the_mean_of_utterance_wers_differ_as_defined():
+    refs, hyps = ["red green", "blue black white yellow"], ["red", "blue black white yellow"]
+    assert metrics.corpus_wer(refs, hyps) == pytest.approx(1 / 6)
+    assert metrics.mean_utterance_wer(refs, hyps) == pytest.approx(0.25)
+
+
+def test_first_tag_is_case_insensitive_and_only_the_first_counts():
+    assert metrics.first_tag("what is nine<Happy><adult>") == "happy"
+    assert metrics.first_tag("no tag at all") is None
+    assert metrics.strip_tags("hello there<anger>") == "hello there"
+
+
+def test_aas_averages_start_and_end_shifts_of_matched_words():
+    ref = "<0.00>hi<0.30><0.30>yo<0.70>"
+    assert metrics.boundary_shifts(ref, "<0.02>hi<0.30><0.40>yo<0.80>") == pytest.approx([0.02, 0.0, 0.10, 0.10])
+    assert metrics.boundary_shifts(ref, "<0.00>hi<0.25><0.30>no<0.70>") == pytest.approx([0.0, 0.05])  # "no" unmatched
+    assert metrics.boundary_shifts(ref, "hi yo") == []
+    assert metrics.timed_words("<1.5>twenty four<2.25>") == [("twenty four", 1.5, 2.25)]
+
+
+def test_sttc_answer_and_confusion_matrix():
+    assert metrics.answer_of("what is two plus two<answer>Four") == metrics.normalise("four")
+    assert metrics.answer_of("no marker") == ""
+    labels, counts = metrics.confusion(["happy", "sad", "sad"], ["happy", "happy", None])
+    assert labels == ["happy", "sad", "(none)"]
+    assert counts == [[1, 0, 0], [1, 0, 1], [0, 0, 0]]
+
+
+def test_multiple_choice_set_is_fixed_and_well_formed():
+    items = multiple_choice_set()
+    assert items == multiple_choice_set() and len(items) == 80
+    for question, options, answer in items:
+        assert len(options) == 4 == len(set(options)) and 0 <= answer < 4
+    assert any(q.startswith("what is") and "plus" in q for q, _, _ in items)
