@@ -6,13 +6,27 @@ re-run resumes. Later stages of the pipeline add their steps to STEPS.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+
+
+def _corpus(args) -> Path:
+    return args.corpus or args.out / "corpus"
+
+
+def _tokenizer_paths(args):
+    from opuslm.tokenize.pipeline import TokenizerPaths
+
+    root = args.out / "tokenizers"
+    return TokenizerPaths(args.llm or root / "text", root / "semantic", args.codec or root / "codec")
 
 
 def _synthesise_corpus(args) -> str:
     from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
 
+    if args.corpus:
+        return f"using the given corpus {args.corpus}"
     corpus = args.out / "corpus"
     summary = synthesize_corpus(corpus, SynthConfig(hours=args.hours, seed=args.seed), workers=args.workers)
     total = sum(c["utterances"] for c in summary["counts"].values())
@@ -24,36 +38,40 @@ def _done(folder: Path, marker: str) -> bool:
 
 
 def _train_tokenizers(args) -> str:
-    """Text BPE, log-mel k-means and the small codec; each skipped when its folder is complete."""
+    """Text BPE, k-means on log-mel (or --ssl) features and the small codec; each skipped when its
+    folder is complete or a real asset (--llm, --codec) replaces it."""
     from opuslm.data.manifest import read_manifest
     from opuslm.tokenize.acoustic import SmallCodecTokenizer
     from opuslm.tokenize.codec_training import train_and_measure
-    from opuslm.tokenize.features import LogMelFeatures
+    from opuslm.tokenize.features import LogMelFeatures, SSLFeatures
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
-    corpus, root = args.out / "corpus", args.out / "tokenizers"
+    corpus, root, paths = _corpus(args), args.out / "tokenizers", _tokenizer_paths(args)
     utts = read_manifest(corpus)
-    if not _done(root / "text", "tokenizer.json"):
-        train_text_tokenizer(corpus_texts(utts), root / "text", 1024)
-    if not (_done(root / "semantic", "semantic.json") and _done(root / "codec", "codec.json")):
-        train = [u.load_audio(corpus)[0] for u in utts if u.split == "train"]
-    if not _done(root / "semantic", "semantic.json"):
-        train_semantic_tokenizer(((w, 16000) for w in train), LogMelFeatures(), k=256, seed=args.seed).save(root / "semantic")
-    if not _done(root / "codec", "codec.json"):
-        dev = [u.load_audio(corpus)[0] for u in utts if u.split == "dev"][:50]
+    if not args.llm and not _done(paths.text, "tokenizer.json"):
+        train_text_tokenizer(corpus_texts(utts), paths.text, 1024)
+    need_semantic = not _done(paths.semantic, "semantic.json")
+    need_codec = not args.codec and not _done(paths.acoustic, "codec.json")
+    if need_semantic or need_codec:
+        train = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "train"]
+    if need_semantic:
+        features = SSLFeatures(args.ssl, args.ssl_layer) if args.ssl else LogMelFeatures()
+        train_semantic_tokenizer(((w, 16000) for w in train), features, k=256, seed=args.seed).save(paths.semantic)
+    if need_codec:
+        dev = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "dev"][:50]
         train_and_measure(train, dev, root / "codec.tmp", steps=args.codec_steps, seed=args.seed)
-        (root / "codec.tmp").rename(root / "codec")
-    metrics = SmallCodecTokenizer(root / "codec").metrics
-    return f"text BPE 1024, semantic K=256, codec dev mel distance {metrics['mel_distance']} -> {root}"
+        (root / "codec.tmp").rename(paths.acoustic)
+    codec = f"the given codec {args.codec}" if args.codec else \
+        f"codec dev mel distance {SmallCodecTokenizer(paths.acoustic).metrics['mel_distance']}"
+    text = f"the LLM's tokenizer ({args.llm})" if args.llm else "text BPE 1024"
+    return f"{text}, semantic K=256 on {'SSL' if args.ssl else 'log-mel'} features, {codec} -> {root}"
 
 
 def _tokenize(args) -> str:
-    from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
+    from opuslm.tokenize.pipeline import tokenize_corpus
 
-    root = args.out / "tokenizers"
-    summary = tokenize_corpus(args.out / "corpus", args.out / "tokens",
-                              TokenizerPaths(root / "text", root / "semantic", root / "codec"), workers=args.workers)
+    summary = tokenize_corpus(_corpus(args), args.out / "tokens", _tokenizer_paths(args), workers=args.workers)
     return f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']} -> {args.out / 'tokens'}"
 
 
@@ -65,11 +83,103 @@ def _joint_vocab(args) -> str:
     return f"{vocab.size} ids ({vocab.summary()}), hash {vocab.hash} -> {path}; see `opuslm vocab show --vocab {path}`"
 
 
+def _stage_files() -> Path:
+    folder = Path(__file__).resolve().parents[2] / "stages"
+    if not (folder / "demo.yaml").is_file():
+        from opuslm.errors import OpusLMError
+
+        raise OpusLMError(f"the stage files are not at {folder}; run the demo from a checkout (`make demo`)")
+    return folder
+
+
+def _write_schedule(path: Path, schedule: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(schedule, sort_keys=False))
+    return path
+
+
+def _train_text_llm(args) -> str:
+    """A small Llama trained from scratch on the corpus text, exported as a plain HF folder."""
+    from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM
+    from opuslm.train.stages import run_schedule
+
+    llm = args.out / "llm"
+    if args.llm:
+        return f"using the given LLM {args.llm}"
+    if not (llm / "config.json").is_file():
+        tokens = str((args.out / "tokens").resolve())
+        schedule = _write_schedule(args.out / "text_llm_schedule.yaml", {
+            "out": str((args.out / "text_llm").resolve()), "tokens": "text", "datasets": {"text": tokens},
+            "init": {"preset": "small", "seed": args.seed},
+            "stages": [{"file": str(_stage_files() / "text_llm.yaml"), "overrides": {"steps": args.llm_steps}}]})
+        run_schedule(schedule, progress=True)
+        trained = args.out / "text_llm" / "text_llm" / "model"
+        OpusLM.from_pretrained(trained).export_text_lm(llm.with_name("llm.tmp"), trained / TOKENIZER_FOLDERS["text"])
+        llm.with_name("llm.tmp").rename(llm)
+    summary = json.loads((args.out / "text_llm" / "text_llm" / "summary.json").read_text())
+    return f"text LLM (Llama, preset small): validation loss {summary['final_validation'].get('text_lm', float('nan')):.3f} -> {llm}"
+
+
+def _train_stages(args) -> str:
+    """Pretrain -> anneal -> instruct (stages/demo.yaml) from the text LLM."""
+    import yaml
+
+    from opuslm.train.stages import run_schedule
+
+    schedule = yaml.safe_load((_stage_files() / "demo.yaml").read_text())
+    tokens = str((args.out / "tokens").resolve())
+    schedule["out"] = str((args.out / "run").resolve())
+    schedule["datasets"] = {name: tokens for name in schedule["datasets"]}
+    schedule["init"] = {"llm": str(Path(args.llm or args.out / "llm").resolve()), "seed": args.seed}
+    for entry in schedule["stages"]:
+        entry["file"] = str(_stage_files() / entry["file"])
+        entry["overrides"]["steps"] = max(1, round(entry["overrides"]["steps"] * args.steps_scale))
+    summaries = run_schedule(_write_schedule(args.out / "schedule.yaml", schedule), progress=True)
+    return "; ".join(f"{s['stage']} {s['steps']} steps, loss {s['first_loss']:.2f} -> {s['final_loss']:.2f}"
+                     for s in summaries) + f" -> {args.out / 'run'}"
+
+
+def _train_judge(args) -> str:
+    from opuslm.cli.evaluate import judge_data
+    from opuslm.eval.judge import train_judge
+
+    judge = args.out / "judge"
+    if args.judge:
+        return f"using the given judge {args.judge}"
+    if not (judge / "judge.json").is_file():
+        corpus = _corpus(args)
+        train_judge(judge_data(corpus, "train"), judge_data(corpus, "dev"), judge.with_name("judge.tmp"),
+                    steps=args.judge_steps, seed=args.seed)
+        judge.with_name("judge.tmp").rename(judge)
+    info = json.loads((judge / "judge.json").read_text())
+    return f"CTC judge on real audio, dev WER {info['dev_wer']:.3f} -> {judge}"
+
+
+def _evaluate(args) -> str:
+    from opuslm.eval.judge import load_judge
+    from opuslm.eval.report import table
+    from opuslm.eval.runner import Evaluation
+    from opuslm.cli.evaluate import EVAL_TASKS
+
+    out = args.out / "eval"
+    if not (out / "results.json").is_file():
+        judge = load_judge(args.judge or args.out / "judge")
+        evaluation = Evaluation(args.out / "run" / "instruct" / "model", _corpus(args), out, judge)
+        evaluation.run(list(EVAL_TASKS), Path(args.llm or args.out / "llm"), args.out / "run")
+    results = json.loads((out / "results.json").read_text())
+    return "\n" + table(results["metrics"]) + f"\n    report: {out / 'report.md'}"
+
+
 STEPS = (
     ("synthesise the eSpeak corpus", _synthesise_corpus),
     ("train the text, semantic and acoustic tokenizers", _train_tokenizers),
     ("tokenize the corpus into shards", _tokenize),
     ("lay out the joint vocabulary", _joint_vocab),
+    ("train the text LLM", _train_text_llm),
+    ("train in stages: pretrain -> anneal -> instruct", _train_stages),
+    ("train the ASR judge on real audio", _train_judge),
+    ("evaluate every task", _evaluate),
 )
 
 
@@ -84,6 +194,16 @@ def register(subparsers) -> None:
     demo.add_argument("--seed", type=int, default=0, help="seed for every step (default: 0)")
     demo.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
     demo.add_argument("--codec-steps", type=int, default=1500, help="training steps of the small codec (default: 1500)")
+    demo.add_argument("--steps-scale", type=float, default=1.0,
+                      help="multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
+    demo.add_argument("--llm-steps", type=int, default=400, help="training steps of the text LLM (default: 400)")
+    demo.add_argument("--judge-steps", type=int, default=1500, help="training steps of the CTC judge (default: 1500)")
+    demo.add_argument("--llm", type=Path, help="a local HF LLM folder instead of training the small text LLM")
+    demo.add_argument("--judge", type=Path, help="a local HF ASR folder (e.g. Whisper) as the TTS judge")
+    demo.add_argument("--codec", type=Path, help="a codec folder (HF EnCodec/DAC/Mimi) instead of training the small one")
+    demo.add_argument("--ssl", type=Path, help="a local HF SSL model (HuBERT, WavLM) for the semantic features")
+    demo.add_argument("--ssl-layer", type=int, default=6, help="the SSL layer to cluster")
+    demo.add_argument("--corpus", type=Path, help="a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the synthetic one")
     demo.set_defaults(func=_run)
 
 

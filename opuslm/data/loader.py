@@ -44,6 +44,10 @@ class Batch:
     real_frames: int  # frames holding an example (the rest is padding)
 
 
+class NoUsableItems(OpusLMError):
+    """A source whose split holds nothing its task can use."""
+
+
 class _Source:
     """One (dataset, task, split) component; knows its usable items and builds example i."""
 
@@ -68,7 +72,7 @@ class _Source:
             self.prompts = SpeakerPrompts([metas[i]["speaker"] for i in self.items]) if config.task == "tts" else None
             self._position = {item: p for p, item in enumerate(self.items)}
         if not self.items:
-            raise OpusLMError(f"source {config.name}: no usable {config.split} items in {path} for task "
+            raise NoUsableItems(f"source {config.name}: no usable {config.split} items in {path} for task "
                               f"{config.task} (skipped: {self.skipped or 'none'})")
 
     def _usable(self, meta: dict) -> bool:
@@ -109,11 +113,16 @@ class PackedLoader:
         self.config, self.rank, self.world_size = data_config, rank, world_size
         if data_config.rows % world_size:
             raise OpusLMError(f"data.rows ({data_config.rows}) must be a multiple of the number of ranks ({world_size})")
-        self.sources = []
+        self.sources, self.unusable = [], {}
         for source in data_config.sources:
             if split is not None:
                 source = source.model_copy(update={"split": split})
-            self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config.loss_region))
+            try:
+                self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config.loss_region))
+            except NoUsableItems as error:  # listed in describe(); the rest of the mixture goes on
+                self.unusable[source.name] = str(error)
+        if not self.sources:
+            raise OpusLMError("no source of the mixture has usable items: " + "; ".join(self.unusable.values()))
         weights = np.array([s.config.weight for s in self.sources], dtype=np.float64)
         self.cumulative = np.cumsum(weights / weights.sum())
         self.num_streams = builder.vocab.num_streams
@@ -221,4 +230,5 @@ class PackedLoader:
             skipped = f", skipped {sum(s.skipped.values())} ({'; '.join(f'{n} {r}' for r, n in s.skipped.items())})" \
                 if s.skipped else ""
             parts.append(f"{s.config.name}: {s.config.task} x{s.config.weight:g} on {len(s.items)} items{skipped}")
+        parts += [f"{name}: LEFT OUT ({reason})" for name, reason in self.unusable.items()]
         return "; ".join(parts)

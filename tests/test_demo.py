@@ -1,0 +1,42 @@
+"""The whole demo pipeline, shrunk to seconds per step: every step runs, the report holds real numbers
+from the models trained here, and a re-run resumes instead of redoing."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["--hours", "0.03", "--codec-steps", "2", "--llm-steps", "3", "--judge-steps", "3", "--steps-scale", "0.01",
+        "--workers", "1", "--seed", "3"]
+
+
+@pytest.mark.slow
+def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    run = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "[9/9] evaluate every task" in run.stdout and "demo finished" in run.stdout
+    assert (out / "llm" / "config.json").is_file() and (out / "llm" / "tokenizer.json").is_file()
+    summaries = json.loads((out / "run" / "summary.json").read_text())
+    assert [s["stage"] for s in summaries] == ["pretrain", "anneal", "instruct"]
+    results = json.loads((out / "eval" / "results.json").read_text())
+    metrics = results["metrics"]
+    for key in ("asr_wer_test", "asr_wer_dev", "sgc_accuracy", "tts_wer", "tts_ceiling_resynthesis_wer",
+                "text_perplexity", "text_perplexity_base_llm", "text_mc_accuracy"):
+        assert isinstance(metrics[key], float), key
+    hyps = [json.loads(line) for line in (out / "eval" / "hyps.jsonl").read_text().splitlines()]
+    assert {h["task"] for h in hyps} >= {"asr", "sgc", "ser", "tts"}
+    assert all({"id", "task", "reference", "hypothesis", "score"} <= set(h) for h in hyps)
+    report = (out / "eval" / "report.md").read_text()
+    assert "| ASR WER, unseen speakers |" in report and "loss_curves.png" in report
+    assert (out / "eval" / "loss_curves.png").stat().st_size > 1000
+
+    logs = {s["stage"]: (out / "run" / s["stage"] / "log.jsonl").read_text() for s in summaries}
+    again = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((out / "run" / "summary.json").read_text()) == summaries  # nothing retrained
+    assert logs == {stage: (out / "run" / stage / "log.jsonl").read_text() for stage in logs}
+    assert json.loads((out / "eval" / "results.json").read_text())["metrics"] == metrics
