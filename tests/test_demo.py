@@ -5,19 +5,17 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 TINY = ["--hours", "0.03", "--codec-steps", "2", "--llm-steps", "3", "--judge-steps", "3", "--steps-scale", "0.01",
         "--workers", "1", "--seed", "3"]
 
 
-@pytest.mark.slow
 def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
     out = tmp_path / "demo"
     run = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "[9/9] evaluate every task" in run.stdout and "demo finished" in run.stdout
+    assert "[8/8] evaluate every task" in run.stdout and "demo finished" in run.stdout
     assert (out / "llm" / "config.json").is_file() and (out / "llm" / "tokenizer.json").is_file()
     summaries = json.loads((out / "run" / "summary.json").read_text())
     assert [s["stage"] for s in summaries] == ["pretrain", "anneal", "instruct"]

@@ -1,7 +1,8 @@
 """The ASR judge that scores generated speech: independent of the model under test.
 
 Either a local HF ASR folder (Whisper, wav2vec2-CTC, ... through transformers' ASR pipeline), or
-`opuslm judge train`: a small character CTC model (log-mel, 2x convolutional subsampling, BiGRU)
+`opuslm judge train`: a small character CTC model (log-mel, 2x convolutional subsampling, residual
+depthwise-separable convolutions)
 trained on a corpus's *real* audio, never on resynthesised or generated audio. Its own WER on the
 dev split is measured at the end of training and stored beside it.
 """
@@ -24,25 +25,39 @@ CHARACTERS = " abcdefghijklmnopqrstuvwxyz'"  # index + 1; 0 is the CTC blank
 SAMPLE_RATE = 16000
 
 
+class _ConvBlock(nn.Module):
+    """Residual depthwise-separable convolution: cheap on CPU, which a recurrent layer is not."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.depthwise = nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=channels)
+        self.pointwise = nn.Conv1d(channels, channels, 1)
+        self.norm = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + nn.functional.gelu(self.norm(self.pointwise(self.depthwise(x))))
+
+
 class CTCJudgeModel(nn.Module):
-    def __init__(self, hidden: int = 192, layers: int = 2, n_mels: int = 80):
+    """Log-mel at 100 Hz -> a strided convolution to 50 Hz -> residual convolution blocks -> characters."""
+
+    def __init__(self, hidden: int = 256, layers: int = 6, n_mels: int = 80, kernel: int = 11):
         super().__init__()
         self.features = LogMel(SAMPLE_RATE, 400, 160, n_mels)
-        self.subsample = nn.Sequential(nn.Conv1d(n_mels, hidden, 5, stride=2, padding=2), nn.GELU(),
-                                       nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU())
-        self.rnn = nn.GRU(hidden, hidden, layers, batch_first=True, bidirectional=True, dropout=0.1)
-        self.out = nn.Linear(2 * hidden, len(CHARACTERS) + 1)
+        self.subsample = nn.Sequential(nn.Conv1d(n_mels, hidden, 5, stride=2, padding=2), nn.GELU())
+        self.blocks = nn.Sequential(*(_ConvBlock(hidden, kernel) for _ in range(layers)))
+        self.out = nn.Conv1d(hidden, len(CHARACTERS) + 1, 1)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`[B, samples]` -> log-probs `[B, T, C]` and frame lengths `[B]`."""
         mel = self.features(wavs)  # [B, frames, mels]
-        mel = (mel - mel.mean(1, keepdim=True)) / (mel.std(1, keepdim=True) + 1e-5)
-        hidden = self.subsample(mel.transpose(1, 2)).transpose(1, 2)
         frames = ((lengths // 160) + 1 + 1) // 2
-        packed = nn.utils.rnn.pack_padded_sequence(hidden, frames.cpu(), batch_first=True, enforce_sorted=False)
-        output, _ = self.rnn(packed)
-        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=hidden.shape[1])
-        return self.out(output).log_softmax(-1), frames
+        valid = (torch.arange(mel.shape[1])[None] < (lengths // 160 + 1)[:, None]).unsqueeze(-1)
+        mean = (mel * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True)
+        std = (((mel - mean) * valid) ** 2).sum(1, keepdim=True).div(valid.sum(1, keepdim=True)).sqrt()
+        mel = ((mel - mean) / (std + 1e-5)) * valid  # per-utterance normalisation over its own frames
+        hidden = self.blocks(self.subsample(mel.transpose(1, 2)))
+        return self.out(hidden).transpose(1, 2).log_softmax(-1), frames
 
 
 def encode_text(text: str) -> list[int]:
@@ -126,7 +141,7 @@ def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray,
         raise OpusLMError("the judge needs training utterances")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    config = {"hidden": 192, "layers": 2, "n_mels": 80}
+    config = {"hidden": 256, "layers": 6, "n_mels": 80, "kernel": 11}
     model = CTCJudgeModel(**config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
