@@ -38,6 +38,22 @@ class _ConvBlock(nn.Module):
         return x + nn.functional.gelu(self.norm(self.pointwise(self.depthwise(x))))
 
 
+def spec_augment(mel: torch.Tensor, bands: int = 2, band_width: int = 10, spans: int = 2, span_share: float = 0.05):
+    """SpecAugment's masks: zero random mel bands and time spans of each utterance (training only)."""
+    mel = mel.clone()
+    batch, frames, mels = mel.shape
+    for b in range(batch):
+        for _ in range(bands):
+            width = int(torch.randint(0, band_width + 1, ()))
+            start = int(torch.randint(0, max(mels - width, 1), ()))
+            mel[b, :, start:start + width] = 0
+        for _ in range(spans):
+            width = int(torch.randint(0, max(int(span_share * frames), 1) + 1, ()))
+            start = int(torch.randint(0, max(frames - width, 1), ()))
+            mel[b, start:start + width] = 0
+    return mel
+
+
 class CTCJudgeModel(nn.Module):
     """Log-mel at 100 Hz -> a strided convolution to 50 Hz -> residual convolution blocks -> characters."""
 
@@ -56,6 +72,8 @@ class CTCJudgeModel(nn.Module):
         mean = (mel * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True)
         std = (((mel - mean) * valid) ** 2).sum(1, keepdim=True).div(valid.sum(1, keepdim=True)).sqrt()
         mel = ((mel - mean) / (std + 1e-5)) * valid  # per-utterance normalisation over its own frames
+        if self.training:
+            mel = spec_augment(mel)
         hidden = self.blocks(self.subsample(mel.transpose(1, 2)))
         return self.out(hidden).transpose(1, 2).log_softmax(-1), frames
 
@@ -81,8 +99,28 @@ def _batch(wavs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class CTCJudge:
+    """`info["lexicon"]`: the words of the training transcripts. Each decoded word outside it is
+    replaced by its closest lexicon word (difflib ratio >= 0.6), the role a lexicon plays in a
+    classic ASR decoder: the character model alone misspells words it hears right."""
+
     def __init__(self, model: CTCJudgeModel, info: dict):
         self.model, self.info = model.eval(), info
+        self.lexicon = sorted(info.get("lexicon", []))
+        self._snapped: dict[str, str] = {}
+
+    def _snap(self, text: str) -> str:
+        import difflib
+
+        if not self.lexicon:
+            return text
+        known = set(self.lexicon)
+        words = []
+        for word in text.split():
+            if word not in known and word not in self._snapped:
+                close = difflib.get_close_matches(word, self.lexicon, n=1, cutoff=0.6)
+                self._snapped[word] = close[0] if close else word
+            words.append(word if word in known else self._snapped[word])
+        return " ".join(words)
 
     @classmethod
     def load(cls, folder: str | Path) -> CTCJudge:
@@ -103,7 +141,7 @@ class CTCJudge:
                                    for i in chosen])
             log_probs, frames = self.model(wav, lengths)
             for i, text in zip(chosen, greedy_decode(log_probs, frames)):
-                results[i] = text
+                results[i] = self._snap(text)
         return [results[i] for i in range(len(wavs))]
 
 
@@ -162,9 +200,11 @@ def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray,
         schedule.step()
         if step % 20 == 0:
             bar.set_postfix(ctc=f"{loss.item():.3f}")
-    judge = CTCJudge(model, {})
+    lexicon = sorted({word for _, text in train for word in text.lower().split()})
+    judge = CTCJudge(model, {"lexicon": lexicon})
     dev_wer = corpus_wer([t for _, t in dev], judge.transcribe([w for w, _ in dev])) if dev else None
-    info = {"kind": "ctc", "config": config, "steps": steps, "train_utterances": len(train), "dev_wer": dev_wer}
+    info = {"kind": "ctc", "config": config, "steps": steps, "train_utterances": len(train), "dev_wer": dev_wer,
+            "lexicon": lexicon}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "judge.pt")
