@@ -197,7 +197,7 @@ def register(subparsers) -> None:
     demo.add_argument("--steps-scale", type=float, default=1.0,
                       help="multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
     demo.add_argument("--llm-steps", type=int, default=400, help="training steps of the text LLM (default: 400)")
-    demo.add_argument("--judge-steps", type=int, default=1500, help="training steps of the CTC judge (default: 1500)")
+    demo.add_argument("--judge-steps", type=int, default=1000, help="training steps of the CTC judge (default: 1000)")
     demo.add_argument("--llm", type=Path, help="a local HF LLM folder instead of training the small text LLM")
     demo.add_argument("--judge", type=Path, help="a local HF ASR folder (e.g. Whisper) as the TTS judge")
     demo.add_argument("--codec", type=Path, help="a codec folder (HF EnCodec/DAC/Mimi) instead of training the small one")
