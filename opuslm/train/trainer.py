@@ -28,8 +28,9 @@ from opuslm.errors import OpusLMError
 from opuslm.model.loss import next_frame_mask
 from opuslm.train import checkpoint
 from opuslm.train.config import DataConfig, StageConfig
-from opuslm.train.distributed import World, close_world, init_world, wrap
+from opuslm.train.distributed import World, init_world, wrap
 from opuslm.train.schedule import lr_factor
+from opuslm.vocab import PAD_ID
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
@@ -159,7 +160,7 @@ class StageRun:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         real = sum(b.real_frames for b in batches)
-        cells = sum(int((b.frames != 0).sum()) for b in batches)
+        cells = sum(int((b.frames != PAD_ID).sum()) for b in batches)
         capacity = sum(b.frames.shape[0] * b.frames.shape[2] for b in batches)
         return {"step": self.step, "loss": self.world.all_sum(weighted) / frames_total, "lr": lr,
                 "grad_norm": float(grad_norm), "per_stream": per_stream, "per_modality": per_modality,
@@ -267,6 +268,3 @@ class StageRun:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         self.world.barrier()
         return summary
-
-    def close(self) -> None:
-        close_world(self.world)
