@@ -64,9 +64,7 @@ def wrap(module: torch.nn.Module, layers, world: World, mode: str) -> torch.nn.M
     if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
-        # a text-only micro-batch leaves the codebook streams' offsets without a gradient
-        return DistributedDataParallel(module, device_ids=[world.device.index] if world.device.type == "cuda" else None,
-                                       find_unused_parameters=True)
+        return DistributedDataParallel(module, device_ids=[world.device.index] if world.device.type == "cuda" else None)
     if mode == "fsdp2":
         from torch.distributed.fsdp import fully_shard
 
