@@ -229,3 +229,12 @@ def test_a_tokenizer_larger_than_the_llm_is_refused(tmp_path):
     _, folder = saved_llm(tmp_path, "llama", vocab_size=200)
     with pytest.raises(OpusLMError, match="has 200 embedding rows but its tokenizer 300"):
         OpusLM.from_llm(folder, VOCAB)
+
+
+def test_a_text_only_batch_still_gives_every_parameter_a_gradient():
+    """DDP and FSDP2 need the same gradients on every rank, whatever rows a rank received."""
+    model = OpusLM.from_llm(tiny_config("llama"), VOCAB)
+    frames = text_frames(torch.randint(0, 300, (2, 8)), VOCAB)
+    model.loss(frames, frames != PAD_ID).loss.backward()
+    assert model.stream_offsets.grad is not None and not model.stream_offsets.grad.any()
+    assert all(p.grad is not None for p in model.parameters())
