@@ -37,6 +37,14 @@ def register(subparsers) -> None:
     export.add_argument("--out", type=Path, required=True, help="output HF folder")
     export.set_defaults(func=_export)
 
+    plan = subparsers.add_parser(
+        "plan", formatter_class=help_formatter, help="size, memory and FLOPs of a real-scale config, no weights",
+        description="Build the backbone of each config (configs/*.yaml) on the meta device and print the joint "
+        "vocabulary, parameter counts, memory per GPU for the chosen parallelism, frames and FLOPs per step. "
+        "MFU = FLOPs per step / (measured step seconds x GPUs x peak FLOPs).")
+    plan.add_argument("configs", type=Path, nargs="+", help="plan config YAML(s)")
+    plan.set_defaults(func=_plan)
+
     tasks = GENERATE_TASKS + tuple(UNDERSTANDING_TASKS)
     generate = subparsers.add_parser(
         "generate", formatter_class=help_formatter, help="ASR, TTS, continuation or an understanding task",
@@ -83,6 +91,14 @@ def _init(args) -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {vocab.hash} ({vocab.size} ids), "
           f"delays {model.delays}")
+
+
+def _plan(args) -> None:
+    from opuslm.plan import describe, load_plan_config, plan
+
+    for path in args.configs:
+        config = load_plan_config(path)
+        print(describe(plan(config), config))
 
 
 def _export(args) -> None:
