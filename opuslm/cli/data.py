@@ -46,6 +46,29 @@ def register(subparsers) -> None:
     imp.add_argument("--label-column", action="append", default=[], help="hf: column copied into labels (repeatable)")
     imp.set_defaults(func=_import)
 
+    recipe = commands.add_parser(
+        "recipe", help="import a public corpus from its published layout, with OSUM labels",
+        description="Import a local copy of a public corpus in its published layout: librispeech (ASR/TTS, gender), "
+        "meld (SER), vocalsound and esc50 (VED), common-voice (ASR, SGC, SAP), aishell1 (Chinese ASR, gender). Class "
+        "mappings are in data_recipes/README.md. Nothing is downloaded.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    recipe.add_argument("corpus", choices=("librispeech", "meld", "vocalsound", "esc50", "common-voice", "aishell1"))
+    recipe.add_argument("root", type=Path, help="the corpus's folder (LibriSpeech/, MELD.Raw/, cv-corpus-*/en/, ...)")
+    recipe.add_argument("--split", choices=SPLITS, required=True, help="which split to import (and record)")
+    recipe.add_argument("--out", type=Path, required=True, help="output folder for manifest.jsonl and rejects.jsonl")
+    recipe.add_argument("--subset", help="librispeech: the subset folder (train-clean-100, test-clean, ...)")
+    recipe.add_argument("--audio-dir", type=Path, help="meld: folder of diaD_uttU.wav extracted from MELD's videos")
+    recipe.set_defaults(func=_recipe)
+
+    text = commands.add_parser(
+        "text", help="a text-only corpus (plain text or parquet) -> one document per line",
+        description="Turn a text corpus into the one-document-per-line file a text_lm source reads.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    text.add_argument("source", type=Path, help="a .txt file, or a folder of parquet files")
+    text.add_argument("--out", type=Path, required=True, help="output .txt file")
+    text.add_argument("--column", default="text", help="parquet: the text column")
+    text.set_defaults(func=_text)
+
 
 def _synth(args) -> None:
     from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
@@ -55,6 +78,32 @@ def _synth(args) -> None:
     counts = ", ".join(f"{split} {c['utterances']} utt / {c['seconds'] / 60:.1f} min" for split, c in summary["counts"].items())
     print(f"corpus in {args.out}: {counts}; rejected {summary['rejected']}")
     print(f"manifest: {args.out / 'manifest.jsonl'}")
+
+
+def _recipe(args) -> None:
+    from opuslm.data import importers, recipes
+    from opuslm.errors import OpusLMError
+
+    if args.corpus == "librispeech":
+        if not args.subset:
+            raise OpusLMError("librispeech needs --subset (e.g. test-clean)")
+        candidates = recipes.librispeech(args.root, args.subset)
+    elif args.corpus == "meld":
+        if not args.audio_dir:
+            raise OpusLMError("meld needs --audio-dir: the folder of diaD_uttU.wav extracted from its videos")
+        candidates = recipes.meld(args.root, args.split, args.audio_dir)
+    else:
+        candidates = recipes.RECIPES[args.corpus](args.root, args.split)
+    summary = importers.import_corpus(candidates, args.out, args.split)
+    print(summary.line())
+    print(f"manifest: {args.out / 'manifest.jsonl'}; rejects: {args.out / 'rejects.jsonl'}")
+
+
+def _text(args) -> None:
+    from opuslm.data.recipes import text_corpus
+
+    written, skipped = text_corpus(args.source, args.out, args.column)
+    print(f"{written} documents -> {args.out} (skipped {skipped} empty)")
 
 
 def _import(args) -> None:
