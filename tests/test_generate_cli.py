@@ -77,3 +77,29 @@ def test_export_text_gives_a_plain_llm_with_the_tokenizer(tiny_model_folder, tmp
     with torch.no_grad():
         expected = model.stream_logits(model(frames).last_hidden_state, 0)[..., model.vocab.text_offset:]
         assert (llm(ids).logits - expected).abs().max() < 1e-5
+
+
+def test_eval_suite_reports_present_sets_beside_published_numbers(tiny_model_folder, small_corpus, tmp_path, capsys):
+    from opuslm.data.manifest import write_manifest
+
+    present = tmp_path / "data" / "librispeech-test-clean"
+    present.mkdir(parents=True)
+    utts = read_test(small_corpus)
+    for u in utts:
+        u.audio = str(u.audio_path(small_corpus).resolve())
+    write_manifest(present / "manifest.jsonl", utts)
+    assert main(["eval", "--suite", "osum", "--model", str(tiny_model_folder), "--data-root", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "out"), "--limit", "2"]) == 0
+    table = capsys.readouterr().out
+    clean = next(line for line in table.splitlines() if "test-clean" in line)
+    assert "not present" not in clean and "OSUM v1 2.55" in clean and "Qwen2-Audio 1.6" in clean
+    ours = float(clean.split("|")[2])
+    assert ours >= 0
+    assert "| LibriSpeech test-other WER % | not present" in table
+    assert (tmp_path / "out" / "suite-osum.md").read_text().strip() == table.strip()
+
+
+def read_test(corpus):
+    from opuslm.data.manifest import read_manifest
+
+    return read_manifest(corpus, split="test")[:2]

@@ -18,7 +18,10 @@ def register(subparsers) -> None:
         "judge WER with the codec's resynthesis ceiling, text perplexity and multiple-choice accuracy. Writes "
         "results.json, hyps.jsonl, report.md and PNG plots to --out.")
     evaluate.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
-    evaluate.add_argument("--corpus", type=Path, required=True, help="corpus folder (manifest.jsonl and audio)")
+    evaluate.add_argument("--corpus", type=Path, help="corpus folder (manifest.jsonl and audio)")
+    evaluate.add_argument("--suite", choices=("osum", "opuslm"),
+                          help="instead of --corpus: the papers' test sets found under --data-root, beside their numbers")
+    evaluate.add_argument("--data-root", type=Path, help="--suite: folder of <set>/manifest.jsonl made by `data recipe`")
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
     evaluate.add_argument("--judge", type=Path, help="judge for TTS: `opuslm judge train` output or a local HF ASR folder")
     evaluate.add_argument("--tasks", default=",".join(EVAL_TASKS), help="comma-separated subset")
@@ -48,6 +51,15 @@ def _eval(args) -> None:
     from opuslm.eval.report import table
     from opuslm.eval.runner import Evaluation
 
+    if args.suite:
+        from opuslm.eval.suites import run_suite
+
+        if not args.data_root:
+            raise OpusLMError("--suite needs --data-root (the folder holding <set>/manifest.jsonl)")
+        print(run_suite(args.suite, args.model, args.data_root, args.out, args.limit, args.batch_size, args.codec))
+        return
+    if not args.corpus:
+        raise OpusLMError("give --corpus (or --suite with --data-root)")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(EVAL_TASKS))
     if unknown:

@@ -24,11 +24,11 @@ CLASSIFICATION = {"ved": "event", "ser": "emotion", "ssr": "style", "sgc": "gend
 
 class Evaluation:
     def __init__(self, model_folder: Path, corpus: Path, out: Path, judge=None, codec=None, batch_size: int = 8,
-                 limit: int | None = None, progress: bool = True):
+                 limit: int | None = None, progress: bool = True, lm=None):
         from opuslm.infer.decode import Sampling
         from opuslm.infer.speech_lm import SpeechLM
 
-        self.lm = SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0))
+        self.lm = lm or SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0))
         self.model_folder, self.corpus, self.out = Path(model_folder), Path(corpus), Path(out)
         self.judge, self.batch_size, self.limit, self.progress = judge, batch_size, limit, progress
         self.hyps: list[dict] = []
