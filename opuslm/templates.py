@@ -30,9 +30,11 @@ import numpy as np
 
 from opuslm.errors import OpusLMError
 from opuslm.tokenize.shards import TokenizedUtterance
+from opuslm.tokenize.text import text_ids
 from opuslm.vocab import PAD_ID, TASKS, JointVocab
 
 ANSWER_MARKER = "<answer>"
+PROMPT_SECONDS = 3.0  # the TTS speaker prompt cropped from another utterance of the speaker
 LOSS_REGIONS = ("whole", "target")
 
 
@@ -208,6 +210,11 @@ class _FrameWriter:
         return Frames(task, tokens, target, target_start, self.segments)
 
 
+def prompt_frames(frame_rate: float, seconds: float = PROMPT_SECONDS) -> int:
+    """Frames of a TTS speaker prompt at the codec's frame rate."""
+    return round(seconds * frame_rate)
+
+
 class TemplateBuilder:
     """Builds every task's frames for one vocabulary, text tokenizer and delay pattern.
 
@@ -223,7 +230,7 @@ class TemplateBuilder:
         self.max_delay, self.prompt_frames = max_delay, prompt_frames
 
     def encode_text(self, text: str) -> np.ndarray:
-        return self.vocab.text(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.vocab.text(text_ids(self.tokenizer, text))
 
     def build(self, task: str, example: TokenizedUtterance | str, rng: random.Random | None = None,
               instruct: bool = False, speaker_prompt: TokenizedUtterance | None = None,

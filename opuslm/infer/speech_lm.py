@@ -13,18 +13,20 @@ import random
 from pathlib import Path
 
 import numpy as np
+
 from opuslm.audio import AudioError, resample
 from opuslm.errors import OpusLMError
 from opuslm.infer.decode import Generated, Prompt, Sampling, generate
-from opuslm.templates import UNDERSTANDING_TASKS, TemplateBuilder
+from opuslm.templates import PROMPT_SECONDS, UNDERSTANDING_TASKS, TemplateBuilder, prompt_frames
 from opuslm.tokenize.shards import TokenizedUtterance
+from opuslm.tokenize.text import text_ids
 from opuslm.vocab import JointVocab
 
 Audio = tuple[np.ndarray, int]  # waveform, sample rate
 
 
 class SpeechLM:
-    def __init__(self, model, tokenizers, sampling: Sampling | None = None, prompt_seconds: float = 3.0):
+    def __init__(self, model, tokenizers, sampling: Sampling | None = None, prompt_seconds: float = PROMPT_SECONDS):
         self.model, self.tokenizers = model, tokenizers
         self.sampling = sampling or Sampling()
         vocab: JointVocab = model.vocab
@@ -34,7 +36,7 @@ class SpeechLM:
         self.vocab = vocab
         self.frame_rate = tokenizers.acoustic.frame_rate
         self.builder = TemplateBuilder(vocab, tokenizers.text, max(model.delays),
-                                       prompt_frames=round(prompt_seconds * self.frame_rate))
+                                       prompt_frames=prompt_frames(self.frame_rate, prompt_seconds))
 
     @classmethod
     def load(cls, folder: str | Path, codec: str | Path | None = None, device: str = "cpu",
@@ -115,5 +117,5 @@ class SpeechLM:
         return [self._text(g) for g in self._run(prompts)]
 
     def _text_ids(self, text: str) -> np.ndarray:
-        return np.asarray(self.tokenizers.text(text, add_special_tokens=False)["input_ids"], np.int64)
+        return text_ids(self.tokenizers.text, text)
 

@@ -28,38 +28,44 @@ def joint_rows(pretrained: torch.Tensor, vocab: JointVocab, generator: torch.Gen
     return rows.to(pretrained.dtype)
 
 
-def extend_to_joint_vocab(backbone, vocab: JointVocab, seed: int = 0) -> None:
-    """Resize `backbone` (an HF causal LM) in place from its text vocabulary to `vocab`."""
+def replace_vocab_rows(backbone, rows_of, size: int, id_shift: int) -> None:
+    """Give `backbone` `size` vocabulary rows in place: `rows_of` maps each old row table (the
+    embeddings, an untied head, a head bias as a column) to its new one; tied weights stay tied, and
+    the LLM's special ids in its configs move by `id_shift`."""
     embed, head = backbone.get_input_embeddings(), backbone.get_output_embeddings()
-    rows = embed.weight.shape[0]
-    if rows < vocab.text_size:
-        raise OpusLMError(f"the LLM has {rows} embedding rows but its tokenizer {vocab.text_size} tokens; "
-                          "the tokenizer does not belong to this model")
     tied = head is not None and head.weight is embed.weight
-    generator = torch.Generator().manual_seed(seed)
-    embed.weight = nn.Parameter(joint_rows(embed.weight, vocab, generator))
-    embed.num_embeddings = vocab.size
+    embed.weight = nn.Parameter(rows_of(embed.weight))
+    embed.num_embeddings = size
     if tied:
         head.weight = embed.weight
     else:
-        head.weight = nn.Parameter(joint_rows(head.weight, vocab, generator))
+        head.weight = nn.Parameter(rows_of(head.weight))
         if head.bias is not None:
-            head.bias = nn.Parameter(joint_rows(head.bias[:, None], vocab, generator)[:, 0])
-    head.out_features = vocab.size
+            head.bias = nn.Parameter(rows_of(head.bias[:, None])[:, 0])
+    head.out_features = size
     config = backbone.config
-    config.vocab_size = vocab.size
-    for key in TOKEN_ID_KEYS:  # the LLM's special ids are text ids: they move with the text range
+    config.vocab_size = size
+    for key in TOKEN_ID_KEYS:
         if isinstance(getattr(config, key, None), int):
-            setattr(config, key, getattr(config, key) + vocab.text_offset)
+            setattr(config, key, getattr(config, key) + id_shift)
     if getattr(backbone, "generation_config", None) is not None:
         for key in TOKEN_ID_KEYS:
             setattr(backbone.generation_config, key, getattr(config, key, None))
 
 
-def text_token_ids(config, vocab: JointVocab) -> dict[str, int | None]:
-    """The LLM's special ids back in text-tokenizer numbering (for exporting the text part)."""
-    out = {}
-    for key in TOKEN_ID_KEYS:
-        value = getattr(config, key, None)
-        out[key] = value - vocab.text_offset if isinstance(value, int) else value
-    return out
+def extend_to_joint_vocab(backbone, vocab: JointVocab, seed: int = 0) -> None:
+    """Resize `backbone` (an HF causal LM) in place from its text vocabulary to `vocab`; its special
+    ids are text ids, so they move with the text range."""
+    rows = backbone.get_input_embeddings().weight.shape[0]
+    if rows < vocab.text_size:
+        raise OpusLMError(f"the LLM has {rows} embedding rows but its tokenizer {vocab.text_size} tokens; "
+                          "the tokenizer does not belong to this model")
+    generator = torch.Generator().manual_seed(seed)
+    replace_vocab_rows(backbone, lambda table: joint_rows(table, vocab, generator), vocab.size, vocab.text_offset)
+
+
+def keep_text_rows(backbone, vocab: JointVocab) -> None:
+    """The inverse for the text part: only the text range's rows remain, special ids back in the
+    text tokenizer's numbering."""
+    replace_vocab_rows(backbone, lambda table: table[vocab.text_offset:].detach().clone(), vocab.text_size,
+                       -vocab.text_offset)

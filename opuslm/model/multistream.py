@@ -26,7 +26,7 @@ from torch import nn
 from opuslm.errors import OpusLMError
 from opuslm.interleave import check_delays, default_delays
 from opuslm.model.config import MultiStreamConfig
-from opuslm.model.embeddings import TOKEN_ID_KEYS, extend_to_joint_vocab, text_token_ids
+from opuslm.model.embeddings import extend_to_joint_vocab, keep_text_rows
 from opuslm.model.loss import LossOutput, multistream_loss, next_frame_mask
 from opuslm.vocab import PAD_ID, JointVocab
 
@@ -201,23 +201,7 @@ class OpusLM(nn.Module):
         """The text part as a plain HF causal LM: only the text rows of the embeddings and the head, the
         LLM's own special ids; `AutoModelForCausalLM` loads it and gives the same text logits."""
         text = copy.deepcopy(self.backbone)
-        embed, head = text.get_input_embeddings(), text.get_output_embeddings()
-        tied = head.weight is embed.weight
-        embed.weight = nn.Parameter(embed.weight[self.vocab.text_offset:].detach().clone())
-        embed.num_embeddings = self.vocab.text_size
-        if tied:
-            head.weight = embed.weight
-        else:
-            head.weight = nn.Parameter(head.weight[self.vocab.text_offset:].detach().clone())
-            if head.bias is not None:
-                head.bias = nn.Parameter(head.bias[self.vocab.text_offset:].detach().clone())
-        head.out_features = self.vocab.text_size
-        ids = text_token_ids(self.backbone.config, self.vocab)
-        text.config.vocab_size = self.vocab.text_size
-        for key in TOKEN_ID_KEYS:
-            setattr(text.config, key, ids[key])
-            if getattr(text, "generation_config", None) is not None:
-                setattr(text.generation_config, key, ids[key])
+        keep_text_rows(text, self.vocab)
         folder = Path(folder)
         text.save_pretrained(str(folder))
         if text_tokenizer_dir is not None:

@@ -25,6 +25,7 @@ from opuslm.data.manifest import Utterance, read_manifest
 from opuslm.errors import OpusLMError
 from opuslm.tokenize.identity import folder_hash
 from opuslm.tokenize.shards import TokenizedUtterance, check_identity, completed_shards, write_shard
+from opuslm.tokenize.text import text_ids
 
 
 def align_to_frames(ids: np.ndarray, from_rate: float, to_rate: float, frames: int) -> np.ndarray:
@@ -96,8 +97,7 @@ class SpeechTokenizers:
                     continue
                 meta = {"id": u.id, "text": u.text, "speaker": u.speaker, "split": u.split, "duration": u.duration,
                         "labels": u.labels, "words": u.words, "events": u.events, "answer": u.answer}
-                text_ids = np.asarray(self.text(u.text, add_special_tokens=False)["input_ids"], dtype=np.int64)
-                items.append(TokenizedUtterance(text_ids, *encoded, meta))
+                items.append(TokenizedUtterance(text_ids(self.text, u.text), *encoded, meta))
         return items, rejects
 
 

@@ -19,6 +19,13 @@ def corpus_texts(utterances) -> list[str]:
     return [u.text for u in utterances] + [u.answer for u in utterances if u.answer]
 
 
+def text_ids(tokenizer, text: str):
+    """A text's ids without the tokenizer's own specials: what shards store and templates place."""
+    import numpy as np
+
+    return np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
+
+
 def load_text_tokenizer(path: str | Path):
     """The tokenizer of a local HF folder (an LLM's folder or one made by `train_text_tokenizer`)."""
     from transformers import AutoTokenizer

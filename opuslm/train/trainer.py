@@ -72,7 +72,7 @@ class StageRun:
                  peak_lr: float, progress: bool = True, validation_sources=None):
         from opuslm.data.loader import PackedLoader
         from opuslm.model.multistream import OpusLM, model_tokenizers
-        from opuslm.templates import TemplateBuilder
+        from opuslm.templates import TemplateBuilder, prompt_frames
         from opuslm.tokenize.text import load_text_tokenizer
 
         self.stage, self.run_dir, self.start, self.progress = stage, Path(run_dir), Path(start), progress
@@ -82,7 +82,7 @@ class StageRun:
         if stage.activation_checkpointing:
             self.model.enable_activation_checkpointing()
         builder = TemplateBuilder(self.model.vocab, load_text_tokenizer(self.tokenizers.text), max(self.model.delays),
-                                  prompt_frames=round(3 * frame_rate_of(datasets, stage.data.sources)))
+                                  prompt_frames=prompt_frames(frame_rate_of(datasets, stage.data.sources)))
         self.loader = PackedLoader(stage.data, datasets, builder, self.model.delays, self.world.rank, self.world.size)
         self.validation, self.validation_notes = self._validation_sets(
             datasets, builder, validation_sources or stage.data.sources)
