@@ -72,24 +72,13 @@ def register(subparsers) -> None:
 
 def _init(args) -> None:
     from opuslm.cli.layout import parse_delays
-    from opuslm.model.config import MultiStreamConfig
-    from opuslm.model.multistream import OpusLM
-    from opuslm.model.presets import preset_config
-    from opuslm.tokenize.pipeline import TokenizerPaths
-    from opuslm.tokenize.shards import TokenShards
-    from opuslm.tokenize.text import load_text_tokenizer
+    from opuslm.model.init import init_model
     from opuslm.vocab import JointVocab
 
-    shards = TokenShards(args.tokens)
-    vocab = JointVocab.from_tokens(args.tokens)
-    paths = TokenizerPaths(*(shards.tokenizer_path(name) for name in ("text", "semantic", "acoustic")))
-    text_tokenizer = load_text_tokenizer(paths.text)
-    llm = args.llm if args.llm else preset_config(args.preset, text_tokenizer)
-    config = MultiStreamConfig(delays=parse_delays(args.delays, vocab.num_streams))
-    model = OpusLM.from_llm(llm, vocab, config, seed=args.seed)
-    model.save_pretrained(args.out, paths)
+    delays = parse_delays(args.delays, JointVocab.from_tokens(args.tokens).num_streams)
+    model = init_model(args.tokens, args.out, args.llm, args.preset, delays, args.seed)
     params = sum(p.numel() for p in model.parameters())
-    print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {vocab.hash} ({vocab.size} ids), "
+    print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {model.vocab.hash} ({model.vocab.size} ids), "
           f"delays {model.delays}")
 
 

@@ -21,29 +21,14 @@ from opuslm.train.config import StageConfig, load_schedule
 
 def build_init(schedule, out: Path) -> Path:
     """The model every `from: init` stage starts from, made once."""
-    from opuslm.interleave import default_delays
-    from opuslm.model.config import MultiStreamConfig
-    from opuslm.model.multistream import OpusLM
-    from opuslm.model.presets import preset_config
-    from opuslm.tokenize.pipeline import TokenizerPaths
-    from opuslm.tokenize.shards import TokenShards
-    from opuslm.tokenize.text import load_text_tokenizer
-    from opuslm.vocab import JointVocab
+    from opuslm.model.init import init_model
 
     folder = out / "init" / "model"
     if (folder / "opuslm.json").is_file():
         return folder
     init = schedule.init
-    if (init.llm is None) == (init.preset is None):
-        raise OpusLMError("the schedule's init needs exactly one of llm (a local HF folder) or preset")
-    tokens = Path(schedule.datasets[schedule.tokens])
-    shards = TokenShards(tokens)
-    vocab = JointVocab.from_tokens(tokens)
-    paths = TokenizerPaths(*(shards.tokenizer_path(name) for name in ("text", "semantic", "acoustic")))
-    llm = init.llm if init.llm else preset_config(init.preset, load_text_tokenizer(paths.text))
-    config = MultiStreamConfig(delays=init.delays or default_delays(vocab.num_streams))
     tmp = folder.with_name("model.tmp")
-    OpusLM.from_llm(llm, vocab, config, seed=init.seed).save_pretrained(tmp, paths)
+    init_model(schedule.datasets[schedule.tokens], tmp, init.llm, init.preset, init.delays, init.seed)
     tmp.rename(folder)
     return folder
 
