@@ -43,6 +43,10 @@ class Batch:
     examples: int
     real_frames: int  # frames holding an example (the rest is padding)
 
+    def model_inputs(self, device) -> tuple[torch.Tensor, ...]:
+        """What the model's loss takes, in its order, on `device`."""
+        return tuple(t.to(device) for t in (self.frames, self.loss_mask, self.position_ids, self.document_ids))
+
 
 class NoUsableItems(OpusLMError):
     """A source whose split holds nothing its task can use."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from opuslm.audio import resample, write_wav
 from opuslm.data.manifest import read_manifest
 from opuslm.eval import metrics
 
@@ -113,8 +114,6 @@ class Evaluation:
         items = list(zip([u.text for u in utts], prompts))
         wavs = self._batched(lambda b: self.lm.synthesize([t for t, _ in b], [p for _, p in b]), items, "tts")
         rate = self.lm.tokenizers.acoustic.sample_rate
-        from opuslm.audio import resample
-
         generated = self.judge.transcribe([resample(w, rate, 16000) if len(w) else np.zeros(1600, np.float32) for w in wavs])
         originals = self._audio(utts)
         codec = self.lm.tokenizers.acoustic
@@ -133,15 +132,14 @@ class Evaluation:
             tts_seconds_generated=float(sum(len(w) for w in wavs) / rate))
         samples = self.out / "samples"
         samples.mkdir(parents=True, exist_ok=True)
-        from opuslm.audio import write_wav
-
         for u, w in list(zip(utts, wavs))[:3]:
             write_wav(samples / f"tts-{u.id}.wav", w, rate)
 
     def text(self, split: str, base_llm: Path | None) -> None:
         from opuslm.eval.text import TextScorer, multiple_choice_set
 
-        texts = [u.text for u in self._utterances(split)] + [u.answer for u in self._utterances(split) if u.answer]
+        utts = self._utterances(split)
+        texts = [u.text for u in utts] + [u.answer for u in utts if u.answer]
         items = multiple_choice_set()
         scorer = TextScorer(self.lm.model, self.lm.tokenizers.text)
         self.results["text_perplexity"] = scorer.perplexity(texts)

@@ -135,7 +135,6 @@ class StageRun:
     # ---- one step ----
     def _train_step(self) -> dict:
         batches = [self.loader.next_batch() for _ in range(self.stage.grad_accum)]
-        move = (lambda b: [t.to(self.world.device) for t in (b.frames, b.loss_mask, b.position_ids, b.document_ids)])
         frames_total = self.world.all_sum(float(sum(int(next_frame_mask(b.loss_mask, b.document_ids).any(1).sum())
                                                     for b in batches)))
         if frames_total == 0:
@@ -145,7 +144,7 @@ class StageRun:
         for index, batch in enumerate(batches):
             sync = index == len(batches) - 1 or not hasattr(self.forward, "no_sync")
             with (nullcontext() if sync else self.forward.no_sync()), self.autocast():
-                weighted_sum, out = self.forward(*move(batch))
+                weighted_sum, out = self.forward(*batch.model_inputs(self.world.device))
                 # gradients are averaged over ranks; the loss is the sum over all ranks / all frames
                 (weighted_sum * self.world.size / frames_total).backward()
             weighted += float(weighted_sum.detach())
@@ -175,7 +174,7 @@ class StageRun:
             total = frames = 0.0
             for b in batches:
                 with self.autocast():
-                    _, out = self.forward(*(t.to(self.world.device) for t in (b.frames, b.loss_mask, b.position_ids, b.document_ids)))
+                    _, out = self.forward(*b.model_inputs(self.world.device))
                 total += float(out.weighted_sum)
                 frames += out.frames
             losses[name] = self.world.all_sum(total) / max(self.world.all_sum(frames), 1)
