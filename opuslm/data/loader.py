@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
 from opuslm.templates import TARGET_WRITERS, UNDERSTANDING_TASKS, SpeakerPrompts, TemplateBuilder, TemplateError
-from opuslm.vocab import PAD_ID
+from opuslm.vocab import PAD_ID, JointVocab
 
 TEXT_SUFFIXES = (".txt",)
 
@@ -48,6 +49,16 @@ class Batch:
         return tuple(t.to(device) for t in (self.frames, self.loss_mask, self.position_ids, self.document_ids))
 
 
+@lru_cache(maxsize=16)
+def _open_dataset(path: str):
+    """A shard folder and every utterance's metadata, read once per process: a mixture names the
+    same dataset in many sources, and each validation set opens it again."""
+    from opuslm.tokenize.shards import TokenShards
+
+    shards = TokenShards(path)
+    return shards, [shards.meta(i) for i in range(len(shards))]
+
+
 class NoUsableItems(OpusLMError):
     """A source whose split holds nothing its task can use."""
 
@@ -56,8 +67,6 @@ class _Source:
     """One (dataset, task, split) component; knows its usable items and builds example i."""
 
     def __init__(self, config, path: Path, builder: TemplateBuilder, delays: list[int], loss_region: str):
-        from opuslm.tokenize.shards import TokenShards
-
         self.config, self.builder, self.delays, self.loss_region = config, builder, delays, loss_region
         self.skipped: dict[str, int] = {}
         if path.suffix in TEXT_SUFFIXES:
@@ -68,9 +77,8 @@ class _Source:
             self.texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
             self.shards, self.items = None, list(range(len(self.texts)))
         else:
-            self.shards = TokenShards(path)
-            builder.vocab.require_same(type(builder.vocab).from_tokens(path), f"dataset {path}")
-            metas = [self.shards.meta(i) for i in range(len(self.shards))]
+            self.shards, metas = _open_dataset(str(path.resolve()))
+            builder.vocab.require_same(JointVocab.from_tokens(path), f"dataset {path}")
             self.items = [i for i, meta in enumerate(metas) if meta["split"] == config.split and self._usable(meta)]
             # prompts come from the same split's items only: a dev utterance never prompts training
             self.prompts = SpeakerPrompts([metas[i]["speaker"] for i in self.items]) if config.task == "tts" else None
