@@ -217,6 +217,8 @@ def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
     from opuslm.tokenize.pipeline import TokenizerPaths
 
     folder = Path(folder)
+    if not (folder / "opuslm.json").is_file():
+        raise OpusLMError(f"{folder} is not an OpusLM model folder (no opuslm.json)")
     info_path = folder / "tokenizers.json"
     if not info_path.is_file():
         raise OpusLMError(f"{folder} was saved without its tokenizers (no tokenizers.json)")
