@@ -190,10 +190,10 @@ def register(subparsers) -> None:
         "step after it. Re-running resumes: finished steps are skipped.",
     )
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="where every step writes (default: demo_out)")
-    demo.add_argument("--hours", type=float, default=0.5, help="size of the synthetic corpus (default: 0.5)")
+    demo.add_argument("--hours", type=float, default=2.0, help="size of the synthetic corpus in hours (default: 2.0)")
     demo.add_argument("--seed", type=int, default=0, help="seed for every step (default: 0)")
     demo.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
-    demo.add_argument("--codec-steps", type=int, default=1500, help="training steps of the small codec (default: 1500)")
+    demo.add_argument("--codec-steps", type=int, default=800, help="training steps of the small codec (default: 800)")
     demo.add_argument("--steps-scale", type=float, default=1.0,
                       help="multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
     demo.add_argument("--llm-steps", type=int, default=400, help="training steps of the text LLM (default: 400)")
