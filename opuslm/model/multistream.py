@@ -1,14 +1,10 @@
 """The multi-stream speech-text LM: a Hugging Face causal LM that reads and writes delayed frames.
 
-Where a token id is *embedded* and *predicted*:
-
-- input: a frame `[N]` of joint ids (after the delay interleave) embeds as the sum of its streams'
-  rows of the backbone's one joint embedding table; pad embeds to zero;
-- the backbone's decoder (any `AutoModelForCausalLM`: Llama/SmolLM2, Qwen2, OLMo-2, ...) runs on
-  those embeddings, with its own attention implementation, cache and checkpointing;
-- output: stream n adds its learned offset vector to the hidden state (none for stream 0); stream 0
-  is scored by the full head, stream k >= 1 by its codebook's rows of the head only — a softmax
-  restricted to the slice, so an id outside it cannot be produced.
+Where a token id is *embedded* and *predicted*: `opuslm.model.streams` (summed stream embeddings,
+per-stream offsets, restricted codebook heads, the loss), shared with the Megatron-Core backend.
+Here the backbone's decoder (any `AutoModelForCausalLM`: Llama/SmolLM2, Qwen2, OLMo-2, ...) runs on
+those embeddings, with its own attention implementation, cache and checkpointing, and its
+`lm_head` is the joint head.
 
 Right after `from_llm`, a text-only input gives exactly the LLM's logits over the text range.
 """
@@ -24,11 +20,10 @@ import torch
 from torch import nn
 
 from opuslm.errors import OpusLMError
-from opuslm.interleave import check_delays, default_delays
 from opuslm.model.config import MultiStreamConfig
 from opuslm.model.embeddings import extend_to_joint_vocab, keep_text_rows
-from opuslm.model.loss import LossOutput, multistream_loss, next_frame_mask
-from opuslm.vocab import PAD_ID, JointVocab
+from opuslm.model.streams import MultiStreamLM, packed_attention
+from opuslm.vocab import JointVocab
 
 FORMAT = "opuslm-multistream-1"
 TOKENIZER_FOLDERS = {"text": "text_tokenizer", "semantic": "semantic_tokenizer"}
@@ -39,21 +34,17 @@ _NOT_TOKENIZER = shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.pth
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
 
-class OpusLM(nn.Module):
+class OpusLM(MultiStreamLM):
     def __init__(self, backbone, vocab: JointVocab, config: MultiStreamConfig | None = None):
         super().__init__()
-        self.backbone, self.vocab = backbone, vocab
-        self.config = config or MultiStreamConfig()
-        self.delays = check_delays(self.config.delays or default_delays(vocab.num_streams), vocab.num_streams)
-        self.config.delays = self.delays
+        self.backbone = backbone
         if backbone.get_input_embeddings().weight.shape[0] != vocab.size:
             raise OpusLMError(f"the backbone has {backbone.get_input_embeddings().weight.shape[0]} embedding rows "
                               f"but the joint vocabulary {vocab.hash} has {vocab.size} ids")
         for key in _LOGIT_POSTPROCESSING:
             if getattr(backbone.config, key, None) not in (None, 1.0):
                 raise OpusLMError(f"{type(backbone).__name__} post-processes its logits ({key}); not supported yet")
-        self.stream_offsets = nn.Parameter(torch.zeros(vocab.num_streams - 1, backbone.config.hidden_size,
-                                                       dtype=backbone.get_input_embeddings().weight.dtype))
+        self._init_streams(vocab, config, backbone.config.hidden_size, backbone.get_input_embeddings().weight.dtype)
 
     # ---- building ----
     @classmethod
@@ -83,12 +74,18 @@ class OpusLM(nn.Module):
             self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
     # ---- forward ----
-    def embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """`[B, N, S]` joint ids -> `[B, S, D]`: the sum of the streams' embeddings, pad as zero. One
-        lookup for all streams: each lookup's backward writes a dense table-sized gradient."""
-        table = self.backbone.get_input_embeddings()
-        rows = table(frames) * (frames != PAD_ID).unsqueeze(-1).to(table.weight.dtype)
-        return rows.sum(1)
+    def input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def joint_head(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        head = self.backbone.get_output_embeddings()
+        return head.weight, head.bias
+
+    def table_parameters(self) -> list[nn.Parameter]:
+        return [self.backbone.get_input_embeddings().weight, self.backbone.get_output_embeddings().weight]
+
+    def hidden_states(self, frames, position_ids=None, document_ids=None) -> torch.Tensor:
+        return self(frames, position_ids=position_ids, document_ids=document_ids).last_hidden_state
 
     def forward(self, frames: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool = False,
@@ -105,47 +102,13 @@ class OpusLM(nn.Module):
                                            use_cache=use_cache)
 
     def _packed_mask(self, document_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-        """Causal attention within each example of a packed row, as an additive `[B, 1, S, S]` mask.
-        FlashAttention-2 takes packed rows from the restarting position ids instead (no S x S mask)."""
+        """Packed-row attention as an additive `[B, 1, S, S]` mask. FlashAttention-2 takes packed rows
+        from the restarting position ids instead (no S x S mask)."""
         if self.backbone.config._attn_implementation == "flash_attention_2":
             return None
-        steps = document_ids.shape[-1]
-        causal = torch.ones(steps, steps, dtype=torch.bool, device=document_ids.device).tril()
-        allowed = causal & (document_ids[:, :, None] == document_ids[:, None, :])
+        allowed = packed_attention(document_ids)
         return torch.zeros(allowed.shape, dtype=dtype, device=document_ids.device).masked_fill(
             ~allowed, torch.finfo(dtype).min)[:, None]
-
-    def stream_rows(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
-        return hidden if stream == 0 else hidden + self.stream_offsets[stream - 1]
-
-    def stream_heads(self) -> list[tuple[torch.Tensor, torch.Tensor | None, int]]:
-        """Per stream: the head rows it scores against, their bias, and the joint id of row 0. The
-        codebook rows are cut from one slice of the head, so backward writes one table-sized
-        gradient, not one per stream."""
-        head = self.backbone.get_output_embeddings()
-        codec_start, codec_end = self.vocab.codebook_offset(0), self.vocab.text_offset
-        size = self.vocab.codebook_size
-        codec_weight = head.weight[codec_start:codec_end]
-        codec_bias = head.bias[codec_start:codec_end] if head.bias is not None else None
-        heads = [(head.weight, head.bias, 0)]
-        for k in range(self.vocab.num_codebooks):
-            bias = codec_bias[k * size:(k + 1) * size] if codec_bias is not None else None
-            heads.append((codec_weight[k * size:(k + 1) * size], bias, codec_start + k * size))
-        return heads
-
-    def stream_logits(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
-        """Logits over the stream's own ids: row j is joint id `stream_range(stream)[0] + j`."""
-        weight, bias, _ = self.stream_heads()[stream]
-        return nn.functional.linear(self.stream_rows(hidden, stream), weight, bias)
-
-    def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
-             document_ids: torch.Tensor | None = None) -> LossOutput:
-        """Next-frame loss on delayed `frames` `[B, N, S]`; `loss_mask` (delayed the same way) marks the
-        cells that carry loss. In packed rows (`document_ids`), a frame never predicts the first frame
-        of the next example."""
-        cut = (lambda x: None if x is None else x[..., :-1])
-        hidden = self(frames[..., :-1], position_ids=cut(position_ids), document_ids=cut(document_ids)).last_hidden_state
-        return multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids))
 
     # ---- saving ----
     def save_pretrained(self, folder: str | Path, tokenizers=None) -> Path:

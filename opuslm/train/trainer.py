@@ -49,8 +49,7 @@ class LossForward(nn.Module):
 
 def parameter_groups(model, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only: not on embeddings, the head, norms, biases or stream offsets."""
-    exempt = {id(model.backbone.get_input_embeddings().weight), id(model.backbone.get_output_embeddings().weight),
-              id(model.stream_offsets)}
+    exempt = {id(p) for p in model.table_parameters()} | {id(model.stream_offsets)}
     decay, no_decay = [], []
     for param in model.parameters():
         (no_decay if param.ndim < 2 or id(param) in exempt else decay).append(param)

@@ -1,0 +1,104 @@
+"""The multi-stream parts that sit around any decoder, whichever library runs it.
+
+A backend (the HF causal LM in `multistream.py`, Megatron-Core's GPT decoder in
+`opuslm.backends.megatron.model`) supplies its input embedding module, its joint head as one
+`[V, D]` weight, the parameters of both tables, and the decoder's hidden states for a batch of
+delayed frames. Everything else is here, once:
+
+- embedding: a frame `[N]` of joint ids embeds as the sum of its streams' rows of the one joint
+  embedding table; pad embeds to zero;
+- heads: stream n adds its learned offset vector to the hidden state (none for stream 0); stream 0
+  is scored by the full head, stream k >= 1 by its codebook's rows only — a softmax restricted to
+  the slice, so an id outside it cannot be produced;
+- the next-frame loss (`opuslm.model.loss`), with packed rows attending within each example.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from opuslm.interleave import check_delays, default_delays
+from opuslm.model.config import MultiStreamConfig
+from opuslm.model.loss import LossOutput, multistream_loss, next_frame_mask
+from opuslm.vocab import PAD_ID, JointVocab
+
+
+def packed_attention(document_ids: torch.Tensor) -> torch.Tensor:
+    """`[B, S]` example ids of packed rows -> `[B, S, S]` bool, True where step i may attend to step j:
+    causal, and within the same example."""
+    steps = document_ids.shape[-1]
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=document_ids.device).tril()
+    return causal & (document_ids[:, :, None] == document_ids[:, None, :])
+
+
+class MultiStreamLM(nn.Module):
+    """Base of both backends; subclasses call `_init_streams` and implement the three backend hooks."""
+
+    vocab: JointVocab
+    config: MultiStreamConfig
+
+    def _init_streams(self, vocab: JointVocab, config: MultiStreamConfig | None, hidden_size: int,
+                      dtype: torch.dtype) -> None:
+        self.vocab, self.config = vocab, config or MultiStreamConfig()
+        self.delays = check_delays(self.config.delays or default_delays(vocab.num_streams), vocab.num_streams)
+        self.config.delays = self.delays
+        self.stream_offsets = nn.Parameter(torch.zeros(vocab.num_streams - 1, hidden_size, dtype=dtype))
+
+    # ---- backend hooks ----
+    def input_embeddings(self) -> nn.Module:
+        """The embedding module over all joint ids (possibly sharded over tensor-parallel ranks)."""
+        raise NotImplementedError
+
+    def joint_head(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The full head over the joint vocabulary: weight `[V, D]` and bias (or None)."""
+        raise NotImplementedError
+
+    def table_parameters(self) -> list[nn.Parameter]:
+        """The embedding and head weights (which take no weight decay)."""
+        raise NotImplementedError
+
+    def hidden_states(self, frames: torch.Tensor, position_ids: torch.Tensor | None = None,
+                      document_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """`[B, N, S]` delayed frames -> the decoder's final hidden states `[B, S, D]`."""
+        raise NotImplementedError
+
+    # ---- shared ----
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        """`[B, N, S]` joint ids -> `[B, S, D]`: the sum of the streams' embeddings, pad as zero. One
+        lookup for all streams: each lookup's backward writes a dense table-sized gradient."""
+        table = self.input_embeddings()
+        rows = table(frames)
+        return (rows * (frames != PAD_ID).unsqueeze(-1).to(rows.dtype)).sum(1)
+
+    def stream_rows(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
+        return hidden if stream == 0 else hidden + self.stream_offsets[stream - 1]
+
+    def stream_heads(self) -> list[tuple[torch.Tensor, torch.Tensor | None, int]]:
+        """Per stream: the head rows it scores against, their bias, and the joint id of row 0. The
+        codebook rows are cut from one slice of the head, so backward writes one table-sized
+        gradient, not one per stream."""
+        weight, bias = self.joint_head()
+        codec_start, codec_end = self.vocab.codebook_offset(0), self.vocab.text_offset
+        size = self.vocab.codebook_size
+        codec_weight = weight[codec_start:codec_end]
+        codec_bias = bias[codec_start:codec_end] if bias is not None else None
+        heads = [(weight, bias, 0)]
+        for k in range(self.vocab.num_codebooks):
+            part = codec_bias[k * size:(k + 1) * size] if codec_bias is not None else None
+            heads.append((codec_weight[k * size:(k + 1) * size], part, codec_start + k * size))
+        return heads
+
+    def stream_logits(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
+        """Logits over the stream's own ids: row j is joint id `stream_range(stream)[0] + j`."""
+        weight, bias, _ = self.stream_heads()[stream]
+        return nn.functional.linear(self.stream_rows(hidden, stream), weight, bias)
+
+    def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
+             document_ids: torch.Tensor | None = None) -> LossOutput:
+        """Next-frame loss on delayed `frames` `[B, N, S]`; `loss_mask` (delayed the same way) marks the
+        cells that carry loss. In packed rows (`document_ids`), a frame never predicts the first frame
+        of the next example."""
+        cut = (lambda x: None if x is None else x[..., :-1])
+        hidden = self.hidden_states(frames[..., :-1], cut(position_ids), cut(document_ids))
+        return multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids))
