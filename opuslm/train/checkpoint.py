@@ -4,7 +4,8 @@
 RNG states) and `trainer.json` (step, data-loader state, vocabulary hash, config), written last.
 The folder is written under a temporary name and renamed, so a kill at any moment leaves every
 folder that has the final name complete; older ones beyond `keep_last` are removed after a new one
-lands. Full state dicts make a checkpoint loadable by any number of ranks, DDP or FSDP2.
+lands. Full state dicts make a checkpoint loadable by any number of ranks, DDP or FSDP2. (The
+Megatron backend writes its model and optimiser as a distributed checkpoint in `distributed/`.)
 """
 
 from __future__ import annotations
@@ -36,14 +37,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(folder: Path, step: int, state: dict, info: dict, keep_last: int) -> Path:
-    """Write checkpoint `step` under `folder` atomically; keep the newest `keep_last`."""
-    final = folder / f"{PREFIX}{step:08d}"
-    tmp = folder / f".{final.name}.tmp-{os.getpid()}"
+def staging(folder: Path, step: int) -> Path:
+    """The empty temporary folder checkpoint `step` is written into (on one rank; others wait)."""
+    tmp = folder / f".{PREFIX}{step:08d}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    torch.save(state, tmp / "state.pt")
+    return tmp
+
+
+def commit(tmp: Path, folder: Path, step: int, info: dict, keep_last: int) -> Path:
+    """Write `trainer.json` last, give the folder its final name, and keep the newest `keep_last`."""
+    final = folder / f"{PREFIX}{step:08d}"
     (tmp / "trainer.json").write_text(json.dumps({**info, "step": step}, indent=1) + "\n")
     if final.exists():  # a re-run that reached the same step: replace it whole
         shutil.rmtree(final)
@@ -51,6 +56,13 @@ def save(folder: Path, step: int, state: dict, info: dict, keep_last: int) -> Pa
     for old in complete(folder)[:-keep_last]:
         shutil.rmtree(old)
     return final
+
+
+def save(folder: Path, step: int, state: dict, info: dict, keep_last: int) -> Path:
+    """Write checkpoint `step` under `folder` atomically; keep the newest `keep_last`."""
+    tmp = staging(folder, step)
+    torch.save(state, tmp / "state.pt")
+    return commit(tmp, folder, step, info, keep_last)
 
 
 def complete(folder: Path) -> list[Path]:
@@ -65,10 +77,15 @@ def latest(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: Path, vocab_hash: str) -> tuple[dict, dict]:
+def read_info(path: Path, vocab_hash: str) -> dict:
     info = json.loads((path / "trainer.json").read_text())
     if info.get("vocab_hash") != vocab_hash:
         raise OpusLMError(f"checkpoint {path} was made with joint vocabulary {info.get('vocab_hash')}, this run uses "
                           f"{vocab_hash}; resume with the data and tokenizers it was trained on")
+    return info
+
+
+def load(path: Path, vocab_hash: str) -> tuple[dict, dict]:
+    info = read_info(path, vocab_hash)
     state = torch.load(path / "state.pt", weights_only=False)
     return state, info

@@ -84,7 +84,9 @@ class StageConfig(Strict):
     log_every: int = Field(1, gt=0)
     activation_checkpointing: bool = False
     bf16: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is present
-    parallel: Literal["ddp", "fsdp2"] = "ddp"  # under torchrun with more than one process
+    parallel: Literal["ddp", "fsdp2", "megatron"] = "ddp"  # under torchrun with more than one process
+    tensor: int = Field(1, gt=0)  # Megatron-Core tensor-parallel size (parallel: megatron)
+    pipeline: int = Field(1, gt=0)  # Megatron-Core pipeline-parallel size (only 1 is supported so far)
 
 
 class InitConfig(Strict):

@@ -16,24 +16,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
-
 from opuslm.errors import OpusLMError
 from opuslm.model.loss import next_frame_mask
 from opuslm.train import checkpoint
+from opuslm.train.backend import training_backend
 from opuslm.train.config import DataConfig, StageConfig
-from opuslm.train.distributed import World, init_world, wrap
+from opuslm.train.distributed import World, init_world
 from opuslm.train.schedule import lr_factor
 from opuslm.vocab import PAD_ID
-
-FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
 
 class LossForward(nn.Module):
     """The model's loss as a `forward`, so DDP and FSDP2 hooks see every training call."""
@@ -70,23 +60,22 @@ class StageRun:
     def __init__(self, stage: StageConfig, datasets: dict[str, str], start: Path, run_dir: Path,
                  peak_lr: float, progress: bool = True, validation_sources=None):
         from opuslm.data.loader import PackedLoader
-        from opuslm.model.multistream import OpusLM, model_tokenizers
+        from opuslm.model.multistream import model_tokenizers
         from opuslm.templates import TemplateBuilder, prompt_frames
         from opuslm.tokenize.text import load_text_tokenizer
 
         self.stage, self.run_dir, self.start, self.progress = stage, Path(run_dir), Path(start), progress
         self.world: World = init_world()
         self.tokenizers = model_tokenizers(start)
-        self.model = OpusLM.from_pretrained(start).to(self.world.device)
-        if stage.activation_checkpointing:
-            self.model.enable_activation_checkpointing()
+        self.backend = training_backend(stage, self.world)
+        self.model = self.backend.load(start)
         builder = TemplateBuilder(self.model.vocab, load_text_tokenizer(self.tokenizers.text), max(self.model.delays),
                                   prompt_frames=prompt_frames(frame_rate_of(datasets, stage.data.sources)))
-        self.loader = PackedLoader(stage.data, datasets, builder, self.model.delays, self.world.rank, self.world.size)
+        self.data_rank, self.data_size = self.backend.data_split()  # tensor-parallel peers share a batch
+        self.loader = PackedLoader(stage.data, datasets, builder, self.model.delays, self.data_rank, self.data_size)
         self.validation, self.validation_notes = self._validation_sets(
             datasets, builder, validation_sources or stage.data.sources)
-        layers = getattr(self.model.backbone.get_decoder(), "layers", [])
-        self.forward = wrap(LossForward(self.model), layers, self.world, stage.parallel)
+        self.forward = self.backend.wrap(LossForward(self.model), self.model)
         # after wrapping: FSDP2 replaces the parameters with sharded ones, which the optimiser must hold
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, stage.optim.weight_decay), lr=peak_lr,
                                            betas=stage.optim.betas, eps=stage.optim.eps)
@@ -108,7 +97,7 @@ class StageRun:
             config = DataConfig(sources=[source], row_frames=self.stage.data.row_frames, rows=self.stage.data.rows,
                                 loss_region=self.stage.data.loss_region, seed=self.stage.data.seed)
             try:
-                loader = PackedLoader(config, datasets, builder, self.model.delays, self.world.rank, self.world.size,
+                loader = PackedLoader(config, datasets, builder, self.model.delays, self.data_rank, self.data_size,
                                       split=self.stage.validation.split)
             except OpusLMError as error:
                 notes.append(f"{source.name}: no validation ({error})")
@@ -120,9 +109,7 @@ class StageRun:
         found = checkpoint.latest(self.checkpoints)
         if found is None:
             return
-        state, info = checkpoint.load(found, self.model.vocab.hash)
-        set_model_state_dict(self.model, state["model"], options=StateDictOptions(full_state_dict=True))
-        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True))
+        state, info = self.backend.restore(found, self.model, self.optimizer, self.model.vocab.hash)
         self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         self.loader.load_state(info["data"])
@@ -151,11 +138,12 @@ class StageRun:
                 per_stream[name] = per_stream.get(name, 0.0) + value / len(batches)
             for name, value in out.per_modality.items():
                 per_modality[name] = per_modality.get(name, 0.0) + value / len(batches)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.stage.optim.clip)
+        self.backend.finish_gradients(self.forward)
+        grad_norm = self.backend.clip(self.model, self.stage.optim.clip)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.backend.zero_gradients(self.forward, self.optimizer)
         self.step += 1
         real = sum(b.real_frames for b in batches)
         cells = sum(int((b.frames != PAD_ID).sum()) for b in batches)
@@ -180,15 +168,11 @@ class StageRun:
         return losses
 
     def _save_checkpoint(self) -> None:
-        state = {"model": get_model_state_dict(self.model, options=FULL),
-                 "optimizer": get_optimizer_state_dict(self.model, self.optimizer, options=FULL),
-                 "scheduler": self.scheduler.state_dict(), "rng": checkpoint.rng_state()}
-        if self.world.main:
-            checkpoint.save(self.checkpoints, self.step, state,
-                            {"data": self.loader.state(), "vocab_hash": self.model.vocab.hash,
-                             "stage": self.stage.model_dump(by_alias=True), "peak_lr": self.peak_lr},
-                            self.stage.keep_last)
-        self.world.barrier()
+        self.backend.save(self.checkpoints, self.step, self.model, self.optimizer,
+                          {"scheduler": self.scheduler.state_dict(), "rng": checkpoint.rng_state()},
+                          {"data": self.loader.state(), "vocab_hash": self.model.vocab.hash,
+                           "stage": self.stage.model_dump(by_alias=True), "peak_lr": self.peak_lr},
+                          self.stage.keep_last)
 
     # ---- the loop ----
     def run(self) -> dict:
@@ -242,7 +226,7 @@ class StageRun:
         """Save the stage's model folder (with its tokenizers) and summary; returns the summary."""
         from opuslm.model.multistream import OpusLM
 
-        state = get_model_state_dict(self.model, options=FULL)
+        state = self.backend.opuslm_state(self.model)
         summary = {}
         if self.world.main:
             final = OpusLM.from_pretrained(self.start)

@@ -38,14 +38,12 @@ _TE_NORM_KEYS = {"input_layernorm.weight": "self_attention.linear_qkv.layer_norm
 
 
 def transformer_engine_available() -> bool:
-    try:
-        import transformer_engine  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+    import importlib.util
+
+    return torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
 
 
-def transformer_config(shape: BackboneShape, tensor: int, dtype: torch.dtype):
+def transformer_config(shape: BackboneShape, tensor: int, dtype: torch.dtype, recompute: bool = False):
     import torch.nn.functional as F
     from megatron.core.transformer import TransformerConfig
 
@@ -58,12 +56,14 @@ def transformer_config(shape: BackboneShape, tensor: int, dtype: torch.dtype):
         use_cpu_initialization=not torch.cuda.is_available(), attention_softmax_in_fp32=True,
         # the fused kernels need apex / CUDA extensions; Transformer Engine brings its own
         bias_dropout_fusion=False, apply_rope_fusion=False, masked_softmax_fusion=False,
-        gradient_accumulation_fusion=False, persist_layer_norm=False)
+        gradient_accumulation_fusion=False, persist_layer_norm=False,
+        **(dict(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1) if recompute else {}))
 
 
 class MegatronOpusLM(MultiStreamLM):
     def __init__(self, shape: BackboneShape, vocab: JointVocab, parallel: ModelParallel,
-                 config: MultiStreamConfig | None = None, dtype: torch.dtype = torch.float32, max_frames: int = 4096):
+                 config: MultiStreamConfig | None = None, dtype: torch.dtype = torch.float32, max_frames: int = 4096,
+                 recompute: bool = False):
         from megatron.core.models.gpt import GPTModel
         from megatron.core.models.gpt.gpt_layer_specs import (
             get_gpt_layer_local_spec,
@@ -79,7 +79,7 @@ class MegatronOpusLM(MultiStreamLM):
         self.uses_transformer_engine = transformer_engine_available()
         spec = (get_gpt_layer_with_transformer_engine_spec() if self.uses_transformer_engine
                 else get_gpt_layer_local_spec(normalization="RMSNorm"))
-        self.gpt = GPTModel(transformer_config(shape, parallel.tensor_size, dtype), spec,
+        self.gpt = GPTModel(transformer_config(shape, parallel.tensor_size, dtype, recompute), spec,
                             vocab_size=shape.padded_vocab(parallel.tensor_size), max_sequence_length=max_frames,
                             position_embedding_type="rope", rotary_base=shape.rope_theta,
                             share_embeddings_and_output_weights=shape.tied)
@@ -87,13 +87,14 @@ class MegatronOpusLM(MultiStreamLM):
 
     # ---- conversion ----
     @classmethod
-    def from_opuslm(cls, model, parallel: ModelParallel, dtype: torch.dtype = torch.float32) -> MegatronOpusLM:
+    def from_opuslm(cls, model, parallel: ModelParallel, dtype: torch.dtype = torch.float32,
+                    recompute: bool = False) -> MegatronOpusLM:
         """This rank's tensor-parallel slice of an HF-backbone `OpusLM` (same weights, same outputs)."""
         import copy
 
         shape = BackboneShape.of(model.backbone.config)
         converted = cls(shape, model.vocab, parallel, copy.deepcopy(model.config), dtype,
-                        getattr(model.backbone.config, "max_position_embeddings", 4096))
+                        getattr(model.backbone.config, "max_position_embeddings", 4096), recompute)
         backbone = {k: v.detach().float() for k, v in model.backbone.state_dict().items()}
         converted.load_shard(hf_to_megatron(backbone, shape, parallel.tensor_size)[parallel.tensor_rank])
         converted.stream_offsets.data.copy_(model.stream_offsets.data)
@@ -113,6 +114,14 @@ class MegatronOpusLM(MultiStreamLM):
         if self.uses_transformer_engine:
             back = {v: k for k, v in _TE_NORM_KEYS.items()}
             state = {_rename_norm(k, back): v for k, v in state.items()}
+        return state
+
+    def sharded_state_dict(self) -> dict:
+        """For Megatron's distributed checkpoint: each slice and replica named once across ranks."""
+        from megatron.core.utils import make_sharded_tensor_for_checkpoint
+
+        state = self.gpt.sharded_state_dict(prefix="gpt.")
+        state["stream_offsets"] = make_sharded_tensor_for_checkpoint(self.stream_offsets, "stream_offsets")
         return state
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
