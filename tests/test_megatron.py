@@ -138,19 +138,21 @@ def tensor_parallel_runs(tmp_path_factory, tiny_shards):
 
 
 def test_tensor_parallel_2_trains_like_tensor_parallel_1_and_the_hf_backend(tensor_parallel_runs):
-    """Four AdamW steps with gradient accumulation and clipping: the loss, the gradient norm and the
-    final weights (merged back into the HF folder) agree within 1e-4 relative / 1e-5 absolute."""
+    """Four AdamW steps with gradient accumulation and clipping, fp32. Measured: losses agree within 5e-8
+    relative, gradient norms within 2e-6, final weights (merged back into the HF folder) within 4e-5
+    absolute — Adam divides by the root of the squared gradient, so ulp-level differences in
+    near-zero gradients move a weight by up to the learning rate (1e-3); the bound is a tenth of it."""
     logs = {name: loss_log(out) for name, out in tensor_parallel_runs.items()}
     for name in ("tp1", "tp2"):
         for ours, reference in zip(logs[name], logs["hf"]):
             assert ours[0] == reference[0]
             if reference[1] is not None:
-                assert ours[1] == pytest.approx(reference[1], rel=1e-4) and ours[2] == pytest.approx(reference[2], rel=1e-4)
+                assert ours[1] == pytest.approx(reference[1], rel=1e-6) and ours[2] == pytest.approx(reference[2], rel=1e-5)
     weights = {name: final_weights(out) for name, out in tensor_parallel_runs.items()}
     for name in ("tp1", "tp2"):
         assert weights[name].keys() == weights["hf"].keys()
         worst = max((weights[name][k] - weights["hf"][k]).abs().max().item() for k in weights["hf"])
-        assert worst < 1e-5, (name, worst)
+        assert worst < 1e-4, (name, worst)
 
 
 def test_a_distributed_checkpoint_resumes_to_the_same_weights(tensor_parallel_runs, tmp_path):

@@ -99,13 +99,14 @@ class MegatronTraining:
 
         tmp = folder / f".{checkpoint.PREFIX}{step:08d}.tmp"
         if self.world.main:
-            checkpoint.staging(folder, step)
+            (checkpoint.staging(folder, step) / DISTRIBUTED).mkdir()
         self.world.barrier()
         dist_checkpointing.save(self._sharded_state(model, optimizer), str(tmp / DISTRIBUTED))
         self.world.barrier()
         if self.world.main:
-            torch.save({**common, "optimizer_step": _optimizer_step(optimizer), "tensor": self.parallel.tensor_size},
-                       tmp / "state.pt")
+            # the moments are sharded above; the scalars (step, and each group's lr as the schedule set it) here
+            groups = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+            torch.save({**common, "optimizer_step": _optimizer_step(optimizer), "optimizer_groups": groups}, tmp / "state.pt")
             checkpoint.commit(tmp, folder, step, info, keep_last)
         self.world.barrier()
 
@@ -118,9 +119,11 @@ class MegatronTraining:
         loaded = dist_checkpointing.load(template, str(path / DISTRIBUTED))
         model.load_shard({k.removeprefix("gpt."): v for k, v in loaded["model"].items() if k.startswith("gpt.")})
         model.stream_offsets.data.copy_(loaded["model"]["stream_offsets"])
-        optim = optimizer.state_dict()
+        optim, step = optimizer.state_dict(), torch.tensor(state.pop("optimizer_step"))
         for index, values in loaded["optimizer"]["state"].items():
-            optim["state"][index].update(values, step=torch.tensor(float(state["optimizer_step"])))
+            optim["state"][index].update(values, step=step.clone())
+        for group, saved in zip(optim["param_groups"], state.pop("optimizer_groups")):
+            group.update(saved)
         optimizer.load_state_dict(optim)
         return state, info
 
