@@ -52,3 +52,13 @@ def test_multiple_choice_set_is_fixed_and_well_formed():
     for question, options, answer in items:
         assert len(options) == 4 == len(set(options)) and 0 <= answer < 4
     assert any(q.startswith("what is") and "plus" in q for q, _, _ in items)
+
+
+def test_the_report_names_the_judge_in_one_line_without_its_lexicon():
+    from opuslm.eval.report import describe_judge
+
+    info = {"kind": "ctc", "config": {"hidden": 256}, "steps": 1000, "train_utterances": 2191,
+            "dev_wer": 0.47344, "lexicon": ["a", "apple", "zebra"]}
+    assert describe_judge(info) == "CTC judge (1000 steps on 2191 real utterances, dev WER 0.473, lexicon of 3 words)"
+    assert describe_judge({"kind": "hf", "path": "/models/whisper", "labels": ["x"]}) == "kind hf, path /models/whisper"
+    assert describe_judge(None) == "none"

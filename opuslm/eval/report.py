@@ -61,6 +61,16 @@ def table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def describe_judge(info: dict | None) -> str:
+    """One line for the report; results.json keeps the whole record (the CTC judge's lexicon included)."""
+    if not info:
+        return "none"
+    if info.get("kind") == "ctc":
+        return (f"CTC judge ({info['steps']} steps on {info['train_utterances']} real utterances, dev WER "
+                f"{info['dev_wer']:.3f}, lexicon of {len(info.get('lexicon', []))} words)")
+    return ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, (list, dict)))
+
+
 def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
     import matplotlib
 
@@ -115,6 +125,6 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
         plots.append("loss_curves.png")
     lines = [f"# Evaluation of {results['model']}", "",
              f"Corpus {results['corpus']} (manifest {results['corpus_manifest_hash']}), vocabulary {results['model_vocab']}, "
-             f"judge {results['judge']}, {results['seconds']} s.", "", table(metrics), ""]
+             f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", "", table(metrics), ""]
     lines += [f"![{p}]({p})" for p in plots]
     (out / "report.md").write_text("\n".join(lines) + "\n")
