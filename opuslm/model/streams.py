@@ -33,7 +33,7 @@ def packed_attention(document_ids: torch.Tensor) -> torch.Tensor:
 
 
 class MultiStreamLM(nn.Module):
-    """Base of both backends; subclasses call `_init_streams` and implement the three backend hooks."""
+    """Base of both backends; subclasses call `_init_streams` and implement the backend hooks."""
 
     vocab: JointVocab
     config: MultiStreamConfig

@@ -37,9 +37,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def staging_path(folder: Path, step: int) -> Path:
+    """Where checkpoint `step` is written before it gets its final name (the same on every rank)."""
+    return folder / f".{PREFIX}{step:08d}.tmp"
+
+
 def staging(folder: Path, step: int) -> Path:
     """The empty temporary folder checkpoint `step` is written into (on one rank; others wait)."""
-    tmp = folder / f".{PREFIX}{step:08d}.tmp"
+    tmp = staging_path(folder, step)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)

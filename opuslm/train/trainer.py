@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
 from opuslm.errors import OpusLMError
 from opuslm.model.loss import next_frame_mask
 from opuslm.train import checkpoint
@@ -24,6 +25,7 @@ from opuslm.train.config import DataConfig, StageConfig
 from opuslm.train.distributed import World, init_world
 from opuslm.train.schedule import lr_factor
 from opuslm.vocab import PAD_ID
+
 
 class LossForward(nn.Module):
     """The model's loss as a `forward`, so DDP and FSDP2 hooks see every training call."""

@@ -130,8 +130,9 @@ class MegatronOpusLM(MultiStreamLM):
         shards = [dict() for _ in range(self.parallel.tensor_size)]
         for key in sorted(local):
             tensor = local[key].detach().contiguous()
-            parts = [torch.empty_like(tensor) for _ in shards] if len(shards) > 1 else [tensor]
+            parts = [tensor]
             if len(shards) > 1:
+                parts = [torch.empty_like(tensor) for _ in shards]
                 dist.all_gather(parts, tensor, group=self.parallel.tensor_group)
             for shard, part in zip(shards, parts):
                 shard[key] = part

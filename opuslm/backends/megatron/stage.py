@@ -97,7 +97,7 @@ class MegatronTraining:
     def save(self, folder: Path, step: int, model, optimizer, common: dict, info: dict, keep_last: int) -> None:
         from megatron.core import dist_checkpointing
 
-        tmp = folder / f".{checkpoint.PREFIX}{step:08d}.tmp"
+        tmp = checkpoint.staging_path(folder, step)
         if self.world.main:
             (checkpoint.staging(folder, step) / DISTRIBUTED).mkdir()
         self.world.barrier()
