@@ -7,7 +7,7 @@ import sys
 
 
 TINY = ["--hours", "0.03", "--codec-steps", "2", "--llm-steps", "3", "--judge-steps", "3", "--steps-scale", "0.01",
-        "--workers", "1", "--seed", "3"]
+        "--text-lines", "2000", "--workers", "1", "--seed", "3"]
 
 
 def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
@@ -15,7 +15,11 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
     run = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "[8/8] evaluate every task" in run.stdout and "demo finished" in run.stdout
+    assert "[9/9] evaluate every task" in run.stdout and "demo finished" in run.stdout
+    text = json.loads((out / "text" / "text.json").read_text())
+    assert sum(text["lines"].values()) + text["left_out_test_lines"] == 2000
+    for schedule in ("text_llm_schedule.yaml", "schedule.yaml"):  # text_lm reads the text corpus, not transcripts
+        assert f"text: {(out / 'text').resolve()}" in (out / schedule).read_text()
     assert (out / "llm" / "config.json").is_file() and (out / "llm" / "tokenizer.json").is_file()
     summaries = json.loads((out / "run" / "summary.json").read_text())
     assert [s["stage"] for s in summaries] == ["pretrain", "anneal", "instruct"]

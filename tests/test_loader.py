@@ -158,3 +158,17 @@ def test_a_text_file_source_feeds_text_lm(setting, tmp_path):
     with pytest.raises(OpusLMError, match="serves only the text_lm task"):
         PackedLoader(DataConfig.model_validate({"sources": [{"name": "t", "dataset": "t", "task": "asr"}]}),
                      {"t": str(text)}, builder, delays)
+
+
+def test_a_text_folder_gives_each_split_its_own_file(setting, tmp_path):
+    _, builder, delays, _ = setting
+    (tmp_path / "train.txt").write_text("one two\nthree four\nfive six\n")
+    (tmp_path / "dev.txt").write_text("held out\n")
+    config = {"sources": [{"name": "t", "dataset": "t", "task": "text_lm"}], "row_frames": 64, "rows": 1}
+    train = PackedLoader(DataConfig.model_validate(config), {"t": str(tmp_path)}, builder, delays).sources[0]
+    config["sources"][0]["split"] = "dev"
+    dev = PackedLoader(DataConfig.model_validate(config), {"t": str(tmp_path)}, builder, delays).sources[0]
+    assert (train.texts, dev.texts) == (["one two", "three four", "five six"], ["held out"])
+    config["sources"][0]["split"] = "test"
+    with pytest.raises(OpusLMError, match="text file not found: .*test.txt"):
+        PackedLoader(DataConfig.model_validate(config), {"t": str(tmp_path)}, builder, delays)

@@ -46,3 +46,42 @@ def test_spoken_questions_have_exact_answers():
         assert q.answer == lexicon.number_words(operations[words[op_at]](a, b))
         arithmetic += 1
     assert 150 < arithmetic < 350
+
+
+
+def _question_lines() -> dict[str, str]:
+    """Every `question answer` line the text corpus can write -> its question (the transcript)."""
+    words = lexicon.number_words
+    lines = {f"{q} {answer}": q for phrasings, answer in sentences.FACTS for q in phrasings}
+    for a in range(21):
+        for b in range(21):
+            for op, value in (("plus", a + b), ("minus", a - b), ("times", a * b)):
+                if value >= 0:
+                    lines[f"what is {words(a)} {op} {words(b)} {words(value)}"] = f"what is {words(a)} {op} {words(b)}"
+    return lines
+
+
+def test_text_corpus_counts_add_up_and_never_holds_a_test_transcript(tmp_path):
+    import json
+
+    import pytest
+
+    from opuslm.data.synth.corpus import text_split
+    from opuslm.data.synth.text import synthesize_text
+    from opuslm.errors import OpusLMError
+
+    summary = synthesize_text(tmp_path, 3000, seed=1, progress=False)
+    files = {split: (tmp_path / f"{split}.txt").read_text().splitlines() for split in ("train", "dev")}
+    assert {split: len(lines) for split, lines in files.items()} == summary["lines"]
+    assert sum(summary["lines"].values()) + summary["left_out_test_lines"] == 3000
+    assert summary["left_out_test_lines"] > 0 and summary["lines"]["dev"] > 0
+    questions = _question_lines()
+    for split, lines in files.items():
+        for line in lines:
+            assert text_split(questions.get(line, line)) == split, line
+    asked = sum(line in questions for line in files["train"])
+    assert 0.1 < asked / len(files["train"]) < 0.2  # question_share 0.15
+    assert synthesize_text(tmp_path, 3000, seed=1, progress=False) == summary  # same config: left as it is
+    assert json.loads((tmp_path / "text.json").read_text()) == summary
+    with pytest.raises(OpusLMError, match="another text corpus"):
+        synthesize_text(tmp_path, 3000, seed=2, progress=False)

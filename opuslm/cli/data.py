@@ -1,4 +1,4 @@
-"""`opuslm data synth` and `opuslm data import`."""
+"""`opuslm data synth|synth-text|import|recipe|text`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ def register(subparsers) -> None:
     synth.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="synthesis processes")
     synth.add_argument("--force", action="store_true", help="replace a different corpus already in --out")
     synth.set_defaults(func=_synth)
+
+    synth_text = commands.add_parser(
+        "synth-text", help="a text-only corpus from the embedded corpus's grammar (for its text LLM)",
+        description="Write train.txt and dev.txt: sentences from the grammar of `data synth`, and spoken "
+        "questions followed by their answers. Lines whose transcript hashes to the speech corpus's test split "
+        "are left out. A text_lm source whose dataset is this folder reads <split>.txt.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    synth_text.add_argument("--out", type=Path, required=True, help="output folder (train.txt, dev.txt, text.json)")
+    synth_text.add_argument("--lines", type=int, default=100000, help="lines drawn before the test lines are left out")
+    synth_text.add_argument("--seed", type=int, default=0, help="random seed")
+    synth_text.set_defaults(func=_synth_text)
 
     imp = commands.add_parser(
         "import", help="turn a real corpus into a manifest",
@@ -78,6 +90,14 @@ def _synth(args) -> None:
     counts = ", ".join(f"{split} {c['utterances']} utt / {c['seconds'] / 60:.1f} min" for split, c in summary["counts"].items())
     print(f"corpus in {args.out}: {counts}; rejected {summary['rejected']}")
     print(f"manifest: {args.out / 'manifest.jsonl'}")
+
+
+def _synth_text(args) -> None:
+    from opuslm.data.synth.text import synthesize_text
+
+    summary = synthesize_text(args.out, args.lines, args.seed)
+    lines = ", ".join(f"{split} {n}" for split, n in summary["lines"].items())
+    print(f"text lines in {args.out}: {lines}; left out {summary['left_out_test_lines']} that hash to test")
 
 
 def _recipe(args) -> None:

@@ -33,6 +33,21 @@ def _synthesise_corpus(args) -> str:
     return f"{total} utterances, {sum(c['seconds'] for c in summary['counts'].values()) / 60:.1f} min -> {corpus}"
 
 
+def _text_dataset(args) -> Path:
+    """What text_lm sources read: the grammar's text corpus, or a given corpus's own transcripts."""
+    return args.out / "tokens" if args.corpus else args.out / "text"
+
+
+def _synthesise_text(args) -> str:
+    from opuslm.data.synth.text import synthesize_text
+
+    if args.corpus:
+        return "a given corpus: text_lm sources read its transcripts"
+    summary = synthesize_text(args.out / "text", args.text_lines, args.seed, progress=False)
+    lines = ", ".join(f"{split} {n}" for split, n in summary["lines"].items())
+    return f"{lines} lines (left out {summary['left_out_test_lines']} that hash to test) -> {args.out / 'text'}"
+
+
 def _done(folder: Path, marker: str) -> bool:
     return (folder / marker).is_file()
 
@@ -50,7 +65,9 @@ def _train_tokenizers(args) -> str:
     corpus, root, paths = _corpus(args), args.out / "tokenizers", _tokenizer_paths(args)
     utts = read_manifest(corpus)
     if not args.llm and not _done(paths.text, "tokenizer.json"):
-        train_text_tokenizer(corpus_texts(utts), paths.text, 1024)
+        text = _text_dataset(args) / "train.txt"
+        extra = text.read_text(encoding="utf-8").splitlines() if text.is_file() else []
+        train_text_tokenizer(corpus_texts(utts) + extra, paths.text, 1024)
     need_semantic = not _done(paths.semantic, "semantic.json")
     need_codec = not args.codec and not _done(paths.acoustic, "codec.json")
     if need_semantic or need_codec:
@@ -100,7 +117,7 @@ def _write_schedule(path: Path, schedule: dict) -> Path:
 
 
 def _train_text_llm(args) -> str:
-    """A small Llama trained from scratch on the corpus text, exported as a plain HF folder."""
+    """A small Llama trained from scratch on the text corpus, exported as a plain HF folder."""
     from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM
     from opuslm.train.stages import run_schedule
 
@@ -110,7 +127,8 @@ def _train_text_llm(args) -> str:
     if not (llm / "config.json").is_file():
         tokens = str((args.out / "tokens").resolve())
         schedule = _write_schedule(args.out / "text_llm_schedule.yaml", {
-            "out": str((args.out / "text_llm").resolve()), "tokens": "text", "datasets": {"text": tokens},
+            "out": str((args.out / "text_llm").resolve()), "tokens": "speech",
+            "datasets": {"speech": tokens, "text": str(_text_dataset(args).resolve())},
             "init": {"preset": "small", "seed": args.seed},
             "stages": [{"file": str(_stage_files() / "text_llm.yaml"), "overrides": {"steps": args.llm_steps}}]})
         run_schedule(schedule, progress=True)
@@ -130,7 +148,8 @@ def _train_stages(args) -> str:
     schedule = yaml.safe_load((_stage_files() / "demo.yaml").read_text())
     tokens = str((args.out / "tokens").resolve())
     schedule["out"] = str((args.out / "run").resolve())
-    schedule["datasets"] = {name: tokens for name in schedule["datasets"]}
+    text = str(_text_dataset(args).resolve())
+    schedule["datasets"] = {name: text if name == "text" else tokens for name in schedule["datasets"]}
     schedule["init"] = {"llm": str(Path(args.llm or args.out / "llm").resolve()), "seed": args.seed}
     for entry in schedule["stages"]:
         entry["file"] = str(_stage_files() / entry["file"])
@@ -173,6 +192,7 @@ def _evaluate(args) -> str:
 
 STEPS = (
     ("synthesise the eSpeak corpus", _synthesise_corpus),
+    ("write the text corpus for the text LLM", _synthesise_text),
     ("train the text, semantic and acoustic tokenizers", _train_tokenizers),
     ("tokenize the corpus into shards", _tokenize),
     ("lay out the joint vocabulary", _joint_vocab),
@@ -193,11 +213,12 @@ def register(subparsers) -> None:
     demo.add_argument("--hours", type=float, default=2.0, help="size of the synthetic corpus in hours (default: 2.0)")
     demo.add_argument("--seed", type=int, default=0, help="seed for every step (default: 0)")
     demo.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="parallel processes")
-    demo.add_argument("--codec-steps", type=int, default=800, help="training steps of the small codec (default: 800)")
+    demo.add_argument("--codec-steps", type=int, default=600, help="training steps of the small codec (default: 600)")
     demo.add_argument("--steps-scale", type=float, default=1.0,
                       help="multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
-    demo.add_argument("--llm-steps", type=int, default=400, help="training steps of the text LLM (default: 400)")
-    demo.add_argument("--judge-steps", type=int, default=1000, help="training steps of the CTC judge (default: 1000)")
+    demo.add_argument("--text-lines", type=int, default=100000, help="lines of grammar text for the text LLM (default: 100000)")
+    demo.add_argument("--llm-steps", type=int, default=200, help="training steps of the text LLM (default: 200)")
+    demo.add_argument("--judge-steps", type=int, default=600, help="training steps of the CTC judge (default: 600)")
     demo.add_argument("--llm", type=Path, help="a local HF LLM folder instead of training the small text LLM")
     demo.add_argument("--judge", type=Path, help="a local HF ASR folder (e.g. Whisper) as the TTS judge")
     demo.add_argument("--codec", type=Path, help="a codec folder (HF EnCodec/DAC/Mimi) instead of training the small one")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opuslm.audio import AudioError, load_audio
-from opuslm.data.manifest import SPLITS, Utterance, write_jsonl_atomic, write_manifest
+from opuslm.data.manifest import SPLITS, Utterance, write_lines_atomic, write_manifest
 from opuslm.errors import OpusLMError
 
 
@@ -264,6 +264,6 @@ def import_corpus(candidates: Iterator[Candidate], out: Path, split: str, progre
         except AudioError as error:
             rejects.append(json.dumps({"id": candidate.id, "audio": str(candidate.audio or ""), "reason": str(error)}))
     write_manifest(out / "manifest.jsonl", accepted)
-    write_jsonl_atomic(out / "rejects.jsonl", rejects)
+    write_lines_atomic(out / "rejects.jsonl", rejects)
     return ImportSummary(len(accepted) + len(rejects), len(accepted), len(rejects),
                          sum(u.duration for u in accepted) / 3600)

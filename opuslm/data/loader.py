@@ -49,6 +49,18 @@ class Batch:
         return tuple(t.to(device) for t in (self.frames, self.loss_mask, self.position_ids, self.document_ids))
 
 
+def text_dataset_file(path: Path, split: str) -> Path | None:
+    """The text file a text_lm source of `split` reads, or None for a token shard folder.
+
+    A `.txt` file serves every split as it is; a folder of `<split>.txt` files (what
+    `opuslm data synth-text` writes) gives each split its own, so validation reads held-out text."""
+    if path.suffix in TEXT_SUFFIXES:
+        return path
+    if (path / "train.txt").is_file():
+        return path / f"{split}.txt"
+    return None
+
+
 @lru_cache(maxsize=16)
 def _open_dataset(path: str):
     """A shard folder and every utterance's metadata, read once per process: a mixture names the
@@ -69,12 +81,13 @@ class _Source:
     def __init__(self, config, path: Path, builder: TemplateBuilder, delays: list[int], loss_region: str):
         self.config, self.builder, self.delays, self.loss_region = config, builder, delays, loss_region
         self.skipped: dict[str, int] = {}
-        if path.suffix in TEXT_SUFFIXES:
+        text_file = text_dataset_file(path, config.split)
+        if text_file is not None:
             if config.task != "text_lm":
-                raise OpusLMError(f"source {config.name}: a text file ({path}) serves only the text_lm task")
-            if not path.is_file():
-                raise OpusLMError(f"source {config.name}: text file not found: {path}")
-            self.texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                raise OpusLMError(f"source {config.name}: a text file ({text_file}) serves only the text_lm task")
+            if not text_file.is_file():
+                raise OpusLMError(f"source {config.name}: text file not found: {text_file}")
+            self.texts = [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
             self.shards, self.items = None, list(range(len(self.texts)))
         else:
             self.shards, metas = _open_dataset(str(path.resolve()))

@@ -85,7 +85,7 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Utterance]
     return utterances
 
 
-def write_jsonl_atomic(path: str | Path, lines: list[str]) -> None:
+def write_lines_atomic(path: str | Path, lines: list[str]) -> None:
     """Write lines to `path` through a temporary file, so a reader never sees half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -96,4 +96,4 @@ def write_jsonl_atomic(path: str | Path, lines: list[str]) -> None:
 
 
 def write_manifest(path: str | Path, utterances: list[Utterance]) -> None:
-    write_jsonl_atomic(path, [u.to_json() for u in utterances])
+    write_lines_atomic(path, [u.to_json() for u in utterances])

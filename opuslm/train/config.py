@@ -26,7 +26,9 @@ class SourceConfig(Strict):
     """One component of a mixture: a task over a dataset's split, drawn with `weight`."""
 
     name: str
-    dataset: str  # a name from the schedule's `datasets`: a token shard folder, or a .txt file for text_lm
+    # a name from the schedule's `datasets`: a token shard folder; for text_lm also a .txt file or a
+    # folder of <split>.txt files
+    dataset: str
     task: str
     weight: float = Field(1.0, gt=0)
     split: Literal["train", "dev", "test"] = "train"

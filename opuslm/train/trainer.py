@@ -49,11 +49,12 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
 
 
 def frame_rate_of(datasets: dict[str, str], sources) -> float:
+    from opuslm.data.loader import text_dataset_file
     from opuslm.tokenize.shards import TokenShards
 
     for source in sources:
         path = Path(datasets[source.dataset])
-        if path.is_dir():
+        if text_dataset_file(path, source.split) is None:
             return float(TokenShards(path).info["frame_rate"])
     return 25.0  # text-only mixtures never crop a speaker prompt
 

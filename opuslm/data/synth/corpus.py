@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from opuslm.audio import resample, write_wav
-from opuslm.data.manifest import Utterance, write_jsonl_atomic, write_manifest
+from opuslm.data.manifest import Utterance, write_lines_atomic, write_manifest
 from opuslm.data.synth import events as ev
 from opuslm.data.synth import sentences, speakers
 from opuslm.data.synth import espeak
@@ -282,7 +282,7 @@ def synthesize_corpus(out: Path, config: SynthConfig, workers: int = 1, force: b
             pool.join()
 
     write_manifest(out / "manifest.jsonl", utterances)
-    write_jsonl_atomic(out / "rejects.jsonl", rejects)
+    write_lines_atomic(out / "rejects.jsonl", rejects)
     summary = {
         "config": _describe(config),
         "counts": counts,
