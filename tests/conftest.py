@@ -15,11 +15,11 @@ def small_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizers(small_corpus, tmp_path_factory):
-    """Text BPE, log-mel k-means (K=16) and a 2-step small codec, trained on the small corpus."""
+    """Text BPE, cepstral k-means (K=16) and a 2-step small codec, trained on the small corpus."""
     from opuslm.audio import load_audio
     from opuslm.data.manifest import read_manifest
     from opuslm.tokenize.codec_training import train_small_codec
-    from opuslm.tokenize.features import LogMelFeatures
+    from opuslm.tokenize.features import CepstralFeatures
     from opuslm.tokenize.pipeline import TokenizerPaths
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import train_text_tokenizer
@@ -28,7 +28,7 @@ def tiny_tokenizers(small_corpus, tmp_path_factory):
     utts = read_manifest(small_corpus, split="train")
     train_text_tokenizer([u.text for u in utts], root / "text", vocab_size=300)
     wavs = [load_audio(u.audio_path(small_corpus))[0] for u in utts[:30]]
-    train_semantic_tokenizer(((w, 16000) for w in wavs), LogMelFeatures(), k=16, seed=0).save(root / "semantic")
+    train_semantic_tokenizer(((w, 16000) for w in wavs), CepstralFeatures(), k=16, seed=0).save(root / "semantic")
     train_small_codec(wavs, root / "codec", TINY_CODEC, steps=2, batch_size=4, progress=False)
     return TokenizerPaths(root / "text", root / "semantic", root / "codec")
 

@@ -62,3 +62,32 @@ def test_the_report_names_the_judge_in_one_line_without_its_lexicon():
     assert describe_judge(info) == "CTC judge (1000 steps on 2191 real utterances, dev WER 0.473, lexicon of 3 words)"
     assert describe_judge({"kind": "hf", "path": "/models/whisper", "labels": ["x"]}) == "kind hf, path /models/whisper"
     assert describe_judge(None) == "none"
+
+
+def test_classification_scores_both_prompts_against_the_labels(small_corpus, tmp_path):
+    from opuslm.data.manifest import read_manifest
+    from opuslm.eval.runner import Evaluation
+
+    test = [u for u in read_manifest(small_corpus, split="test") if "gender" in u.labels]
+
+    class ScriptedModel:  # tag-only answers are right; after the transcript every answer says <male>
+        seen = 0
+
+        def understand(self, task, audios):
+            if task == "sgc":
+                return ["some words<male><female>"] * len(audios)
+            batch = test[self.seen:self.seen + len(audios)]
+            self.seen += len(audios)
+            return [f"<{u.labels['gender'].upper()}>" for u in batch]
+
+    model = ScriptedModel()
+    evaluation = Evaluation(tmp_path, small_corpus, tmp_path, lm=model, batch_size=3, progress=False)
+    evaluation.classification("sgc", "test")
+    males = sum(u.labels["gender"] == "male" for u in test)
+    assert evaluation.results["sgc_label_accuracy"] == 1.0
+    assert evaluation.results["sgc_accuracy"] == pytest.approx(males / len(test))
+    assert 0 < males < len(test)
+    labels, counts = evaluation.results["confusion"]["sgc"]
+    assert sum(map(sum, counts)) == len(test) and counts[labels.index("female")][labels.index("male")] == len(test) - males
+    rows = [h for h in evaluation.hyps if h["task"] == "sgc_label"]
+    assert [h["reference"] for h in rows] == [f"<{u.labels['gender']}>" for u in test]

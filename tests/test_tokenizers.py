@@ -8,7 +8,7 @@ from opuslm.data.manifest import read_manifest
 from opuslm.errors import OpusLMError
 from opuslm.tokenize.acoustic import SmallCodecTokenizer, load_acoustic_tokenizer
 from opuslm.tokenize.codec_training import si_snr
-from opuslm.tokenize.features import LogMelFeatures
+from opuslm.tokenize.features import CepstralFeatures, LogMelFeatures, build_features
 from opuslm.tokenize.semantic import SemanticTokenizer, train_semantic_tokenizer
 from opuslm.tokenize.text import load_text_tokenizer
 
@@ -38,8 +38,8 @@ def test_text_tokenizer_folder_must_exist(tmp_path):
 def test_semantic_tokenizer_is_deterministic_and_round_trips(tiny_tokenizers, small_corpus, tmp_path):
     wavs = _wavs(small_corpus, 30)
     loaded = SemanticTokenizer.load(tiny_tokenizers.semantic)
-    again = train_semantic_tokenizer(((w, 16000) for w in wavs), LogMelFeatures(), k=16, seed=0)
-    other = train_semantic_tokenizer(((w, 16000) for w in wavs), LogMelFeatures(), k=16, seed=1)
+    again = train_semantic_tokenizer(((w, 16000) for w in wavs), CepstralFeatures(), k=16, seed=0)
+    other = train_semantic_tokenizer(((w, 16000) for w in wavs), CepstralFeatures(), k=16, seed=1)
     assert np.array_equal(loaded.centroids.numpy(), again.centroids.numpy())
     assert not np.array_equal(loaded.centroids.numpy(), other.centroids.numpy())
     again.save(tmp_path / "sem")
@@ -51,6 +51,23 @@ def test_semantic_tokenizer_is_deterministic_and_round_trips(tiny_tokenizers, sm
         assert len(set(ids.tolist())) > 3
     # audio at another rate is resampled first: 8 kHz audio gives the same frame count
     assert len(loaded.encode(wavs[0][::2], 8000)) == len(loaded.encode(wavs[0], 16000))
+
+
+def test_cepstral_frames_align_with_the_codec_ignore_gain_and_stack_sub_frames_in_order():
+    features, rng = CepstralFeatures(), np.random.default_rng(0)
+    for samples in (1, 639, 640, 641, 16000, 16001):
+        wav = rng.standard_normal(samples).astype(np.float32) * 0.1
+        assert features(wav).shape == (LogMelFeatures().num_frames(samples), 4 * 13)
+    wav = rng.standard_normal(8000).astype(np.float32) * 0.1
+    frames = features(wav)
+    assert np.allclose(features(wav * 0.25), frames, atol=1e-3)  # a gain is a constant c0 shift, normalised away
+    assert np.allclose(frames.reshape(-1, 13).mean(0), 0, atol=0.2)
+    # naive reference: sub-frames (10 ms, normalised over the utterance) i*4-2 .. i*4+1, edges repeated
+    sub = CepstralFeatures(hop=160)(wav)  # one 10 ms sub-frame per frame
+    for i in range(len(frames)):
+        rows = [sub[min(max(j, 0), len(sub) - 1)] for j in range(4 * i - 2, 4 * i + 2)]
+        assert np.allclose(frames[i], np.concatenate(rows), atol=1e-5), i
+    assert build_features(features.config()).config() == features.config()
 
 
 def test_semantic_tokenizer_needs_enough_frames():

@@ -53,12 +53,12 @@ def _done(folder: Path, marker: str) -> bool:
 
 
 def _train_tokenizers(args) -> str:
-    """Text BPE, k-means on log-mel (or --ssl) features and the small codec; each skipped when its
+    """Text BPE, k-means on cepstral (or --ssl) features and the small codec; each skipped when its
     folder is complete or a real asset (--llm, --codec) replaces it."""
     from opuslm.data.manifest import read_manifest
     from opuslm.tokenize.acoustic import SmallCodecTokenizer
     from opuslm.tokenize.codec_training import train_and_measure
-    from opuslm.tokenize.features import LogMelFeatures, SSLFeatures
+    from opuslm.tokenize.features import CepstralFeatures, SSLFeatures
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
@@ -73,7 +73,7 @@ def _train_tokenizers(args) -> str:
     if need_semantic or need_codec:
         train = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "train"]
     if need_semantic:
-        features = SSLFeatures(args.ssl, args.ssl_layer) if args.ssl else LogMelFeatures()
+        features = SSLFeatures(args.ssl, args.ssl_layer) if args.ssl else CepstralFeatures()
         train_semantic_tokenizer(((w, 16000) for w in train), features, k=256, seed=args.seed).save(paths.semantic)
     if need_codec:
         dev = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "dev"][:50]
@@ -82,7 +82,7 @@ def _train_tokenizers(args) -> str:
     codec = f"the given codec {args.codec}" if args.codec else \
         f"codec dev mel distance {SmallCodecTokenizer(paths.acoustic).metrics['mel_distance']}"
     text = f"the LLM's tokenizer ({args.llm})" if args.llm else "text BPE 1024"
-    return f"{text}, semantic K=256 on {'SSL' if args.ssl else 'log-mel'} features, {codec} -> {root}"
+    return f"{text}, semantic K=256 on {'SSL' if args.ssl else 'cepstral'} features, {codec} -> {root}"
 
 
 def _tokenize(args) -> str:

@@ -64,15 +64,20 @@ class Evaluation:
         self.results[f"asr_wer_{split}"] = metrics.corpus_wer([u.text for u in utts], hyps)
 
     def classification(self, task: str, split: str) -> None:
+        """Both prompts OSUM trains: ASR + tag (`sgc`: the tag follows the model's own transcript) and
+        tag only (`sgc_label`), so a weak transcript is not mistaken for a deaf classifier."""
         key = CLASSIFICATION[task]
         utts = self._utterances(split, lambda u: key in u.labels)
-        hyps = self._batched(lambda a: self.lm.understand(task, a), self._audio(utts), task)
-        predicted = [metrics.first_tag(h) for h in hyps]
+        audio = self._audio(utts)
         references = [str(u.labels[key]).lower() for u in utts]
-        for u, h, p, r in zip(utts, hyps, predicted, references):
-            self._record(task, u, f"{u.text}<{r}>", h, float(p == r))
-        self.results[f"{task}_accuracy"] = float(np.mean([p == r for p, r in zip(predicted, references)])) if utts else None
-        self.results.setdefault("confusion", {})[task] = metrics.confusion(references, predicted)
+        for variant, reference in ((task, lambda u, r: f"{u.text}<{r}>"), (f"{task}_label", lambda u, r: f"<{r}>")):
+            hyps = self._batched(lambda a: self.lm.understand(variant, a), audio, variant)
+            predicted = [metrics.first_tag(h) for h in hyps]
+            for u, h, p, r in zip(utts, hyps, predicted, references):
+                self._record(variant, u, reference(u, r), h, float(p == r))
+            correct = [p == r for p, r in zip(predicted, references)]
+            self.results[f"{variant}_accuracy"] = float(np.mean(correct)) if utts else None
+            self.results.setdefault("confusion", {})[variant] = metrics.confusion(references, predicted)
 
     def srwt(self, split: str) -> None:
         from opuslm.templates import word_timestamps
