@@ -106,13 +106,18 @@ def _layer_keys(i: int) -> list[tuple[str, str, int | None]]:
 
 def hf_to_megatron(state: dict[str, torch.Tensor], shape: BackboneShape, tensor: int) -> list[dict[str, torch.Tensor]]:
     """An HF backbone state dict -> one Megatron GPTModel state dict per tensor-parallel rank."""
+    return [hf_to_megatron_shard(state, shape, tensor, rank) for rank in range(tensor)]
+
+
+def hf_to_megatron_shard(state: dict[str, torch.Tensor], shape: BackboneShape, tensor: int,
+                         rank: int) -> dict[str, torch.Tensor]:
+    """Tensor-parallel rank `rank`'s Megatron state dict; copies only that rank's slices, so each
+    process loading a large backbone holds one extra slice, not every rank's."""
     shape.check_tensor_parallel(tensor)
-    shards: list[dict[str, torch.Tensor]] = [{} for _ in range(tensor)]
+    shard: dict[str, torch.Tensor] = {}
 
     def put(key: str, value: torch.Tensor, dim: int | None) -> None:
-        parts = [value] * tensor if dim is None else value.chunk(tensor, dim)
-        for shard, part in zip(shards, parts):
-            shard[key] = part.clone()
+        shard[key] = (value if dim is None else value.chunk(tensor, dim)[rank]).clone()
 
     rows = shape.padded_vocab(tensor)
     put("embedding.word_embeddings.weight", _pad_rows(state["model.embed_tokens.weight"], rows), 0)
@@ -123,14 +128,13 @@ def hf_to_megatron(state: dict[str, torch.Tensor], shape: BackboneShape, tensor:
         for kind in ("weight", "bias") if shape.qkv_bias else ("weight",):
             put(mg + f"self_attention.linear_qkv.{kind}",
                 _fuse_qkv(*(state[f"{attn}{p}_proj.{kind}"] for p in "qkv"), shape), 0)
-        gate = state[f"model.layers.{i}.mlp.gate_proj.weight"].chunk(tensor)
-        up = state[f"model.layers.{i}.mlp.up_proj.weight"].chunk(tensor)
-        for shard, g, u in zip(shards, gate, up):
-            shard[mg + "mlp.linear_fc1.weight"] = torch.cat([g, u])
+        gate = state[f"model.layers.{i}.mlp.gate_proj.weight"].chunk(tensor)[rank]
+        up = state[f"model.layers.{i}.mlp.up_proj.weight"].chunk(tensor)[rank]
+        shard[mg + "mlp.linear_fc1.weight"] = torch.cat([gate, up])
     put("decoder.final_layernorm.weight", state["model.norm.weight"], None)
     if not shape.tied:
         put("output_layer.weight", _pad_rows(state["lm_head.weight"], rows), 0)
-    return shards
+    return shard
 
 
 def megatron_to_hf(shards: list[dict[str, torch.Tensor]], shape: BackboneShape) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from opuslm.backends.megatron.convert import BackboneShape, hf_to_megatron, megatron_to_hf
+from opuslm.backends.megatron.convert import BackboneShape, hf_to_megatron_shard, megatron_to_hf
 from opuslm.backends.megatron.parallel import ModelParallel
 from opuslm.errors import OpusLMError
 from opuslm.model.config import MultiStreamConfig
@@ -96,7 +96,7 @@ class MegatronOpusLM(MultiStreamLM):
         converted = cls(shape, model.vocab, parallel, copy.deepcopy(model.config), dtype,
                         getattr(model.backbone.config, "max_position_embeddings", 4096), recompute)
         backbone = {k: v.detach().float() for k, v in model.backbone.state_dict().items()}
-        converted.load_shard(hf_to_megatron(backbone, shape, parallel.tensor_size)[parallel.tensor_rank])
+        converted.load_shard(hf_to_megatron_shard(backbone, shape, parallel.tensor_size, parallel.tensor_rank))
         converted.stream_offsets.data.copy_(model.stream_offsets.data)
         return converted
 
