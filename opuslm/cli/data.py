@@ -93,11 +93,9 @@ def _synth(args) -> None:
 
 
 def _synth_text(args) -> None:
-    from opuslm.data.synth.text import synthesize_text
+    from opuslm.data.synth.text import describe, synthesize_text
 
-    summary = synthesize_text(args.out, args.lines, args.seed)
-    lines = ", ".join(f"{split} {n}" for split, n in summary["lines"].items())
-    print(f"text lines in {args.out}: {lines}; left out {summary['left_out_test_lines']} that hash to test")
+    print(f"text corpus in {args.out}: {describe(synthesize_text(args.out, args.lines, args.seed))}")
 
 
 def _recipe(args) -> None:

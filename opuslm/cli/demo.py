@@ -39,13 +39,11 @@ def _text_dataset(args) -> Path:
 
 
 def _synthesise_text(args) -> str:
-    from opuslm.data.synth.text import synthesize_text
+    from opuslm.data.synth.text import describe, synthesize_text
 
     if args.corpus:
         return "a given corpus: text_lm sources read its transcripts"
-    summary = synthesize_text(args.out / "text", args.text_lines, args.seed, progress=False)
-    lines = ", ".join(f"{split} {n}" for split, n in summary["lines"].items())
-    return f"{lines} lines (left out {summary['left_out_test_lines']} that hash to test) -> {args.out / 'text'}"
+    return f"{describe(synthesize_text(args.out / 'text', args.text_lines, args.seed, progress=False))} -> {args.out / 'text'}"
 
 
 def _done(folder: Path, marker: str) -> bool:
@@ -65,9 +63,9 @@ def _train_tokenizers(args) -> str:
     corpus, root, paths = _corpus(args), args.out / "tokenizers", _tokenizer_paths(args)
     utts = read_manifest(corpus)
     if not args.llm and not _done(paths.text, "tokenizer.json"):
-        text = _text_dataset(args) / "train.txt"
-        extra = text.read_text(encoding="utf-8").splitlines() if text.is_file() else []
-        train_text_tokenizer(corpus_texts(utts) + extra, paths.text, 1024)
+        # the grammar's text corpus too, as a real LLM's tokenizer is trained on far more text than transcripts
+        grammar = [] if args.corpus else (args.out / "text" / "train.txt").read_text(encoding="utf-8").splitlines()
+        train_text_tokenizer(corpus_texts(utts) + grammar, paths.text, 1024)
     need_semantic = not _done(paths.semantic, "semantic.json")
     need_codec = not args.codec and not _done(paths.acoustic, "codec.json")
     if need_semantic or need_codec:

@@ -139,10 +139,8 @@ SPECTRAL_FEATURES = {"cepstral": CepstralFeatures, "logmel": LogMelFeatures}
 def build_features(config: dict):
     config = dict(config)
     kind = config.pop("kind")
-    if kind == "logmel":
-        return LogMelFeatures(**config)
-    if kind == "cepstral":
-        return CepstralFeatures(**config)
+    if kind in SPECTRAL_FEATURES:
+        return SPECTRAL_FEATURES[kind](**config)
     if kind == "ssl":
         config.pop("hop", None)
         config.pop("sample_rate", None)

@@ -35,6 +35,12 @@ def text_line(rng: random.Random, question_share: float) -> tuple[str, str]:
     return sentence.text, text_split(sentence.text)
 
 
+def describe(summary: dict) -> str:
+    """text.json's counts in one line."""
+    lines = ", ".join(f"{split} {n}" for split, n in summary["lines"].items())
+    return f"{lines} lines (left out {summary['left_out_test_lines']} that hash to test)"
+
+
 def synthesize_text(out: Path, lines: int, seed: int = 0, question_share: float = 0.15, progress: bool = True) -> dict:
     """Draw `lines` lines; write train.txt, dev.txt and text.json (the counts) under `out`.
     Returns text.json's content; a folder already holding the same config is left as it is."""
