@@ -17,15 +17,29 @@ def test_inflections():
     assert [lexicon.third_person(w) for w in ("watch", "carry", "go", "play")] == ["watches", "carries", "goes", "plays"]
 
 
-def test_generator_uses_over_2000_distinct_words_all_from_its_vocabulary():
+def test_generator_uses_its_whole_vocabulary_of_common_words_and_mostly_draws_new_sentences():
     rng = random.Random(0)
-    seen = set()
+    seen, texts = set(), set()
     for _ in range(20000):
         sentence = sentences.random_sentence(rng)
-        assert sentence.text == sentence.text.lower() and "  " not in sentence.text
+        assert sentence.text == sentence.text.lower() and "  " not in sentence.text and "{" not in sentence.text
         seen |= set(sentence.text.split())
-    assert len(seen) >= 2000
+        texts.add(sentence.text)
+    questions = {w for phrasings, answer in sentences.FACTS for text in (*phrasings, answer) for w in text.split()}
     assert seen <= sentences.vocabulary()
+    assert sentences.vocabulary() - seen <= questions | set(lexicon.UNITS) | set(lexicon.TENS) | {"hundred", "plus", "minus", "times"}
+    assert 400 <= len(seen) <= 600
+    assert len(texts) > 0.8 * 20000
+
+
+def test_every_template_slot_is_filled_and_every_template_is_used():
+    rng = random.Random(3)
+    for template in sentences.STATEMENTS + sentences.QUESTIONS:
+        words = sentences.fill(template, rng).split()
+        fixed = [w for w in template.split() if not w.startswith("{")]
+        assert all(w in words for w in fixed)
+    drawn = {sentences.random_sentence(rng).is_question for _ in range(400)}
+    assert drawn == {True, False}
 
 
 def test_spoken_questions_have_exact_answers():

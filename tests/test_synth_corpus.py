@@ -131,18 +131,21 @@ def test_female_voices_are_higher_and_children_higher_than_old(small_corpus):
         f0 = _median_f0(audio, sr, u.words)
         if f0:
             by_gender[u.labels["gender"]].append(f0)
-            by_age[u.labels["age"]].append(f0)
+            by_age[(u.labels["gender"], u.labels["age"])].append(f0)
     female, male = np.median(by_gender["female"]), np.median(by_gender["male"])
     assert len(by_gender["female"]) >= 20 and len(by_gender["male"]) >= 20
     assert female > 1.25 * male, (female, male)
-    assert np.median(by_age["child"]) > np.median(by_age["adult"]) > np.median(by_age["old"])
+    for gender in ("female", "male"):  # within a gender: the corpus's gender mix per age group varies
+        medians = [np.median(by_age[(gender, age)]) for age in ("child", "adult", "old")]
+        assert medians[0] > medians[1] > medians[2], (gender, medians)
 
 
 def test_voice_settings_follow_the_documented_presets():
     speaker = speakers.Speaker("s", "female", "adult", "en-us", "f2", pitch=50, rate=160, pitch_range=50, split="train")
     assert speaker.voice_for("neutral", "normal").voice == "en-us+f2"
     assert speaker.voice_for("neutral", "whisper").voice == "en-us+whisperf"
-    assert speaker.voice_for("neutral", "fast").rate == int(160 * 1.45)
+    assert speaker.voice_for("neutral", "fast").rate == int(160 * 1.2)
     sad = speaker.voice_for("sad", "slow")
-    assert (sad.pitch, sad.pitch_range, sad.rate) == (40, 8, int(160 * 0.82 * 0.65))
-    assert speaker.voice_for("anger", "loud").volume == 200  # 100 * 1.35 * 1.7, capped
+    assert (sad.pitch, sad.pitch_range, sad.rate) == (44, 15, int(160 * 0.88 * 0.8))
+    assert speaker.voice_for("anger", "loud").volume == int(100 * 1.3 * 1.5)
+    assert speaker.voice_for("happy", "loud").volume == int(100 * 1.1 * 1.5)

@@ -50,13 +50,21 @@ def _done(folder: Path, marker: str) -> bool:
     return (folder / marker).is_file()
 
 
+def _semantic_features(args):
+    from opuslm.tokenize.features import CepstralFeatures, SSLFeatures, WhisperFeatures
+
+    if args.ssl:
+        return SSLFeatures(args.ssl, args.ssl_layer)
+    return CepstralFeatures() if args.semantic_features == "cepstral" else WhisperFeatures(args.whisper)
+
+
 def _train_tokenizers(args) -> str:
-    """Text BPE, k-means on cepstral (or --ssl) features and the small codec; each skipped when its
-    folder is complete or a real asset (--llm, --codec) replaces it."""
+    """Text BPE, k-means on Whisper-encoder (or cepstral, or --ssl) features and the small codec; each
+    skipped when its folder is complete or a real asset (--llm, --codec) replaces it."""
     from opuslm.data.manifest import read_manifest
     from opuslm.tokenize.acoustic import SmallCodecTokenizer
     from opuslm.tokenize.codec_training import train_and_measure
-    from opuslm.tokenize.features import CepstralFeatures, SSLFeatures
+    from opuslm.tokenize.semantic import SemanticTokenizer
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
@@ -71,8 +79,8 @@ def _train_tokenizers(args) -> str:
     if need_semantic or need_codec:
         train = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "train"]
     if need_semantic:
-        features = SSLFeatures(args.ssl, args.ssl_layer) if args.ssl else CepstralFeatures()
-        train_semantic_tokenizer(((w, 16000) for w in train), features, k=256, seed=args.seed).save(paths.semantic)
+        train_semantic_tokenizer(((w, 16000) for w in train), _semantic_features(args), k=args.semantic_k,
+                                 seed=args.seed).save(paths.semantic)
     if need_codec:
         dev = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "dev"][:50]
         train_and_measure(train, dev, root / "codec.tmp", steps=args.codec_steps, seed=args.seed)
@@ -80,7 +88,8 @@ def _train_tokenizers(args) -> str:
     codec = f"the given codec {args.codec}" if args.codec else \
         f"codec dev mel distance {SmallCodecTokenizer(paths.acoustic).metrics['mel_distance']}"
     text = f"the LLM's tokenizer ({args.llm})" if args.llm else "text BPE 1024"
-    return f"{text}, semantic K=256 on {'SSL' if args.ssl else 'cepstral'} features, {codec} -> {root}"
+    semantic = SemanticTokenizer.load(paths.semantic)
+    return f"{text}, semantic K={semantic.vocab_size} on {semantic.features.kind} features, {codec} -> {root}"
 
 
 def _tokenize(args) -> str:
@@ -157,12 +166,19 @@ def _train_stages(args) -> str:
                      for s in summaries) + f" -> {args.out / 'run'}"
 
 
+def _judge_folder(args):
+    """What `load_judge` takes: the embedded Whisper, the CTC judge the demo trains, or a given folder."""
+    return args.out / "judge" if args.judge == "ctc" else args.judge
+
+
 def _train_judge(args) -> str:
     from opuslm.cli.evaluate import judge_data
     from opuslm.eval.judge import train_judge
 
     judge = args.out / "judge"
-    if args.judge:
+    if args.judge == "embedded":
+        return "the embedded Whisper tiny.en (CTranslate2, greedy) judges TTS; nothing to train"
+    if args.judge != "ctc":
         return f"using the given judge {args.judge}"
     if not (judge / "judge.json").is_file():
         corpus = _corpus(args)
@@ -181,7 +197,7 @@ def _evaluate(args) -> str:
 
     out = args.out / "eval"
     if not (out / "results.json").is_file():
-        judge = load_judge(args.judge or args.out / "judge")
+        judge = load_judge(_judge_folder(args))
         evaluation = Evaluation(args.out / "run" / "instruct" / "model", _corpus(args), out, judge)
         evaluation.run(list(EVAL_TASKS), Path(args.llm or args.out / "llm"), args.out / "run")
     results = json.loads((out / "results.json").read_text())
@@ -196,7 +212,7 @@ STEPS = (
     ("lay out the joint vocabulary", _joint_vocab),
     ("train the text LLM", _train_text_llm),
     ("train in stages: pretrain -> anneal -> instruct", _train_stages),
-    ("train the ASR judge on real audio", _train_judge),
+    ("the TTS judge (embedded Whisper, or the CTC judge trained on real audio)", _train_judge),
     ("evaluate every task", _evaluate),
 )
 
@@ -216,9 +232,16 @@ def register(subparsers) -> None:
                       help="multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
     demo.add_argument("--text-lines", type=int, default=100000, help="lines of grammar text for the text LLM (default: 100000)")
     demo.add_argument("--llm-steps", type=int, default=200, help="training steps of the text LLM (default: 200)")
-    demo.add_argument("--judge-steps", type=int, default=500, help="training steps of the CTC judge (default: 500)")
+    demo.add_argument("--judge-steps", type=int, default=500, help="training steps of the CTC judge, with --judge ctc (default: 500)")
     demo.add_argument("--llm", type=Path, help="a local HF LLM folder instead of training the small text LLM")
-    demo.add_argument("--judge", type=Path, help="a local HF ASR folder (e.g. Whisper) as the TTS judge")
+    demo.add_argument("--judge", default="embedded",
+                      help="the TTS judge: 'embedded' (Whisper tiny.en; default), 'ctc' (train the small CTC judge "
+                      "on the corpus), or a local Whisper / HF ASR folder")
+    demo.add_argument("--semantic-features", choices=("whisper", "cepstral"), default="whisper",
+                      help="semantic tokenizer features when no --ssl is given (default: whisper)")
+    demo.add_argument("--whisper", help="a local Whisper folder (CTranslate2 or transformers) for the semantic "
+                      "features (default: the embedded tiny.en)")
+    demo.add_argument("--semantic-k", type=int, default=256, help="k-means clusters of the semantic tokenizer (default: 256)")
     demo.add_argument("--codec", type=Path, help="a codec folder (HF EnCodec/DAC/Mimi) instead of training the small one")
     demo.add_argument("--ssl", type=Path, help="a local HF SSL model (HuBERT, WavLM) for the semantic features")
     demo.add_argument("--ssl-layer", type=int, default=6, help="the SSL layer to cluster")

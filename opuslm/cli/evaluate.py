@@ -23,7 +23,9 @@ def register(subparsers) -> None:
                           help="instead of --corpus: the papers' test sets found under --data-root, beside their numbers")
     evaluate.add_argument("--data-root", type=Path, help="--suite: folder of <set>/manifest.jsonl made by `data recipe`")
     evaluate.add_argument("--out", type=Path, required=True, help="output folder")
-    evaluate.add_argument("--judge", type=Path, help="judge for TTS: `opuslm judge train` output or a local HF ASR folder")
+    evaluate.add_argument("--judge", default="embedded",
+                          help="judge for TTS: 'embedded' (Whisper tiny.en, greedy; the default), a CTranslate2 "
+                          "Whisper folder, a local HF ASR folder, `opuslm judge train` output, or 'none' to skip TTS")
     evaluate.add_argument("--tasks", default=",".join(EVAL_TASKS), help="comma-separated subset")
     evaluate.add_argument("--limit", type=int, help="at most this many utterances per task (quick looks)")
     evaluate.add_argument("--base-llm", type=Path, help="the text LLM before speech training, for text comparisons")
@@ -33,7 +35,8 @@ def register(subparsers) -> None:
     evaluate.set_defaults(func=_eval)
 
     judge = subparsers.add_parser("judge", help="the ASR judge that scores generated speech",
-                                  description="Train the small CTC ASR judge on a corpus's real audio.")
+                                  description="Train the small CTC ASR judge on a corpus's real audio (an option "
+                                  "beside the default, the embedded Whisper tiny.en).")
     commands = judge.add_subparsers(dest="judge_command", metavar="COMMAND", required=True)
     train = commands.add_parser("train", formatter_class=help_formatter, help="train the CTC judge",
                                 description="Train a character CTC ASR model on the train split's real audio and "
@@ -64,7 +67,7 @@ def _eval(args) -> None:
     unknown = sorted(set(tasks) - set(EVAL_TASKS))
     if unknown:
         raise OpusLMError(f"unknown eval task(s) {', '.join(unknown)}; tasks: {', '.join(EVAL_TASKS)}")
-    judge = load_judge(args.judge) if args.judge else None
+    judge = None if args.judge == "none" else load_judge(args.judge)
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit)
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))

@@ -26,17 +26,21 @@ def register(subparsers) -> None:
     text.set_defaults(func=_train_text)
 
     semantic = commands.add_parser("train-semantic", formatter_class=help_formatter,
-                                   help="k-means over cepstral, log-mel or SSL features",
-                                   description="Fit k-means on frame features of the train split: "
-                                   "speaker-normalised cepstra (default), log-mel, or a layer of a local HF SSL "
-                                   "model (--ssl DIR --layer N).")
+                                   help="k-means over Whisper-encoder, cepstral, log-mel or SSL features",
+                                   description="Fit k-means on frame features of the train split: a Whisper encoder "
+                                   "(default: the embedded Whisper tiny.en; --whisper DIR for any local Whisper in "
+                                   "CTranslate2 or transformers format), speaker-normalised cepstra, log-mel, or a "
+                                   "layer of a local HF SSL model (--ssl DIR --layer N). Encoder frames are averaged "
+                                   "onto the --hop grid so semantic and codec frames stay 1:1.")
     semantic.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
     semantic.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
     semantic.add_argument("-k", "--clusters", type=int, default=256, help="number of k-means clusters (OpusLM: 5000)")
     semantic.add_argument("--ssl", type=Path, help="local HF SSL model folder (HuBERT, WavLM, wav2vec2)")
-    semantic.add_argument("--layer", type=int, default=6, help="SSL hidden layer (0 = input embeddings)")
-    semantic.add_argument("--features", choices=("cepstral", "logmel"), default="cepstral",
-                          help="spectral features when no --ssl is given")
+    semantic.add_argument("--whisper", type=Path, help="local Whisper folder for --features whisper (default: embedded tiny.en)")
+    semantic.add_argument("--layer", type=int, help="SSL hidden layer (default 6; 0 = input embeddings) or Whisper "
+                          "encoder layer (default: the last; other layers need a transformers-format Whisper)")
+    semantic.add_argument("--features", choices=("whisper", "cepstral", "logmel"), default="whisper",
+                          help="the features when no --ssl is given")
     semantic.add_argument("--hop", type=int, default=640, help="frame hop in samples at 16 kHz; match the codec")
     semantic.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
     semantic.add_argument("--seed", type=int, default=0)
@@ -91,10 +95,15 @@ def _train_text(args) -> None:
 
 
 def _train_semantic(args) -> None:
-    from opuslm.tokenize.features import SPECTRAL_FEATURES, SSLFeatures
+    from opuslm.tokenize.features import SPECTRAL_FEATURES, SSLFeatures, WhisperFeatures
     from opuslm.tokenize.semantic import train_semantic_tokenizer
 
-    features = SSLFeatures(args.ssl, args.layer) if args.ssl else SPECTRAL_FEATURES[args.features](hop=args.hop)
+    if args.ssl:
+        features = SSLFeatures(args.ssl, 6 if args.layer is None else args.layer)
+    elif args.features == "whisper":
+        features = WhisperFeatures(args.whisper, args.layer, hop=args.hop)
+    else:
+        features = SPECTRAL_FEATURES[args.features](hop=args.hop)
     tokenizer = train_semantic_tokenizer(_split_audio(args.manifest, "train"), features, args.clusters,
                                          args.seed, args.max_frames)
     tokenizer.save(args.out)

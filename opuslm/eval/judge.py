@@ -1,7 +1,9 @@
 """The ASR judge that scores generated speech: independent of the model under test.
 
-Either a local HF ASR folder (Whisper, wav2vec2-CTC, ... through transformers' ASR pipeline), or
-`opuslm judge train`: a small character CTC model (log-mel, 2x convolutional subsampling, residual
+By default OpenAI's Whisper through CTranslate2 (the embedded tiny.en, or any CTranslate2 Whisper
+folder, as faster-whisper uses): greedy, English, each clip padded to Whisper's 30 s window, as
+seed-tts-eval scores TTS. Or a local HF ASR folder (Whisper, wav2vec2-CTC, ... through
+transformers' ASR pipeline), or `opuslm judge train`: a small character CTC model (log-mel, 2x convolutional subsampling, residual
 depthwise-separable convolutions)
 trained on a corpus's *real* audio, never on resynthesised or generated audio. Its own WER on the
 dev split is measured at the end of training and stored beside it.
@@ -159,13 +161,76 @@ class HFJudge:
         return [r["text"].strip().lower() for r in self.pipe(inputs, batch_size=batch_size)]
 
 
-def load_judge(folder: str | Path):
+class WhisperJudge:
+    """Whisper in CTranslate2 format, greedy (beam 1), English, no timestamps; clips of at most 30 s
+    (longer ones are cut to Whisper's window, so judge clips of a single utterance).
+
+    A clip of d seconds keeps at most `4 + 6 d` tokens: no speech is faster than that, and tiny.en's
+    greedy decoding sometimes loops ("dirty-y-y-y..." to the 448-token limit), which turned one
+    utterance into 100 insertions and half of a 64-clip test set's errors. Greedy decoding is a prefix
+    of itself, so the cut gives each clip what decoding it alone with its own limit gives.
+    """
+
+    MAX_TOKENS_PER_SECOND = 6
+
+    def __init__(self, folder: str | Path | None = None, threads: int = 2):
+        import ctranslate2
+        from tokenizers import Tokenizer
+        from transformers import WhisperFeatureExtractor
+
+        from opuslm.tokenize.features import EMBEDDED_WHISPER, whisper_folder, whisper_format
+        from opuslm.tokenize.identity import folder_hash
+
+        self.folder = whisper_folder(folder)
+        if whisper_format(self.folder) != "ctranslate2":
+            raise OpusLMError(f"{self.folder} is a transformers Whisper: pass it as a HF judge folder "
+                              "(`--judge DIR` loads it through transformers' pipeline)")
+        self.model = ctranslate2.models.Whisper(str(self.folder), device="cpu", compute_type="float32",
+                                                intra_threads=threads)
+        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        self.extractor = WhisperFeatureExtractor(feature_size=self.model.n_mels)
+        language = ["<|en|>", "<|transcribe|>"] if self.model.is_multilingual else []
+        self.prompt = ["<|startoftranscript|>", *language, "<|notimestamps|>"]
+        name = EMBEDDED_WHISPER if folder is None or str(folder) == EMBEDDED_WHISPER else str(self.folder)
+        self.info = {"kind": "whisper", "path": name, "hash": folder_hash(self.folder), "decoding": "greedy"}
+
+    def transcribe(self, wavs: list[np.ndarray], batch_size: int = 8) -> list[str]:
+        """Waveforms at 16 kHz -> transcripts as Whisper writes them (normalise before scoring)."""
+        import ctranslate2
+
+        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))  # similar lengths share a token limit
+        out = {}
+        for start in range(0, len(order), batch_size):
+            chosen = order[start:start + batch_size]
+            batch = [np.asarray(wavs[i], np.float32) for i in chosen]
+            limits = [self.token_limit(len(w)) for w in batch]
+            mel = self.extractor(batch, sampling_rate=SAMPLE_RATE, return_tensors="np")["input_features"]
+            results = self.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, np.float32)),
+                                          [self.prompt] * len(batch), beam_size=1,
+                                          max_length=len(self.prompt) + max(limits))
+            for i, limit, result in zip(chosen, limits, results):
+                out[i] = self.tokenizer.decode(result.sequences_ids[0][:limit], skip_special_tokens=True).strip()
+        return [out[i] for i in range(len(wavs))]
+
+    def token_limit(self, samples: int) -> int:
+        return 4 + math.ceil(self.MAX_TOKENS_PER_SECOND * samples / SAMPLE_RATE)
+
+
+def load_judge(folder: str | Path | None):
+    """None or "embedded": the embedded Whisper tiny.en; else a folder of any judge kind above."""
+    from opuslm.tokenize.features import EMBEDDED_WHISPER
+
+    if folder is None or str(folder) == EMBEDDED_WHISPER:
+        return WhisperJudge()
     folder = Path(folder)
     if (folder / "judge.json").is_file():
         return CTCJudge.load(folder)
+    if (folder / "model.bin").is_file():
+        return WhisperJudge(folder)
     if (folder / "config.json").is_file():
         return HFJudge(folder)
-    raise OpusLMError(f"{folder} is neither a judge from `opuslm judge train` nor a local HF ASR model folder")
+    raise OpusLMError(f"{folder} is neither a judge from `opuslm judge train`, a CTranslate2 Whisper folder, "
+                      "nor a local HF ASR model folder")
 
 
 def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray, str]], out: str | Path,

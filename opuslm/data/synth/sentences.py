@@ -1,4 +1,10 @@
-"""Random grammatical English sentences and spoken questions with exact answers.
+"""Everyday English sentences and spoken questions with exact answers.
+
+Sentences come from templates of ordinary English whose slots take words that go together (a food
+is eaten, a vehicle taken, an animal sleeps under the tree): a listener, human or Whisper, can follow
+them, which random-word sentences ("did the heart mend my dangerous beach") defeat even for clear
+voices (Whisper tiny.en WER 0.37 on those in en-us). Dev and test sentences are new combinations of
+the same words.
 
 Transcripts are lowercase words separated by single spaces, without punctuation (the normalised form
 LibriSpeech uses); numbers are spelled out. Every function takes a `random.Random`, so a seed fixes
@@ -25,85 +31,104 @@ class Sentence:
         return self.text + ("?" if self.is_question else ".")
 
 
-def _noun_phrase(rng: random.Random, plural: bool = False) -> str:
-    noun = rng.choice(lx.NOUNS)
-    if plural:
-        noun = lx.plural(noun)
-    if rng.random() < 0.5:
-        noun = rng.choice(lx.ADJECTIVES) + " " + noun
-    if plural:
-        return rng.choice(("the", "some", "my", "our", "these", "those")) + " " + noun
-    determiner = rng.choice(("the", "a", "my", "your", "this", "that"))
-    if determiner == "a":
-        determiner = lx.article(noun)
-    return determiner + " " + noun
+def _food(rng: random.Random) -> str:
+    """A food as an object: 'an apple', 'two eggs', 'the cake', 'some bread'."""
+    if rng.random() < 0.4:
+        return rng.choice(("some", "the")) + " " + rng.choice(lx.MASS_FOODS)
+    food = rng.choice(lx.COUNT_FOODS)
+    how = rng.random()
+    if how < 0.4:
+        return lx.article(food) + " " + food
+    if how < 0.7:
+        return f"{lx.number_words(rng.randint(2, 12))} {lx.plural(food)}"
+    return "the " + food
 
 
 def _subject(rng: random.Random) -> str:
-    return rng.choice(lx.NAMES) if rng.random() < 0.4 else _noun_phrase(rng)
+    return rng.choice(lx.NAMES) if rng.random() < 0.5 else rng.choice(lx.PEOPLE)
 
 
-def _count(rng: random.Random) -> str:
-    n = rng.choice((rng.randint(2, 20), rng.randint(21, 99), rng.randint(100, 999), rng.randint(1000, 99999)))
-    return lx.number_words(n)
+def _thing(rng: random.Random) -> str:
+    """An object with an optional colour or size: 'the red umbrella', 'my old camera'."""
+    words = [rng.choice(("the", "my", "his", "her", "our"))]
+    if rng.random() < 0.6:
+        words.append(rng.choice(lx.COLORS if rng.random() < 0.5 else lx.SIZES))
+    return " ".join(words + [rng.choice(lx.OBJECTS)])
 
 
-def _statement_past(rng):
-    return f"{_subject(rng)} {lx.past(rng.choice(lx.VERBS))} {_noun_phrase(rng)} {rng.choice(lx.TIME_PHRASES)}"
+# Slot name -> how to fill it. Each template below is ordinary English with these slots.
+SLOTS = {
+    "subject": _subject,
+    "name": lambda rng: rng.choice(lx.NAMES),
+    "person": lambda rng: rng.choice(lx.PEOPLE),
+    "food": _food,
+    "foods": lambda rng: lx.plural(rng.choice(lx.COUNT_FOODS)),
+    "mass_food": lambda rng: rng.choice(lx.MASS_FOODS),
+    "drink": lambda rng: rng.choice(lx.DRINKS),
+    "food_verb": lambda rng: lx.past(rng.choice(lx.FOOD_VERBS)),
+    "object_verb": lambda rng: lx.past(rng.choice(lx.OBJECT_VERBS)),
+    "people_verb": lambda rng: lx.past(rng.choice(lx.PEOPLE_VERBS)),
+    "animal_verb": lambda rng: lx.past(rng.choice(lx.ANIMAL_VERBS)),
+    "thing": _thing,
+    "object": lambda rng: rng.choice(lx.OBJECTS),
+    "color": lambda rng: rng.choice(lx.COLORS),
+    "size": lambda rng: rng.choice(lx.SIZES),
+    "toy": lambda rng: rng.choice(lx.TOYS),
+    "animal": lambda rng: rng.choice(lx.ANIMALS),
+    "animals": lambda rng: lx.plural(rng.choice(lx.ANIMALS)),
+    "doing": lambda rng: rng.choice(lx.ANIMAL_DOING),
+    "place": lambda rng: rng.choice(lx.PLACES),
+    "location": lambda rng: rng.choice(lx.LOCATIONS),
+    "animal_place": lambda rng: rng.choice(lx.ANIMAL_PLACES),
+    "vehicle": lambda rng: rng.choice(lx.VEHICLES),
+    "weather": lambda rng: rng.choice(lx.WEATHER),
+    "day": lambda rng: rng.choice(lx.DAYS),
+    "days": lambda rng: lx.plural(rng.choice(lx.DAYS)),
+    "part_of_day": lambda rng: rng.choice(lx.PARTS_OF_DAY),
+    "past_time": lambda rng: rng.choice(lx.PAST_TIMES),
+    "future_time": lambda rng: rng.choice(lx.FUTURE_TIMES),
+    "activity": lambda rng: rng.choice(lx.ACTIVITIES),
+    "number": lambda rng: lx.number_words(rng.randint(2, 20)),
+}
+
+STATEMENTS = (
+    "{subject} {food_verb} {food} {past_time}",
+    "{subject} went to the {place} {past_time}",
+    "the {animal} is {doing} {location}",
+    "{subject} {object_verb} {thing} {past_time}",
+    "there are {number} {animals} {animal_place}",
+    "we will take the {vehicle} to the {place} {future_time}",
+    "it was very {weather} at the {place} {past_time}",
+    "please put {thing} {location}",
+    "{name} and {name} played with a {color} {toy}",
+    "{subject} drinks a cup of {drink} every {part_of_day}",
+    "{subject} likes to {activity} on {days}",
+    "{subject} {people_verb} {person} {past_time}",
+    "the {size} {animal} {animal_verb} {location}",
+    "{subject} is reading a book about {animals}",
+    "the {color} {vehicle} stopped near the {place}",
+)
+QUESTIONS = (
+    "where did you put {thing}",
+    "can you bring me the {color} {object}",
+    "did {subject} see the {animal} {past_time}",
+    "what time does the {vehicle} leave for the {place}",
+    "is the {place} open on {day} {part_of_day}",
+    "how many {foods} did {name} buy",
+    "do you want some {mass_food} or a cup of {drink}",
+    "why is the {animal} {doing} {location}",
+)
 
 
-def _statement_present(rng):
-    return f"{_subject(rng)} {lx.third_person(rng.choice(lx.VERBS))} {_noun_phrase(rng, plural=True)} every {rng.choice(lx.TIMES)}"
-
-
-def _statement_future(rng):
-    return f"{rng.choice(lx.NAMES)} will {rng.choice(lx.VERBS)} {_noun_phrase(rng)} {rng.choice(lx.ADVERBS)}"
-
-
-def _statement_place(rng):
-    return (f"we {lx.past(rng.choice(lx.VERBS))} {_noun_phrase(rng, plural=True)} "
-            f"{rng.choice(lx.PREPOSITIONS)} {_noun_phrase(rng)} in {rng.choice(lx.PLACES)}")
-
-
-def _statement_number(rng):
-    noun = rng.choice(lx.NOUNS)
-    return f"there are {_count(rng)} {rng.choice(lx.ADJECTIVES)} {lx.plural(noun)} {rng.choice(lx.PREPOSITIONS)} {_noun_phrase(rng)}"
-
-
-def _statement_pair(rng):
-    a, b = rng.sample(lx.NAMES, 2)
-    return f"{a} and {b} {lx.past(rng.choice(lx.VERBS))} {_count(rng)} {lx.plural(rng.choice(lx.NOUNS))}"
-
-
-def _statement_adjective(rng):
-    return f"{_noun_phrase(rng)} was {rng.choice(('very', 'quite', 'rather', 'too'))} {rng.choice(lx.ADJECTIVES)}"
-
-
-def _question_did(rng):
-    return f"did {_subject(rng)} {rng.choice(lx.VERBS)} {_noun_phrase(rng)}"
-
-
-def _question_where(rng):
-    return f"where did {rng.choice(lx.NAMES)} {rng.choice(lx.VERBS)} {_noun_phrase(rng, plural=True)}"
-
-
-def _question_why(rng):
-    return f"why is {_noun_phrase(rng)} so {rng.choice(lx.ADJECTIVES)}"
-
-
-def _question_how_many(rng):
-    return f"how many {lx.plural(rng.choice(lx.NOUNS))} did you {rng.choice(lx.VERBS)} {rng.choice(lx.TIME_PHRASES)}"
-
-
-STATEMENTS = (_statement_past, _statement_present, _statement_future, _statement_place,
-              _statement_number, _statement_pair, _statement_adjective)
-QUESTIONS = (_question_did, _question_where, _question_why, _question_how_many)
+def fill(template: str, rng: random.Random) -> str:
+    """Each `{slot}` of `template` drawn independently, left to right."""
+    return " ".join(SLOTS[word[1:-1]](rng) if word.startswith("{") else word for word in template.split())
 
 
 def random_sentence(rng: random.Random, question_share: float = 0.25) -> Sentence:
     if rng.random() < question_share:
-        return Sentence(rng.choice(QUESTIONS)(rng), is_question=True)
-    return Sentence(rng.choice(STATEMENTS)(rng), is_question=False)
+        return Sentence(fill(rng.choice(QUESTIONS), rng), is_question=True)
+    return Sentence(fill(rng.choice(STATEMENTS), rng), is_question=False)
 
 
 # Facts with one exact answer, each with several phrasings so a phrasing can be held out.
@@ -158,15 +183,19 @@ def random_question_with_answer(rng: random.Random) -> Sentence:
 
 def vocabulary() -> set[str]:
     """Every word the generators can emit."""
-    words = set(lx.NOUNS) | {lx.plural(n) for n in lx.NOUNS} | set(lx.ADJECTIVES) | set(lx.VERBS)
-    words |= {lx.past(v) for v in lx.VERBS} | {lx.third_person(v) for v in lx.VERBS}
-    words |= set(lx.ADVERBS) | set(lx.NAMES) | set(lx.PLACES) | set(lx.PREPOSITIONS) | set(lx.TIMES)
-    words |= set(lx.UNITS) | set(lx.TENS) | {"hundred", "thousand"}
-    for phrase in lx.TIME_PHRASES:
-        words |= set(phrase.split())
+    def words(phrases) -> set[str]:
+        return {word for phrase in phrases for word in phrase.split()}
+
+    nouns = lx.COUNT_FOODS + lx.ANIMALS + lx.DAYS
+    verbs = lx.FOOD_VERBS + lx.OBJECT_VERBS + lx.PEOPLE_VERBS + lx.ANIMAL_VERBS
+    out = words(lx.NAMES + lx.PEOPLE + lx.COUNT_FOODS + lx.MASS_FOODS + lx.DRINKS + lx.ANIMALS + lx.PLACES
+                + lx.OBJECTS + lx.TOYS + lx.COLORS + lx.SIZES + lx.VEHICLES + lx.WEATHER + lx.DAYS
+                + lx.PARTS_OF_DAY + lx.PAST_TIMES + lx.FUTURE_TIMES + lx.LOCATIONS + lx.ANIMAL_PLACES
+                + lx.ANIMAL_DOING + lx.ACTIVITIES + STATEMENTS + QUESTIONS)
+    out = {w for w in out if not w.startswith("{")}
+    out |= {lx.plural(n) for n in nouns} | {lx.past(v) for v in verbs} | {"a", "an", "some", "the", "my", "his", "her", "our"}
+    out |= set(lx.UNITS) | set(lx.TENS) | {"hundred"}
     for phrasings, answer in FACTS:
-        for text in (*phrasings, answer):
-            words |= set(text.split())
-    words |= set("the a an some my our your these those this that we and will was very quite rather "
-                 "too did where why is so how many you there are every in what times plus minus".split())
-    return words
+        out |= words((*phrasings, answer))
+    out |= set("what is plus minus times".split())
+    return out
