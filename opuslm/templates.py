@@ -147,6 +147,9 @@ class Frames:
 
     tokens: `[N, T]` joint ids; target: `[N, T]` True on the real (non-pad) cells of the targets;
     target_start: the first target frame, where generation takes over from the prompt.
+    heard: `(start, end)` frames of the audio the task listens to (ASR and the understanding tasks),
+    and transcript: the text ids (the tokenizer's own) of what is said in it: what an auxiliary CTC
+    loss on those frames' hidden states aligns them with.
     """
 
     task: str
@@ -154,6 +157,8 @@ class Frames:
     target: np.ndarray
     target_start: int
     segments: list[Segment] = field(default_factory=list)
+    heard: tuple[int, int] | None = None
+    transcript: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -174,6 +179,7 @@ class _FrameWriter:
         self.columns: list[np.ndarray] = []
         self.targets: list[bool] = []
         self.segments: list[Segment] = []
+        self.heard: tuple[int, int] | None = None
         self._open: tuple[str, int] | None = None
 
     def begin(self, kind: str) -> None:
@@ -200,14 +206,18 @@ class _FrameWriter:
         if codes.shape[1] != len(semantic):
             raise TemplateError(f"{len(semantic)} semantic frames beside {codes.shape[1]} codec frames")
         frames = np.concatenate([self.vocab.semantic(semantic)[None], self.vocab.codes(codes)], 0)
+        if not target and self._open is not None and self._open[0] == "audio":  # the audio a task listens to
+            self.heard = (len(self.columns), len(self.columns) + frames.shape[1])
         self.columns.extend(frames.T)
         self.targets.extend([target] * frames.shape[1])
 
-    def frames(self, task: str) -> Frames:
+    def frames(self, task: str, transcript=None) -> Frames:
         tokens = np.stack(self.columns, 1) if self.columns else np.zeros((self.vocab.num_streams, 0), np.int64)
         target = np.array(self.targets, bool)[None, :] & (tokens != PAD_ID)
         target_start = self.targets.index(True) if True in self.targets else len(self.targets)
-        return Frames(task, tokens, target, target_start, self.segments)
+        heard = None if transcript is None else self.heard
+        return Frames(task, tokens, target, target_start, self.segments, heard,
+                      None if transcript is None else np.asarray(transcript, np.int64))
 
 
 def prompt_frames(frame_rate: float, seconds: float = PROMPT_SECONDS) -> int:
@@ -272,7 +282,7 @@ class TemplateBuilder:
         writer.audio(example.semantic, example.codes)
         writer.end()
         self._text_target(writer, None if prompt_only else self.vocab.text(example.text_ids))
-        return writer.frames("asr")
+        return writer.frames("asr", example.text_ids)
 
     def tts(self, example: TokenizedUtterance, speaker_prompt: TokenizedUtterance | None, rng: random.Random,
             prompt_only: bool = False) -> Frames:
@@ -324,7 +334,7 @@ class TemplateBuilder:
         writer.audio(example.semantic, example.codes)
         writer.end()
         self._text_target(writer, target)
-        return writer.frames(task)
+        return writer.frames(task, example.text_ids)
 
     def _text_target(self, writer: _FrameWriter, ids: np.ndarray | None) -> None:
         """`<text_start> ids <eos>`; with ids None, only the marker: the prompt for generating them."""

@@ -49,7 +49,7 @@ def test_packing_fills_rows(setting):
 def test_each_packed_example_is_exactly_its_own_delayed_frames(setting):
     stream = loader(setting)
     stream._fill()
-    built = {key: (tokens, mask) for key, tokens, mask in stream.buffer}
+    built = {key: (tokens, mask) for key, tokens, mask, _ in stream.buffer}
     batch = stream.next_batch()
     for r in range(batch.frames.shape[0]):
         for document in batch.document_ids[r].unique().tolist():
@@ -172,3 +172,29 @@ def test_a_text_folder_gives_each_split_its_own_file(setting, tmp_path):
     config["sources"][0]["split"] = "test"
     with pytest.raises(OpusLMError, match="text file not found: .*test.txt"):
         PackedLoader(DataConfig.model_validate(config), {"t": str(tmp_path)}, builder, delays)
+
+
+def test_ctc_spans_cover_exactly_the_heard_audio_and_carry_its_transcript(setting):
+    vocab, _, delays, datasets = setting
+    shards = TokenShards(datasets["c"])
+    by_text = {tuple(shards[i].text_ids): shards[i] for i in range(len(shards))}
+    stream = loader(setting, ctc_weight=0.3)
+    assert loader(setting).next_batch().heard is None  # off unless asked
+    heard_tasks = 0
+    for _ in range(3):
+        batch = stream.next_batch()
+        assert batch.heard.weight == 0.3
+        for row, (start, end), transcript in zip(batch.heard.rows, batch.heard.spans, batch.heard.transcripts):
+            utterance = by_text[tuple(transcript.tolist())]
+            semantic = batch.frames[row, 0, start:start + len(utterance.semantic)]
+            assert torch.equal(semantic, torch.as_tensor(vocab.semantic(utterance.semantic)))  # stream 0: the audio
+            last_code = batch.frames[row, -1, end - 1]  # the last codebook's last frame, max(delays) later
+            assert last_code == vocab.codes(utterance.codes)[-1, -1]
+            assert end - start == len(utterance.semantic) + max(delays)
+            assert set(batch.document_ids[row, start:end].tolist()) == {batch.document_ids[row, start].item()}
+            heard_tasks += 1
+        listening = {vocab.task("asr"), vocab.task("ser")}  # the mixture's tasks that hear audio
+        examples_heard = sum(1 for r in range(batch.frames.shape[0]) for d in batch.document_ids[r].unique().tolist()
+                             if d >= 0 and set(batch.frames[r, 0][batch.document_ids[r] == d].tolist()) & listening)
+        assert len(batch.heard.rows) == examples_heard
+    assert heard_tasks > 0

@@ -238,3 +238,42 @@ def test_a_text_only_batch_still_gives_every_parameter_a_gradient():
     model.loss(frames, frames != PAD_ID).loss.backward()
     assert model.stream_offsets.grad is not None and not model.stream_offsets.grad.any()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def naive_ctc(log_probs: torch.Tensor, target: list[int]) -> torch.Tensor:
+    """-log p(target) by the CTC forward recursion over the blank-extended label sequence (blank 0)."""
+    extended = [0]
+    for label in target:
+        extended += [label, 0]
+    alpha = torch.full((len(extended),), -math.inf, dtype=torch.float64)
+    alpha[0], alpha[1] = log_probs[0, 0], log_probs[0, extended[1]]
+    for t in range(1, log_probs.shape[0]):
+        previous = alpha.clone()
+        for s, label in enumerate(extended):
+            paths = [previous[s]] + ([previous[s - 1]] if s >= 1 else [])
+            if s >= 2 and label != 0 and label != extended[s - 2]:
+                paths.append(previous[s - 2])
+            alpha[s] = torch.logsumexp(torch.stack(paths), 0) + log_probs[t, label]
+    return -torch.logsumexp(alpha[-2:], 0)
+
+
+def test_heard_ctc_loss_equals_a_naive_forward_algorithm_over_pad_and_the_text_rows():
+    from opuslm.model.loss import HeardTranscripts
+
+    model = OpusLM.from_llm(tiny_config("llama"), VOCAB)
+    frames, mask = random_batch(2)
+    heard = HeardTranscripts(rows=[0, 1], spans=[(5, 14), (6, 12)],
+                             transcripts=[torch.tensor([3, 7, 7]), torch.tensor([0, 299])], weight=0.5)
+    plain, with_ctc = model.loss(frames, mask), model.loss(frames, mask, heard=heard)
+    hidden = model(frames[..., :-1]).last_hidden_state.double()
+    logits = model.stream_logits(hidden.float(), 0).double()
+    allowed = [PAD_ID] + list(range(VOCAB.text_offset, VOCAB.size))  # blank first, then text id j at j + 1
+    expected = 0.0
+    for row, (start, end), transcript in zip(heard.rows, heard.spans, heard.transcripts):
+        log_probs = logits[row, start:min(end, hidden.shape[1])][:, allowed].log_softmax(-1)
+        expected += naive_ctc(log_probs, [int(i) + 1 for i in transcript])
+    assert math.isclose(with_ctc.weighted_sum.item() - plain.weighted_sum.item(), 0.5 * expected.item(), rel_tol=1e-4)
+    assert math.isclose(with_ctc.per_stream["ctc"], expected.item() / 5, rel_tol=1e-4)
+    with_ctc.loss.backward()
+    head = model.backbone.get_output_embeddings().weight.grad
+    assert head[PAD_ID].abs().sum() > 0  # the blank's row learns

@@ -29,6 +29,7 @@ import torch
 
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
+from opuslm.model.loss import HeardTranscripts
 from opuslm.templates import TARGET_WRITERS, UNDERSTANDING_TASKS, SpeakerPrompts, TemplateBuilder, TemplateError
 from opuslm.vocab import PAD_ID, JointVocab
 
@@ -43,10 +44,12 @@ class Batch:
     document_ids: torch.Tensor  # [R, L], -1 on padding
     examples: int
     real_frames: int  # frames holding an example (the rest is padding)
+    heard: HeardTranscripts | None = None  # for the auxiliary CTC loss, when data.ctc_weight > 0
 
-    def model_inputs(self, device) -> tuple[torch.Tensor, ...]:
+    def model_inputs(self, device) -> tuple:
         """What the model's loss takes, in its order, on `device`."""
-        return tuple(t.to(device) for t in (self.frames, self.loss_mask, self.position_ids, self.document_ids))
+        tensors = tuple(t.to(device) for t in (self.frames, self.loss_mask, self.position_ids, self.document_ids))
+        return tensors + (self.heard,)
 
 
 def text_dataset_file(path: Path, split: str) -> Path | None:
@@ -112,8 +115,9 @@ class _Source:
             return False
         return True
 
-    def example(self, item: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
-        """Delayed frames `[N, T + max(delays)]` and loss mask of item `item`."""
+    def example(self, item: int, rng: random.Random):
+        """Delayed frames `[N, T + max(delays)]` and loss mask of item `item`, and for the auxiliary CTC
+        loss the delayed steps of the audio it listens to and their transcript (None: nothing heard)."""
         task = self.config.task
         if self.shards is None:
             frames = self.builder.build(task, self.texts[item], rng)
@@ -127,7 +131,10 @@ class _Source:
             frames = self.builder.build(task, source, rng, instruct=self.config.instruct, speaker_prompt=prompt)
         tokens = delay(torch.from_numpy(frames.tokens), self.delays, PAD_ID)
         mask = delay(torch.from_numpy(frames.loss_mask(self.loss_region)), self.delays, False)
-        return tokens.numpy(), mask.numpy()
+        heard = None
+        if frames.heard is not None:  # the delay moves codebook k's cells k steps on: keep them in the span
+            heard = (frames.heard[0], frames.heard[1] + max(self.delays), frames.transcript)
+        return tokens.numpy(), mask.numpy(), heard
 
 
 class PackedLoader:
@@ -153,7 +160,7 @@ class PackedLoader:
         self.num_streams = builder.vocab.num_streams
         self.next_k = 0
         self.counters = [0] * len(self.sources)
-        self.buffer: list[tuple[tuple[int, int, int], np.ndarray, np.ndarray]] = []
+        self.buffer: list[tuple] = []  # (key, tokens, mask, heard) per example, as `_build` makes them
         self.too_long: dict[str, int] = {}
         self._permutations: dict[tuple[int, int], np.ndarray] = {}
 
@@ -169,8 +176,7 @@ class PackedLoader:
 
     def _build(self, key: tuple[int, int, int]):
         k, source, item = key
-        tokens, mask = self.sources[source].example(item, random.Random(f"{self.config.seed}-{k}"))
-        return key, tokens, mask
+        return (key, *self.sources[source].example(item, random.Random(f"{self.config.seed}-{k}")))
 
     def _draw(self):
         k = self.next_k
@@ -182,16 +188,17 @@ class PackedLoader:
         return self._build((k, source, item))
 
     def _fill(self) -> None:
-        held = sum(tokens.shape[1] for _, tokens, _ in self.buffer)
+        held = sum(entry[1].shape[1] for entry in self.buffer)
         while held < self.config.pool * self.config.rows * self.config.row_frames:
-            key, tokens, mask = self._draw()
+            entry = self._draw()
+            key, tokens = entry[0], entry[1]
             if tokens.shape[1] > self.config.row_frames:
                 name = self.sources[key[1]].config.name
                 self.too_long[name] = self.too_long.get(name, 0) + 1
                 if sum(self.too_long.values()) > 1000 and not self.buffer:
                     raise OpusLMError(f"every example is longer than data.row_frames={self.config.row_frames}; raise it")
                 continue
-            self.buffer.append((key, tokens, mask))
+            self.buffer.append(entry)
             held += tokens.shape[1]
 
     # ---- batches ----
@@ -222,11 +229,16 @@ class PackedLoader:
         loss_mask = torch.zeros((len(mine), streams, length), dtype=torch.bool)
         positions = torch.zeros((len(mine), length), dtype=torch.long)
         documents = torch.full((len(mine), length), -1, dtype=torch.long)
+        heard = HeardTranscripts([], [], [], self.config.ctc_weight) if self.config.ctc_weight > 0 else None
         examples = real = 0
         for r, row in enumerate(mine):
             at = 0
-            for document, (_, tokens, mask) in enumerate(row):
+            for document, (_, tokens, mask, spoken) in enumerate(row):
                 size = tokens.shape[1]
+                if heard is not None and spoken is not None:
+                    heard.rows.append(r)
+                    heard.spans.append((at + spoken[0], at + spoken[1]))
+                    heard.transcripts.append(torch.from_numpy(spoken[2]))
                 frames[r, :, at:at + size] = torch.from_numpy(tokens)
                 loss_mask[r, :, at:at + size] = torch.from_numpy(mask)
                 positions[r, at:at + size] = torch.arange(size)
@@ -234,12 +246,12 @@ class PackedLoader:
                 at += size
             examples += len(row)
             real += at
-        return Batch(frames, loss_mask, positions, documents, examples, real)
+        return Batch(frames, loss_mask, positions, documents, examples, real, heard)
 
     # ---- state ----
     def state(self) -> dict:
         return {"next_k": self.next_k, "counters": list(self.counters),
-                "buffer": [list(key) for key, _, _ in self.buffer], "too_long": dict(self.too_long)}
+                "buffer": [list(entry[0]) for entry in self.buffer], "too_long": dict(self.too_long)}
 
     def load_state(self, state: dict) -> None:
         if len(state["counters"]) != len(self.sources):

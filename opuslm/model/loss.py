@@ -5,6 +5,11 @@ Only cells in the loss mask are scored: their hidden rows are gathered, and logi
 their gradient buffers ever exist (a 150k-token vocabulary at 8k frames would need 5 GB in fp32).
 Each cell's cross-entropy is weighted by the modality of its target id; the weighted sum is
 divided by the number of frames that carry loss (OpusLM's normalisation).
+
+The auxiliary CTC loss (`heard_ctc_loss`, off unless a stage sets `data.ctc_weight`) asks the hidden
+states of the audio a task listens to for its transcript, frame by frame: the classic remedy for an
+attention decoder that is slow to align text with audio, which a small model trained briefly never
+does on its own (it falls back on the text prior and writes sentences it has seen).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from opuslm.vocab import MODALITIES, JointVocab
+from opuslm.vocab import MODALITIES, PAD_ID, JointVocab
 
 
 @dataclass
@@ -81,3 +86,43 @@ def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: t
     frames = int(mask.any(1).sum())
     per_modality = {m: (sums[i] / counts[i]).item() for i, m in enumerate(MODALITIES) if counts[i] > 0}
     return LossOutput(total / max(frames, 1), total, per_stream, per_modality, frames, int(mask.sum()))
+
+
+@dataclass
+class HeardTranscripts:
+    """What the auxiliary CTC loss needs of a batch: per heard audio segment, its row, its steps
+    `[start, end)` in the delayed row (the trailer included, where the last frames' codebooks land),
+    and the transcript's text ids (the tokenizer's own ids); `weight` scales the summed loss."""
+
+    rows: list[int]
+    spans: list[tuple[int, int]]
+    transcripts: list[torch.Tensor]
+    weight: float
+
+
+def _utterance_ctc(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
+    log_probs = F.linear(rows, weight, bias).float().log_softmax(-1)[:, None]  # [T, 1, 1 + text]
+    return F.ctc_loss(log_probs, target[None], torch.tensor([rows.shape[0]]), torch.tensor([target.numel()]),
+                      blank=0, reduction="sum", zero_infinity=True)
+
+
+def heard_ctc_loss(model, hidden: torch.Tensor, heard: HeardTranscripts) -> tuple[torch.Tensor, float]:
+    """(weight x the summed CTC loss of every heard segment, the mean loss per transcript token).
+
+    Scored by stream 0's own head rows, restricted to the text range plus pad's row as the blank (pad
+    is never a stream-0 target and embeds to zero, so its row is free): no new parameters, and since a
+    softmax over that subset ignores the other logits, it does not fight the audio positions' own
+    next-frame targets. One utterance at a time under activation checkpointing, so no `[T, text]`
+    logits outlive their utterance (a 49k-token text range at 30 s is 150 MB each)."""
+    vocab: JointVocab = model.vocab
+    weight, bias = model.joint_head()
+    rows_weight = torch.cat([weight[PAD_ID:PAD_ID + 1], weight[vocab.text_offset:]])
+    rows_bias = None if bias is None else torch.cat([bias[PAD_ID:PAD_ID + 1], bias[vocab.text_offset:]])
+    total, tokens = hidden.new_zeros((), dtype=torch.float32), 0
+    for row, (start, end), transcript in zip(heard.rows, heard.spans, heard.transcripts):
+        target = transcript.to(hidden.device) + 1  # 0 is the blank
+        part = (hidden[row, start:min(end, hidden.shape[1])], rows_weight, rows_bias, target)
+        total = total + (checkpoint(_utterance_ctc, *part, use_reentrant=False) if torch.is_grad_enabled()
+                         else _utterance_ctc(*part))
+        tokens += target.numel()
+    return total * heard.weight, total.item() / max(tokens, 1)

@@ -20,7 +20,7 @@ from torch import nn
 
 from opuslm.interleave import check_delays, default_delays
 from opuslm.model.config import MultiStreamConfig
-from opuslm.model.loss import LossOutput, multistream_loss, next_frame_mask
+from opuslm.model.loss import HeardTranscripts, LossOutput, heard_ctc_loss, multistream_loss, next_frame_mask
 from opuslm.vocab import PAD_ID, JointVocab
 
 
@@ -95,10 +95,17 @@ class MultiStreamLM(nn.Module):
         return nn.functional.linear(self.stream_rows(hidden, stream), weight, bias)
 
     def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
-             document_ids: torch.Tensor | None = None) -> LossOutput:
+             document_ids: torch.Tensor | None = None, heard: HeardTranscripts | None = None) -> LossOutput:
         """Next-frame loss on delayed `frames` `[B, N, S]`; `loss_mask` (delayed the same way) marks the
         cells that carry loss. In packed rows (`document_ids`), a frame never predicts the first frame
-        of the next example."""
+        of the next example. `heard`: transcripts of the audio the batch listens to, for the auxiliary
+        CTC loss (added to the weighted sum; its per-token mean is logged as `ctc`)."""
         cut = (lambda x: None if x is None else x[..., :-1])
         hidden = self.hidden_states(frames[..., :-1], cut(position_ids), cut(document_ids))
-        return multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids))
+        out = multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids))
+        if heard is not None and heard.rows:
+            ctc_sum, per_token = heard_ctc_loss(self, hidden, heard)
+            out.weighted_sum = out.weighted_sum + ctc_sum
+            out.loss = out.weighted_sum / max(out.frames, 1)
+            out.per_stream["ctc"] = per_token
+        return out

@@ -48,6 +48,8 @@ class DataConfig(Strict):
     rows: int = Field(8, gt=0)  # rows per micro-batch, over all ranks
     pool: float = Field(2.0, ge=1.0)  # frames held for best-fit packing, in micro-batches
     loss_region: Literal["whole", "target"] = "target"
+    # weight of the auxiliary CTC loss on the audio ASR and the understanding tasks listen to (0: off)
+    ctc_weight: float = Field(0.0, ge=0)
     seed: int = 0
 
 

@@ -34,8 +34,8 @@ class LossForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frames, loss_mask, position_ids, document_ids):
-        out = self.model.loss(frames, loss_mask, position_ids, document_ids)
+    def forward(self, frames, loss_mask, position_ids, document_ids, heard=None):
+        out = self.model.loss(frames, loss_mask, position_ids, document_ids, heard)
         return out.weighted_sum, out
 
 
