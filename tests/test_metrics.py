@@ -91,3 +91,52 @@ def test_classification_scores_both_prompts_against_the_labels(small_corpus, tmp
     assert sum(map(sum, counts)) == len(test) and counts[labels.index("female")][labels.index("male")] == len(test) - males
     rows = [h for h in evaluation.hyps if h["task"] == "sgc_label"]
     assert [h["reference"] for h in rows] == [f"<{u.labels['gender']}>" for u in test]
+
+
+def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_listen_to(small_corpus, tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from opuslm.data.manifest import read_manifest
+    from opuslm.eval.metrics import corpus_wer
+    from opuslm.eval.report import write_report
+    from opuslm.eval.runner import Evaluation
+
+    class Codec:  # resynthesis returns the audio unchanged
+        sample_rate = 16000
+
+        def encode(self, wav, rate):
+            return wav
+
+        def decode(self, codes):
+            return codes
+
+    class ScriptedLM:  # "speaks" the prompt back, or a short silence
+        tokenizers = SimpleNamespace(acoustic=Codec())
+
+        def synthesize(self, texts, prompts):
+            return [p[0] if p is not None else np.zeros(800, np.float32) for p in prompts]
+
+    class Judge:  # hears the first word of the reference in every clip
+        info = {"kind": "scripted"}
+
+        def transcribe(self, wavs):
+            return ["the" for _ in wavs]
+
+    test = read_manifest(small_corpus, split="test")
+    evaluation = Evaluation(tmp_path, small_corpus, tmp_path, judge=Judge(), lm=ScriptedLM(), progress=False)
+    evaluation.tts("test")
+    normal = [u.text for u in test if u.labels["style"] == "normal"]
+    assert normal and evaluation.results["tts_judge_original_wer_normal"] == pytest.approx(corpus_wer(normal, ["the"] * len(normal)))
+    samples = evaluation.samples["tts"]
+    assert [s["id"] for s in samples] == [u.id for u in test[:Evaluation.SAMPLES]]
+    for s in samples:
+        assert (tmp_path / s["generated"]).is_file() and (tmp_path / s["original"]).is_file()
+        assert s["judge_generated"] == s["judge_original"] == "the"
+    results = {"metrics": evaluation.results, "model": "m", "corpus": "c", "corpus_manifest_hash": "h",
+               "model_vocab": "v", "judge": Judge.info, "seconds": 1, "samples": evaluation.samples}
+    write_report(tmp_path, results)
+    report = (tmp_path / "report.md").read_text()
+    assert "## TTS samples" in report and f"[generated]({samples[0]['generated']})" in report
+    assert f"| {test[0].text} |" in report

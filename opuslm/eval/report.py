@@ -25,7 +25,8 @@ ROWS = (
     ("tts_wer", "TTS judge WER (corpus)", None, False),
     ("tts_wer_mean_utterance", "TTS judge WER (mean per utterance)", None, False),
     ("tts_ceiling_resynthesis_wer", "judge WER on codec resynthesis (ceiling)", None, False),
-    ("tts_judge_original_wer", "judge WER on the original audio", None, False),
+    ("tts_judge_original_wer", "judge WER on the original audio", 0.20, False),
+    ("tts_judge_original_wer_normal", "judge WER on the original audio, normal style", 0.10, False),
     ("text_perplexity", "text perplexity (held-out)", None, False),
     ("text_perplexity_base_llm", "text perplexity of the LLM before speech", None, False),
     ("text_mc_accuracy", "text multiple-choice accuracy", None, True),
@@ -132,4 +133,30 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
              f"Corpus {results['corpus']} (manifest {results['corpus_manifest_hash']}), vocabulary {results['model_vocab']}, "
              f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", "", table(metrics), ""]
     lines += [f"![{p}]({p})" for p in plots]
+    lines += sample_tables(results.get("samples", {}))
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _cell(text) -> str:
+    return "" if text is None else str(text).replace("|", "\\|")
+
+
+def sample_tables(samples: dict) -> list[str]:
+    """Something to listen to: TTS samples (the speaker prompt, the text, the generated and original
+    audio, and what the judge heard in each), and ASR hypotheses beside their references."""
+    lines = []
+    if samples.get("tts"):
+        lines += ["", "## TTS samples", "", "| text | prompt | generated | judge heard | original | judge heard |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for s in samples["tts"]:
+            prompt = f"[prompt]({s['prompt']})" if s.get("prompt") else ""
+            lines.append(f"| {_cell(s['text'])} | {prompt} | [generated]({s['generated']}) | {_cell(s['judge_generated'])} "
+                         f"| [original]({s['original']}) | {_cell(s['judge_original'])} |")
+    if samples.get("asr"):
+        lines += ["", "## ASR samples (test: unseen speakers)", "", "| reference | hypothesis | style, emotion |",
+                  "| --- | --- | --- |"]
+        for s in samples["asr"]:
+            labels = s.get("labels") or {}
+            lines.append(f"| {_cell(s['reference'])} | {_cell(s['hypothesis'])} | "
+                         f"{_cell(', '.join(str(labels[k]) for k in ('style', 'emotion') if k in labels))} |")
+    return lines

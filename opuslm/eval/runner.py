@@ -24,6 +24,8 @@ CLASSIFICATION = {"ved": "event", "ser": "emotion", "ssr": "style", "sgc": "gend
 
 
 class Evaluation:
+    SAMPLES = 5  # TTS samples written under samples/ (and twice as many ASR rows) for the report
+
     def __init__(self, model_folder: Path, corpus: Path, out: Path, judge=None, codec=None, batch_size: int = 8,
                  limit: int | None = None, progress: bool = True, lm=None):
         from opuslm.infer.decode import Sampling
@@ -34,6 +36,7 @@ class Evaluation:
         self.judge, self.batch_size, self.limit, self.progress = judge, batch_size, limit, progress
         self.hyps: list[dict] = []
         self.results: dict = {}
+        self.samples: dict[str, list[dict]] = {}
 
     def _utterances(self, split: str, where=None):
         chosen = [u for u in read_manifest(self.corpus, split=split) if where is None or where(u)]
@@ -62,6 +65,9 @@ class Evaluation:
             errors, words = metrics.word_errors(u.text, h)
             self._record("asr", u, u.text, h, errors / max(words, 1))
         self.results[f"asr_wer_{split}"] = metrics.corpus_wer([u.text for u in utts], hyps)
+        if split == "test":
+            self.samples["asr"] = [{"id": u.id, "reference": u.text, "hypothesis": h, "labels": u.labels}
+                                   for u, h in list(zip(utts, hyps))[:2 * self.SAMPLES]]
 
     def classification(self, task: str, split: str) -> None:
         """Both prompts OSUM trains: ASR + tag (`sgc`: the tag follows the model's own transcript) and
@@ -135,10 +141,23 @@ class Evaluation:
             tts_ceiling_resynthesis_wer=metrics.corpus_wer(refs, judged_resynthesis),
             tts_judge_original_wer=metrics.corpus_wer(refs, judged_original),
             tts_seconds_generated=float(sum(len(w) for w in wavs) / rate))
-        samples = self.out / "samples"
-        samples.mkdir(parents=True, exist_ok=True)
-        for u, w in list(zip(utts, wavs))[:3]:
-            write_wav(samples / f"tts-{u.id}.wav", w, rate)
+        normal = [i for i, u in enumerate(utts) if u.labels.get("style") == "normal"]
+        if normal:  # the plainest speech: whether the corpus can be heard at all
+            self.results["tts_judge_original_wer_normal"] = metrics.corpus_wer(
+                [refs[i] for i in normal], [judged_original[i] for i in normal])
+        folder = self.out / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        listed = []
+        for i, (u, w) in enumerate(list(zip(utts, wavs))[:self.SAMPLES]):
+            write_wav(folder / f"tts-{u.id}.wav", w, rate)
+            write_wav(folder / f"original-{u.id}.wav", originals[i][0], 16000)
+            if prompts[i] is not None:
+                write_wav(folder / f"prompt-{u.id}.wav", prompts[i][0], 16000)
+            listed.append({"id": u.id, "text": u.text, "generated": f"samples/tts-{u.id}.wav",
+                           "original": f"samples/original-{u.id}.wav",
+                           "prompt": f"samples/prompt-{u.id}.wav" if prompts[i] is not None else None,
+                           "judge_generated": generated[i], "judge_original": judged_original[i]})
+        self.samples["tts"] = listed
 
     def text(self, split: str, base_llm: Path | None) -> None:
         from opuslm.eval.text import TextScorer, multiple_choice_set
@@ -183,6 +202,7 @@ class Evaluation:
             "corpus": str(self.corpus), "corpus_manifest_hash": folder_hash(self.corpus / "manifest.jsonl"),
             "judge": getattr(self.judge, "info", None), "limit": self.limit, "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
+            "samples": self.samples,
         }
         (self.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         with open(self.out / "hyps.jsonl", "w", encoding="utf-8") as f:
