@@ -198,3 +198,23 @@ def test_ctc_spans_cover_exactly_the_heard_audio_and_carry_its_transcript(settin
                              if d >= 0 and set(batch.frames[r, 0][batch.document_ids[r] == d].tolist()) & listening)
         assert len(batch.heard.rows) == examples_heard
     assert heard_tasks > 0
+
+
+def test_audio_masking_pads_spans_of_the_heard_audio_only_and_is_deterministic(setting):
+    import random
+
+    from opuslm.data.loader import mask_heard_audio
+
+    tokens = np.arange(1, 3 * 40 + 1).reshape(3, 40)
+    mask_heard_audio(tokens, (10, 30), share=0.5, span=4, rng=random.Random(0))
+    padded = np.flatnonzero((tokens == PAD_ID).all(0))
+    assert len(padded) > 0 and padded.min() >= 10 and padded.max() < 30  # inside the heard frames
+    assert (tokens[:, :10] != PAD_ID).all() and (tokens[:, 30:] != PAD_ID).all()
+    assert len(padded) <= round(0.5 * 20 / 4) * 4
+
+    plain, masked, again = (loader(setting, **kw).next_batch() for kw in ({}, {"audio_mask": 0.3}, {"audio_mask": 0.3}))
+    assert torch.equal(masked.frames, again.frames)
+    dropped = (plain.frames != PAD_ID) & (masked.frames == PAD_ID)
+    assert dropped.any() and not ((plain.frames == PAD_ID) & (masked.frames != PAD_ID)).any()
+    vocab = setting[0]
+    assert (plain.frames[dropped] >= vocab.semantic_offset).all() and (plain.frames[dropped] < vocab.text_offset).all()

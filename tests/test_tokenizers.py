@@ -153,3 +153,19 @@ def test_ssl_semantic_tokenizer_from_a_local_hubert_folder(small_corpus, tmp_pat
         assert np.array_equal(aligned[: len(ids) // 2], ids[1::2][: len(ids) // 2])
     with pytest.raises(OpusLMError, match="layers 0..2"):
         SSLFeatures(tmp_path / "hubert", layer=3)
+
+
+def test_word_probe_finds_the_nearest_occurrence_by_other_speakers_only():
+    from types import SimpleNamespace
+
+    from opuslm.eval.units import Occurrence, occurrences, word_probe
+
+    utterance = SimpleNamespace(speaker="a", words=[["cat", 0.0, 0.2], ["dog", 0.2, 0.4]])
+    found = occurrences([utterance], [np.array([5, 5, 6, 7, 7, 8, 9, 9, 9, 9])], frame_rate=25)
+    assert found == [Occurrence("cat", "a", (5, 6, 7)), Occurrence("dog", "a", (8, 9))]  # frames 0-4, 5-9
+    reference = [Occurrence("cat", "x", (1, 2, 3)), Occurrence("dog", "x", (7, 8, 9)), Occurrence("cat", "q", (7, 8, 9))]
+    query = [Occurrence("cat", "q", (1, 2, 4)),  # nearest: x's cat (distance 1)
+             Occurrence("dog", "q", (7, 8)),  # nearest: x's dog; q's own cat (7, 8, 9) is never a reference
+             Occurrence("dog", "y", (1, 2, 3))]  # nearest: x's cat (distance 0): wrong
+    result = word_probe(reference, query, words=2, per_word=5)
+    assert result == {"accuracy": 2 / 3, "queries": 3, "words": 2, "references": 3, "chance": 0.5}

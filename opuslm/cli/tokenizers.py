@@ -46,6 +46,20 @@ def register(subparsers) -> None:
     semantic.add_argument("--seed", type=int, default=0)
     semantic.set_defaults(func=_train_semantic)
 
+    probe = commands.add_parser("probe", formatter_class=help_formatter,
+                                help="how well semantic ids carry words across speakers (no training)",
+                                description="The word nearest-neighbour probe (opuslm/eval/units.py): each timed word "
+                                "of the query split, as its run-length-collapsed semantic ids, is matched by edit "
+                                "distance to the train split's occurrences of the most frequent words by other "
+                                "speakers; prints how often the nearest is the same word. Needs word timestamps "
+                                "in the manifest (the embedded corpus has them).")
+    probe.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
+    probe.add_argument("--semantic", type=Path, required=True, help="semantic tokenizer folder")
+    probe.add_argument("--query-split", default="test", help="split whose words are matched (default: test)")
+    probe.add_argument("--train-utterances", type=int, default=800, help="train utterances to draw references from")
+    probe.add_argument("--words", type=int, default=60, help="the most frequent words probed (default: 60)")
+    probe.set_defaults(func=_probe_semantic)
+
     codec = commands.add_parser("train-codec", formatter_class=help_formatter, help="the small RVQ codec",
                                 description="Train the project's small convolutional codec with residual VQ on "
                                 "the train split (CPU, minutes) and report mel distance and SI-SNR on dev.")
@@ -108,6 +122,25 @@ def _train_semantic(args) -> None:
                                          args.seed, args.max_frames)
     tokenizer.save(args.out)
     print(f"semantic tokenizer (K={args.clusters}, {features.kind} at {features.frame_rate:g} Hz) -> {args.out}")
+
+
+def _probe_semantic(args) -> None:
+    from opuslm.data.manifest import read_manifest
+    from opuslm.eval.units import occurrences, word_probe
+    from opuslm.tokenize.semantic import SemanticTokenizer
+
+    tokenizer = SemanticTokenizer.load(args.semantic)
+    folder = args.manifest if args.manifest.is_dir() else args.manifest.parent
+    found = {}
+    for split, limit in (("train", args.train_utterances), (args.query_split, None)):
+        utterances = [u for u in read_manifest(args.manifest, split=split) if u.words][:limit]
+        if not utterances:
+            raise OpusLMError(f"{args.manifest} has no {split} utterances with word timestamps")
+        ids = [tokenizer.encode(*u.load_audio(folder, target_rate=16000)) for u in utterances]
+        found[split] = occurrences(utterances, ids, tokenizer.frame_rate)
+    result = word_probe(found["train"], found[args.query_split], words=args.words)
+    print(f"word nearest-neighbour accuracy {result['accuracy']:.3f} on {result['queries']} {args.query_split} words "
+          f"({result['words']} words, {result['references']} train references; chance {result['chance']:.3f})")
 
 
 def _train_codec(args) -> None:

@@ -74,6 +74,16 @@ def _open_dataset(path: str):
     return shards, [shards.meta(i) for i in range(len(shards))]
 
 
+def mask_heard_audio(tokens: np.ndarray, heard: tuple[int, int], share: float, span: int, rng: random.Random) -> None:
+    """Set every stream of `round(share x frames / span)` spans of `span` frames inside the heard
+    audio `[start, end)` to pad, in place (spans may overlap, as SpecAugment's do)."""
+    start, end = heard
+    frames = end - start
+    for _ in range(round(share * frames / span)):
+        at = start + rng.randrange(max(frames - span, 0) + 1)
+        tokens[:, at:min(at + span, end)] = PAD_ID
+
+
 class NoUsableItems(OpusLMError):
     """A source whose split holds nothing its task can use."""
 
@@ -81,8 +91,8 @@ class NoUsableItems(OpusLMError):
 class _Source:
     """One (dataset, task, split) component; knows its usable items and builds example i."""
 
-    def __init__(self, config, path: Path, builder: TemplateBuilder, delays: list[int], loss_region: str):
-        self.config, self.builder, self.delays, self.loss_region = config, builder, delays, loss_region
+    def __init__(self, config, path: Path, builder: TemplateBuilder, delays: list[int], data_config):
+        self.config, self.builder, self.delays, self.data = config, builder, delays, data_config
         self.skipped: dict[str, int] = {}
         text_file = text_dataset_file(path, config.split)
         if text_file is not None:
@@ -129,8 +139,10 @@ class _Source:
                 chosen = self.prompts.choose(self._position[item], rng)
                 prompt = self.shards[self.items[chosen]] if chosen is not None else None
             frames = self.builder.build(task, source, rng, instruct=self.config.instruct, speaker_prompt=prompt)
+        if self.data.audio_mask and frames.heard is not None:
+            mask_heard_audio(frames.tokens, frames.heard, self.data.audio_mask, self.data.audio_mask_span, rng)
         tokens = delay(torch.from_numpy(frames.tokens), self.delays, PAD_ID)
-        mask = delay(torch.from_numpy(frames.loss_mask(self.loss_region)), self.delays, False)
+        mask = delay(torch.from_numpy(frames.loss_mask(self.data.loss_region)), self.delays, False)
         heard = None
         if frames.heard is not None:  # the delay moves codebook k's cells k steps on: keep them in the span
             heard = (frames.heard[0], frames.heard[1] + max(self.delays), frames.transcript)
@@ -150,7 +162,7 @@ class PackedLoader:
             if split is not None:
                 source = source.model_copy(update={"split": split})
             try:
-                self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config.loss_region))
+                self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config))
             except NoUsableItems as error:  # listed in describe(); the rest of the mixture goes on
                 self.unusable[source.name] = str(error)
         if not self.sources:

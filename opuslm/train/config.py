@@ -50,6 +50,10 @@ class DataConfig(Strict):
     loss_region: Literal["whole", "target"] = "target"
     # weight of the auxiliary CTC loss on the audio ASR and the understanding tasks listen to (0: off)
     ctc_weight: float = Field(0.0, ge=0)
+    # SpecAugment's time masking on ids: this share of the heard audio's frames become pad (embedding
+    # zero) in spans of audio_mask_span frames, in training only; against memorising utterances
+    audio_mask: float = Field(0.0, ge=0, lt=1)
+    audio_mask_span: int = Field(5, gt=0)
     seed: int = 0
 
 
