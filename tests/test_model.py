@@ -71,6 +71,18 @@ def test_new_rows_follow_the_statistics_of_the_pretrained_rows(tmp_path):
     assert abs(new.std(0).mean() / pretrained.std(0).mean() - 1) < 0.15
 
 
+def test_codebook_rows_start_scaled_and_every_other_row_as_before(tmp_path):
+    _, folder = saved_llm(tmp_path, "llama")
+    table = {scale: OpusLM.from_llm(folder, VOCAB, seed=1, codebook_row_scale=scale).backbone.get_input_embeddings().weight.detach()
+             for scale in (1.0, 0.5, 0.0)}
+    codebooks = slice(VOCAB.codebook_offset(0), VOCAB.text_offset)
+    assert torch.equal(table[0.0][codebooks], torch.zeros_like(table[0.0][codebooks]))
+    assert torch.allclose(table[0.5][codebooks], 0.5 * table[1.0][codebooks])
+    for scale in (0.5, 0.0):  # specials, semantic and text rows are untouched
+        assert torch.equal(table[scale][: VOCAB.codebook_offset(0)], table[1.0][: VOCAB.codebook_offset(0)])
+        assert torch.equal(table[scale][VOCAB.text_offset:], table[1.0][VOCAB.text_offset:])
+
+
 def test_pad_embeds_to_zero_and_streams_sum(tmp_path):
     model = OpusLM.from_llm(tiny_config("llama"), VOCAB)
     table = model.backbone.get_input_embeddings().weight

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     init.add_argument("--out", type=Path, required=True, help="output model folder")
     init.add_argument("--delays", help="comma-separated delay per stream (default 0,1,...,N-1)")
     init.add_argument("--seed", type=int, default=0, help="seed for the new embedding rows")
+    init.add_argument("--codebook-row-scale", type=float, default=1.0,
+                      help="scale of the new codebook rows; 0 starts an audio frame as its semantic row alone")
     init.set_defaults(func=_init)
 
     export = commands.add_parser("export-text", formatter_class=help_formatter, help="the text part as a plain HF LLM",
@@ -76,7 +78,7 @@ def _init(args) -> None:
     from opuslm.vocab import JointVocab
 
     delays = parse_delays(args.delays, JointVocab.from_tokens(args.tokens).num_streams)
-    model = init_model(args.tokens, args.out, args.llm, args.preset, delays, args.seed)
+    model = init_model(args.tokens, args.out, args.llm, args.preset, delays, args.seed, args.codebook_row_scale)
     params = sum(p.numel() for p in model.parameters())
     print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {model.vocab.hash} ({model.vocab.size} ids), "
           f"delays {model.delays}")

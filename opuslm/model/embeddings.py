@@ -18,11 +18,14 @@ from opuslm.vocab import PAD_ID, JointVocab
 TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
-def joint_rows(pretrained: torch.Tensor, vocab: JointVocab, generator: torch.Generator) -> torch.Tensor:
-    """`[V_llm, D]` rows -> `[vocab.size, D]`: text rows copied to the text range, the rest drawn."""
+def joint_rows(pretrained: torch.Tensor, vocab: JointVocab, generator: torch.Generator,
+               codebook_row_scale: float = 1.0) -> torch.Tensor:
+    """`[V_llm, D]` rows -> `[vocab.size, D]`: text rows copied to the text range, the rest drawn; the
+    codebook rows then scaled by `codebook_row_scale` (see `extend_to_joint_vocab`)."""
     text = pretrained[: vocab.text_size].detach().float()
     mean, std = text.mean(0), text.std(0)
     rows = mean + std * torch.randn(vocab.size, text.shape[1], generator=generator)
+    rows[vocab.codebook_offset(0):vocab.text_offset] *= codebook_row_scale
     rows[vocab.text_offset:] = text
     rows[PAD_ID] = 0
     return rows.to(pretrained.dtype)
@@ -53,15 +56,21 @@ def replace_vocab_rows(backbone, rows_of, size: int, id_shift: int) -> None:
             setattr(backbone.generation_config, key, getattr(config, key, None))
 
 
-def extend_to_joint_vocab(backbone, vocab: JointVocab, seed: int = 0) -> None:
+def extend_to_joint_vocab(backbone, vocab: JointVocab, seed: int = 0, codebook_row_scale: float = 1.0) -> None:
     """Resize `backbone` (an HF causal LM) in place from its text vocabulary to `vocab`; its special
-    ids are text ids, so they move with the text range."""
+    ids are text ids, so they move with the text range.
+
+    `codebook_row_scale` < 1 starts the codebook rows smaller than the others. An audio frame embeds as
+    its semantic row plus one row per codebook: drawn at full scale, K codebook rows bury the semantic
+    row (a 1 : sqrt(K) ratio) and the content is learned slower; at 0 a frame starts as its semantic
+    row alone, and the codebook rows grow from their gradients as they become useful."""
     rows = backbone.get_input_embeddings().weight.shape[0]
     if rows < vocab.text_size:
         raise OpusLMError(f"the LLM has {rows} embedding rows but its tokenizer {vocab.text_size} tokens; "
                           "the tokenizer does not belong to this model")
     generator = torch.Generator().manual_seed(seed)
-    replace_vocab_rows(backbone, lambda table: joint_rows(table, vocab, generator), vocab.size, vocab.text_offset)
+    replace_vocab_rows(backbone, lambda table: joint_rows(table, vocab, generator, codebook_row_scale), vocab.size,
+                       vocab.text_offset)
 
 
 def keep_text_rows(backbone, vocab: JointVocab) -> None:

@@ -49,9 +49,11 @@ class OpusLM(MultiStreamLM):
     # ---- building ----
     @classmethod
     def from_llm(cls, llm, vocab: JointVocab, config: MultiStreamConfig | None = None, seed: int = 0,
-                 attn_implementation: str | None = None, dtype: torch.dtype | None = None) -> OpusLM:
+                 attn_implementation: str | None = None, dtype: torch.dtype | None = None,
+                 codebook_row_scale: float = 1.0) -> OpusLM:
         """`llm`: a local HF causal-LM folder (pretrained weights) or an HF config (random weights, for a
-        model trained from scratch). Its embeddings and head grow to `vocab`."""
+        model trained from scratch). Its embeddings and head grow to `vocab` (`codebook_row_scale`: see
+        `extend_to_joint_vocab`)."""
         from transformers import AutoModelForCausalLM, PretrainedConfig
 
         options = {k: v for k, v in {"attn_implementation": attn_implementation, "dtype": dtype}.items() if v}
@@ -63,7 +65,7 @@ class OpusLM(MultiStreamLM):
             if not (folder / "config.json").is_file():
                 raise OpusLMError(f"{folder} is not a local HF model folder (no config.json)")
             backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
-        extend_to_joint_vocab(backbone, vocab, seed)
+        extend_to_joint_vocab(backbone, vocab, seed, codebook_row_scale)
         return cls(backbone, vocab, config)
 
     def enable_activation_checkpointing(self) -> None:

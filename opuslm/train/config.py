@@ -104,6 +104,9 @@ class InitConfig(Strict):
     preset: str | None = None
     delays: list[int] | None = None
     seed: int = 0
+    # the new codebook rows' scale at init; 0 starts an audio frame as its semantic row alone (see
+    # opuslm.model.embeddings.extend_to_joint_vocab)
+    codebook_row_scale: float = Field(1.0, ge=0)
 
 
 class StageEntry(Strict):

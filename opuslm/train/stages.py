@@ -28,7 +28,8 @@ def build_init(schedule, out: Path) -> Path:
         return folder
     init = schedule.init
     tmp = folder.with_name("model.tmp")
-    init_model(schedule.datasets[schedule.tokens], tmp, init.llm, init.preset, init.delays, init.seed)
+    init_model(schedule.datasets[schedule.tokens], tmp, init.llm, init.preset, init.delays, init.seed,
+               init.codebook_row_scale)
     tmp.rename(folder)
     return folder
 
