@@ -157,7 +157,8 @@ def _train_stages(args) -> str:
     schedule["out"] = str((args.out / "run").resolve())
     text = str(_text_dataset(args).resolve())
     schedule["datasets"] = {name: text if name == "text" else tokens for name in schedule["datasets"]}
-    schedule["init"] = {"llm": str(Path(args.llm or args.out / "llm").resolve()), "seed": args.seed}
+    kept = {key: value for key, value in schedule["init"].items() if key != "preset"}  # codebook_row_scale
+    schedule["init"] = {**kept, "llm": str(Path(args.llm or args.out / "llm").resolve()), "seed": args.seed}
     for entry in schedule["stages"]:
         entry["file"] = str(_stage_files() / entry["file"])
         entry["overrides"]["steps"] = max(1, round(entry["overrides"]["steps"] * args.steps_scale))
