@@ -48,6 +48,21 @@ def test_embedded_whisper_frames_fall_on_the_codec_grid_and_are_deterministic(em
     assert embedded.frame_rate == 25 and embedded.config()["path"] == "embedded"
 
 
+def test_loading_ctranslate2_whisper_leaves_torchs_thread_count_alone():
+    import torch
+
+    from opuslm.eval.judge import WhisperJudge
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        WhisperFeatures()
+        WhisperJudge()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_whisper_features_do_not_depend_on_what_was_encoded_before(embedded, small_corpus):
     a, b = _wavs(small_corpus, 2)
     alone = embedded(a)

@@ -174,19 +174,17 @@ class WhisperJudge:
     MAX_TOKENS_PER_SECOND = 6
 
     def __init__(self, folder: str | Path | None = None, threads: int = 2):
-        import ctranslate2
         from tokenizers import Tokenizer
         from transformers import WhisperFeatureExtractor
 
-        from opuslm.tokenize.features import EMBEDDED_WHISPER, whisper_folder, whisper_format
+        from opuslm.tokenize.features import EMBEDDED_WHISPER, load_ctranslate2_whisper, whisper_folder, whisper_format
         from opuslm.tokenize.identity import folder_hash
 
         self.folder = whisper_folder(folder)
         if whisper_format(self.folder) != "ctranslate2":
             raise OpusLMError(f"{self.folder} is a transformers Whisper: pass it as a HF judge folder "
                               "(`--judge DIR` loads it through transformers' pipeline)")
-        self.model = ctranslate2.models.Whisper(str(self.folder), device="cpu", compute_type="float32",
-                                                intra_threads=threads)
+        self.model = load_ctranslate2_whisper(self.folder, threads)
         self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.extractor = WhisperFeatureExtractor(feature_size=self.model.n_mels)
         language = ["<|en|>", "<|transcribe|>"] if self.model.is_multilingual else []

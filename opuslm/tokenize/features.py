@@ -168,6 +168,18 @@ def whisper_folder(path: str | Path | None) -> Path:
     return path
 
 
+def load_ctranslate2_whisper(folder: Path, threads: int):
+    """CTranslate2's Whisper on the CPU in float32. Its constructor sets the process's OpenMP thread
+    count to `threads`, which torch shares: left alone, every later torch op in the process ran on
+    one core (the demo's training after its tokenizer step ran 1.7x slower). Torch's count is restored."""
+    import ctranslate2
+
+    torch_threads = torch.get_num_threads()
+    model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32", intra_threads=threads)
+    torch.set_num_threads(torch_threads)
+    return model
+
+
 def whisper_format(folder: Path) -> str:
     """"ctranslate2" (model.bin, as faster-whisper uses) or "transformers" (config.json of a Whisper)."""
     if (folder / "model.bin").is_file():
@@ -212,14 +224,11 @@ class WhisperFeatures:
         self.encoder_hash = encoder_identity(self.folder, encoder_hash)
         self._extractor = WhisperFeatureExtractor(feature_size=self._n_mels())
         if self.format == "ctranslate2":
-            import ctranslate2
-
             if layer is not None:
                 raise OpusLMError(f"{self.folder} is a CTranslate2 Whisper, which gives only its last encoder layer; "
                                   f"leave the layer unset, or use a transformers Whisper folder for layer {layer}")
-            # float32 and a fixed thread count: ids must not depend on the machine's cores
-            self._model = ctranslate2.models.Whisper(str(self.folder), device="cpu", compute_type="float32",
-                                                     intra_threads=threads)
+            # a fixed thread count: ids must not depend on the machine's cores
+            self._model = load_ctranslate2_whisper(self.folder, threads)
         else:
             from transformers import WhisperModel
 
