@@ -36,6 +36,10 @@ def test_aas_averages_start_and_end_shifts_of_matched_words():
     assert metrics.boundary_shifts(ref, "<0.00>hi<0.25><0.30>no<0.70>") == pytest.approx([0.0, 0.05])  # "no" unmatched
     assert metrics.boundary_shifts(ref, "hi yo") == []
     assert metrics.timed_words("<1.5>twenty four<2.25>") == [("twenty four", 1.5, 2.25)]
+    # a segment of several words is one unit that equals no reference word; case does not matter
+    ref3 = "<0.00>a<0.10><0.10>b<0.20><0.20>c<0.30>"
+    assert metrics.boundary_shifts(ref3, "<0.00>A<0.10><0.10>b c<0.30>") == pytest.approx([0.0, 0.0])
+    assert metrics.boundary_shifts(ref3, "<0.05>a b<0.15><0.10>b<0.20><0.20>C<0.35>") == pytest.approx([0.0, 0.0, 0.0, 0.05])
 
 
 def test_sttc_answer_and_confusion_matrix():

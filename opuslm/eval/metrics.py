@@ -70,16 +70,21 @@ def timed_words(text: str) -> list[tuple[str, float, float]]:
 
 
 def boundary_shifts(reference: str, hypothesis: str) -> list[float]:
-    """Absolute start and end shifts (seconds) of the hypothesis words aligned equal to reference words."""
+    """Absolute start and end shifts (seconds) of the hypothesis words aligned equal to reference words.
+
+    The timed segments are the units of the alignment (an edit-distance alignment over them, by
+    rapidfuzz, whose Levenshtein jiwer uses), compared case-insensitively: a hypothesis segment
+    holding several words (`<0.1>two words<0.5>`) is one unit, which no single reference word equals,
+    so it is counted as an error in WER terms and gives no shift."""
+    from rapidfuzz.distance import Levenshtein
+
     ref, hyp = timed_words(reference), timed_words(hypothesis)
     if not ref or not hyp:
         return []
-    alignment = jiwer.process_words(" ".join(w for w, _, _ in ref), " ".join(w for w, _, _ in hyp))
     shifts = []
-    for chunk in alignment.alignments[0]:
-        if chunk.type == "equal":
-            for offset in range(chunk.ref_end_idx - chunk.ref_start_idx):
-                (_, rs, re_), (_, hs, he) = ref[chunk.ref_start_idx + offset], hyp[chunk.hyp_start_idx + offset]
+    for block in Levenshtein.opcodes([w.lower() for w, _, _ in ref], [w.lower() for w, _, _ in hyp]):
+        if block.tag == "equal":
+            for (_, rs, re_), (_, hs, he) in zip(ref[block.src_start:block.src_end], hyp[block.dest_start:block.dest_end]):
                 shifts += [abs(hs - rs), abs(he - re_)]
     return shifts
 
