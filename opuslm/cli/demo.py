@@ -64,7 +64,6 @@ def _train_tokenizers(args) -> str:
     from opuslm.data.manifest import read_manifest
     from opuslm.tokenize.acoustic import SmallCodecTokenizer
     from opuslm.tokenize.codec_training import train_and_measure
-    from opuslm.tokenize.semantic import SemanticTokenizer
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
@@ -88,8 +87,8 @@ def _train_tokenizers(args) -> str:
     codec = f"the given codec {args.codec}" if args.codec else \
         f"codec dev mel distance {SmallCodecTokenizer(paths.acoustic).metrics['mel_distance']}"
     text = f"the LLM's tokenizer ({args.llm})" if args.llm else "text BPE 1024"
-    semantic = SemanticTokenizer.load(paths.semantic)
-    return f"{text}, semantic K={semantic.vocab_size} on {semantic.features.kind} features, {codec} -> {root}"
+    semantic = json.loads((paths.semantic / "semantic.json").read_text())  # not the encoder: a line needs no model
+    return f"{text}, semantic K={semantic['k']} on {semantic['features']['kind']} features, {codec} -> {root}"
 
 
 def _tokenize(args) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import NamedTuple
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,6 +51,16 @@ class Batch:
         """What the model's loss takes, in its order, on `device`."""
         tensors = tuple(t.to(device) for t in (self.frames, self.loss_mask, self.position_ids, self.document_ids))
         return tensors + (self.heard,)
+
+
+class _Built(NamedTuple):
+    """One templated, delayed example as the buffer holds it; `heard`: `(start, end, transcript)` of the
+    audio it listens to, for the auxiliary CTC loss, or None."""
+
+    key: tuple[int, int, int]
+    tokens: np.ndarray
+    mask: np.ndarray
+    heard: tuple[int, int, np.ndarray] | None
 
 
 def text_dataset_file(path: Path, split: str) -> Path | None:
@@ -172,7 +183,7 @@ class PackedLoader:
         self.num_streams = builder.vocab.num_streams
         self.next_k = 0
         self.counters = [0] * len(self.sources)
-        self.buffer: list[tuple] = []  # (key, tokens, mask, heard) per example, as `_build` makes them
+        self.buffer: list[_Built] = []
         self.too_long: dict[str, int] = {}
         self._permutations: dict[tuple[int, int], np.ndarray] = {}
 
@@ -188,7 +199,7 @@ class PackedLoader:
 
     def _build(self, key: tuple[int, int, int]):
         k, source, item = key
-        return (key, *self.sources[source].example(item, random.Random(f"{self.config.seed}-{k}")))
+        return _Built(key, *self.sources[source].example(item, random.Random(f"{self.config.seed}-{k}")))
 
     def _draw(self):
         k = self.next_k
@@ -200,18 +211,17 @@ class PackedLoader:
         return self._build((k, source, item))
 
     def _fill(self) -> None:
-        held = sum(entry[1].shape[1] for entry in self.buffer)
+        held = sum(built.tokens.shape[1] for built in self.buffer)
         while held < self.config.pool * self.config.rows * self.config.row_frames:
-            entry = self._draw()
-            key, tokens = entry[0], entry[1]
-            if tokens.shape[1] > self.config.row_frames:
-                name = self.sources[key[1]].config.name
+            built = self._draw()
+            if built.tokens.shape[1] > self.config.row_frames:
+                name = self.sources[built.key[1]].config.name
                 self.too_long[name] = self.too_long.get(name, 0) + 1
                 if sum(self.too_long.values()) > 1000 and not self.buffer:
                     raise OpusLMError(f"every example is longer than data.row_frames={self.config.row_frames}; raise it")
                 continue
-            self.buffer.append(entry)
-            held += tokens.shape[1]
+            self.buffer.append(built)
+            held += built.tokens.shape[1]
 
     # ---- batches ----
     def next_batch(self) -> Batch:
@@ -220,17 +230,17 @@ class PackedLoader:
         capacity = self.config.row_frames
         rows: list[list[int]] = [[] for _ in range(self.config.rows)]
         free = [capacity] * self.config.rows
-        order = sorted(range(len(self.buffer)), key=lambda i: (-self.buffer[i][1].shape[1], self.buffer[i][0][0]))
+        order = sorted(range(len(self.buffer)), key=lambda i: (-self.buffer[i].tokens.shape[1], self.buffer[i].key[0]))
         placed = set()
         for i in order:
-            length = self.buffer[i][1].shape[1]
+            length = self.buffer[i].tokens.shape[1]
             fits = [r for r in range(len(rows)) if free[r] >= length]
             if fits:
                 best = min(fits, key=lambda r: (free[r], r))
                 rows[best].append(i)
                 free[best] -= length
                 placed.add(i)
-        batch = self._collate([[self.buffer[i] for i in sorted(row, key=lambda j: self.buffer[j][0][0])] for row in rows])
+        batch = self._collate([[self.buffer[i] for i in sorted(row, key=lambda j: self.buffer[j].key[0])] for row in rows])
         self.buffer = [entry for i, entry in enumerate(self.buffer) if i not in placed]
         return batch
 
@@ -263,7 +273,7 @@ class PackedLoader:
     # ---- state ----
     def state(self) -> dict:
         return {"next_k": self.next_k, "counters": list(self.counters),
-                "buffer": [list(entry[0]) for entry in self.buffer], "too_long": dict(self.too_long)}
+                "buffer": [list(built.key) for built in self.buffer], "too_long": dict(self.too_long)}
 
     def load_state(self, state: dict) -> None:
         if len(state["counters"]) != len(self.sources):
