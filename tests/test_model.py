@@ -289,3 +289,45 @@ def test_heard_ctc_loss_equals_a_naive_forward_algorithm_over_pad_and_the_text_r
     with_ctc.loss.backward()
     head = model.backbone.get_output_embeddings().weight.grad
     assert head[PAD_ID].abs().sum() > 0  # the blank's row learns
+
+
+def granite_config(**scaling):
+    from transformers import GraniteConfig
+
+    return GraniteConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, bos_token_id=0, eos_token_id=1, pad_token_id=2, **scaling)
+
+
+def gemma2_config(**scaling):
+    from transformers import Gemma2Config
+
+    return Gemma2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=8, bos_token_id=0, eos_token_id=1, pad_token_id=2, **scaling)
+
+
+@pytest.mark.parametrize("config, named", [
+    (lambda: granite_config(logits_scaling=4.0), "logits_scaling=4.0"),  # on no list: caught by comparing logits
+    (lambda: gemma2_config(final_logit_softcapping=2.0), "final_logit_softcapping=2.0"),
+])
+def test_an_llm_whose_forward_rescales_its_logits_is_refused_by_name(tmp_path, config, named):
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_config(config()).save_pretrained(tmp_path / "llm")
+    with pytest.raises(OpusLMError, match=rf"\w+ForCausalLM: the grown model's text logits differ.*{named}"):
+        OpusLM.from_llm(tmp_path / "llm", VOCAB)
+    with pytest.raises(OpusLMError, match=named):  # a model trained from scratch is held to the same
+        OpusLM.from_llm(config(), VOCAB)
+
+
+def test_a_scaling_the_multi_stream_path_also_applies_is_accepted(tmp_path):
+    """Granite multiplies `inputs_embeds` too, so its embedding and residual multipliers keep the text
+    logits equal: the check compares logits, not config keys."""
+    from transformers import AutoModelForCausalLM
+
+    llm = AutoModelForCausalLM.from_config(granite_config(embedding_multiplier=12.0, residual_multiplier=0.22)).eval()
+    llm.save_pretrained(tmp_path / "llm")
+    model = OpusLM.from_llm(tmp_path / "llm", VOCAB).eval()
+    ids = torch.randint(0, 300, (1, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        got = model.stream_logits(model(text_frames(ids, VOCAB)).last_hidden_state, 0)[..., VOCAB.text_offset:]
+        assert (got - llm(ids).logits).abs().max() < 1e-5

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,15 +24,27 @@ from opuslm.errors import OpusLMError
 from opuslm.model.config import MultiStreamConfig
 from opuslm.model.embeddings import extend_to_joint_vocab, keep_text_rows
 from opuslm.model.streams import MultiStreamLM, packed_attention
-from opuslm.vocab import JointVocab
+from opuslm.vocab import PAD_ID, JointVocab
 
 FORMAT = "opuslm-multistream-1"
 TOKENIZER_FOLDERS = {"text": "text_tokenizer", "semantic": "semantic_tokenizer"}
 # A pretrained LLM's folder is its text tokenizer's folder too: copy the tokenizer, not the weights.
 _NOT_TOKENIZER = shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf", "*.h5", "*.msgpack",
                                         "*.index.json", "config.json", "generation_config.json")
-# Architectures whose forward reshapes logits after the head (which the multi-stream head bypasses).
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+# Config keys that usually mean a forward scales embeddings or logits where the multi-stream path does
+# not pass (the input_ids lookup, after the head); only named in a refusal, never a reason for one.
+_SCALING_KEY = re.compile(r"multiplier|scal|softcap", re.IGNORECASE)
+_PROBE_TOKENS = 16
+
+
+def _own_logits(backbone, ids: torch.Tensor) -> torch.Tensor:
+    """The LLM's logits through its own forward (input_ids path, its own head and post-processing)."""
+    training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        logits = backbone(input_ids=ids.to(backbone.device)).logits
+    backbone.train(training)
+    return logits
 
 
 class OpusLM(MultiStreamLM):
@@ -41,9 +54,6 @@ class OpusLM(MultiStreamLM):
         if backbone.get_input_embeddings().weight.shape[0] != vocab.size:
             raise OpusLMError(f"the backbone has {backbone.get_input_embeddings().weight.shape[0]} embedding rows "
                               f"but the joint vocabulary {vocab.hash} has {vocab.size} ids")
-        for key in _LOGIT_POSTPROCESSING:
-            if getattr(backbone.config, key, None) not in (None, 1.0):
-                raise OpusLMError(f"{type(backbone).__name__} post-processes its logits ({key}); not supported yet")
         self._init_streams(vocab, config, backbone.config.hidden_size, backbone.get_input_embeddings().weight.dtype)
 
     # ---- building ----
@@ -65,8 +75,36 @@ class OpusLM(MultiStreamLM):
             if not (folder / "config.json").is_file():
                 raise OpusLMError(f"{folder} is not a local HF model folder (no config.json)")
             backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
+        probe = torch.linspace(0, vocab.text_size - 1, _PROBE_TOKENS).long()[None]
+        reference = _own_logits(backbone, probe)[..., :vocab.text_size]
         extend_to_joint_vocab(backbone, vocab, seed, codebook_row_scale)
-        return cls(backbone, vocab, config)
+        model = cls(backbone, vocab, config)
+        model._check_text_logits(probe, reference)
+        return model
+
+    def _check_text_logits(self, probe: torch.Tensor, reference: torch.Tensor) -> None:
+        """Refuse a grown model whose text logits differ from the LLM's own forward on the same ids:
+        whatever an architecture does outside the modules this path calls (a logit scale, a softcap, an
+        embedding multiplier on the input_ids path only) shows up here, listed or not."""
+        training = self.training
+        self.eval()
+        with torch.no_grad():
+            frames = torch.full((1, self.vocab.num_streams, probe.shape[1]), PAD_ID, device=self.backbone.device)
+            frames[:, 0] = probe.to(frames.device) + self.vocab.text_offset
+            ours = self.stream_logits(self(frames).last_hidden_state, 0)[..., self.vocab.text_offset:].float()
+        self.train(training)
+        # a half-precision backbone differs from itself in rounding only
+        tolerance = (1e-4 if reference.dtype == torch.float32 else 2e-2) * (1.0 + reference.abs().max().item())
+        gap = (ours - reference.float().to(ours.device)).abs().max().item()
+        if gap > tolerance:
+            suspects = [f"{k}={v}" for k, v in sorted(self.backbone.config.to_dict().items())
+                        if _SCALING_KEY.search(k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and v not in (0, 1)]
+            raise OpusLMError(
+                f"{type(self.backbone).__name__}: the grown model's text logits differ from the LLM's own by up to "
+                f"{gap:.3g} (tolerance {tolerance:.3g}): its forward scales embeddings or logits outside the modules "
+                f"the multi-stream model calls ({', '.join(suspects) or 'no scaling key in its config'}). "
+                "This architecture is not supported yet: start from an LLM whose logits are its head's output")
 
     def enable_activation_checkpointing(self) -> None:
         options = {"use_reentrant": False}
