@@ -102,7 +102,8 @@ class NoUsableItems(OpusLMError):
 class _Source:
     """One (dataset, task, split) component; knows its usable items and builds example i."""
 
-    def __init__(self, config, path: Path, builder: TemplateBuilder, delays: list[int], data_config):
+    def __init__(self, config, path: Path, builder: TemplateBuilder, delays: list[int], data_config,
+                 tokenizers: dict[str, str] | None):
         self.config, self.builder, self.delays, self.data = config, builder, delays, data_config
         self.skipped: dict[str, int] = {}
         text_file = text_dataset_file(path, config.split)
@@ -116,6 +117,10 @@ class _Source:
         else:
             self.shards, metas = _open_dataset(str(path.resolve()))
             builder.vocab.require_same(JointVocab.from_tokens(path), f"dataset {path}")
+            if tokenizers is not None:  # same sizes are not the same ids: compare what made them
+                from opuslm.tokenize.shards import check_identity
+
+                check_identity(self.shards.info["tokenizers"], tokenizers, f"dataset {path}", "the model was trained with")
             self.items = [i for i, meta in enumerate(metas) if meta["split"] == config.split and self._usable(meta)]
             # prompts come from the same split's items only: a dev utterance never prompts training
             self.prompts = SpeakerPrompts([metas[i]["speaker"] for i in self.items]) if config.task == "tts" else None
@@ -164,7 +169,9 @@ class PackedLoader:
     """An endless stream of packed micro-batches of a mixture (see the module docstring)."""
 
     def __init__(self, data_config, datasets: dict[str, str], builder: TemplateBuilder, delays: list[int],
-                 rank: int = 0, world_size: int = 1, split: str | None = None):
+                 rank: int = 0, world_size: int = 1, split: str | None = None, tokenizers: dict[str, str] | None = None):
+        """`tokenizers`: the model's tokenizer identities (`model_identity`); a dataset of token shards
+        made with any other is refused."""
         self.config, self.rank, self.world_size = data_config, rank, world_size
         if data_config.rows % world_size:
             raise OpusLMError(f"data.rows ({data_config.rows}) must be a multiple of the number of ranks ({world_size})")
@@ -173,7 +180,7 @@ class PackedLoader:
             if split is not None:
                 source = source.model_copy(update={"split": split})
             try:
-                self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config))
+                self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config, tokenizers))
             except NoUsableItems as error:  # listed in describe(); the rest of the mixture goes on
                 self.unusable[source.name] = str(error)
         if not self.sources:

@@ -28,9 +28,6 @@ from opuslm.vocab import PAD_ID, JointVocab
 
 FORMAT = "opuslm-multistream-1"
 TOKENIZER_FOLDERS = {"text": "text_tokenizer", "semantic": "semantic_tokenizer"}
-# A pretrained LLM's folder is its text tokenizer's folder too: copy the tokenizer, not the weights.
-_NOT_TOKENIZER = shutil.ignore_patterns("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf", "*.h5", "*.msgpack",
-                                        "*.index.json", "config.json", "generation_config.json")
 # Config keys that usually mean a forward scales embeddings or logits where the multi-stream path does
 # not pass (the input_ids lookup, after the head); only named in a refusal, never a reason for one.
 _SCALING_KEY = re.compile(r"multiplier|scal|softcap", re.IGNORECASE)
@@ -75,7 +72,8 @@ class OpusLM(MultiStreamLM):
             if not (folder / "config.json").is_file():
                 raise OpusLMError(f"{folder} is not a local HF model folder (no config.json)")
             backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
-        probe = torch.linspace(0, vocab.text_size - 1, _PROBE_TOKENS).long()[None]
+        rows = min(vocab.text_size, backbone.get_input_embeddings().weight.shape[0])  # fewer: refused when grown
+        probe = torch.linspace(0, rows - 1, _PROBE_TOKENS).long()[None]
         reference = _own_logits(backbone, probe)[..., :vocab.text_size]
         extend_to_joint_vocab(backbone, vocab, seed, codebook_row_scale)
         model = cls(backbone, vocab, config)
@@ -154,11 +152,12 @@ class OpusLM(MultiStreamLM):
     def save_pretrained(self, folder: str | Path, tokenizers=None) -> Path:
         """A movable folder: the backbone in HF format (config.json, safetensors), `opuslm.json`,
         `vocab.json` and the stream offsets. With `tokenizers` (TokenizerPaths), the text and semantic
-        tokenizers are copied in (small) and the acoustic one is recorded by path and content hash
-        in `tokenizers.json` (a codec can be hundreds of MB; `opuslm generate --codec` relocates it)."""
+        tokenizers are copied in (small; a text tokenizer without its LLM's weights), the acoustic one is
+        recorded by path (a codec can be hundreds of MB; `opuslm generate --codec` relocates it), and
+        `tokenizers.json` records all three identities, which data and copies are checked against."""
         from safetensors.torch import save_file
 
-        from opuslm.tokenize.identity import folder_hash
+        from opuslm.tokenize.identity import NOT_TEXT_TOKENIZER
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -170,10 +169,12 @@ class OpusLM(MultiStreamLM):
         if tokenizers is not None:
             for name, source in (("text", tokenizers.text), ("semantic", tokenizers.semantic)):
                 if Path(source).resolve() != (folder / TOKENIZER_FOLDERS[name]).resolve():
-                    shutil.copytree(source, folder / TOKENIZER_FOLDERS[name], dirs_exist_ok=True, ignore=_NOT_TOKENIZER)
-            acoustic = Path(tokenizers.acoustic).resolve()
-            (folder / "tokenizers.json").write_text(json.dumps(
-                {"acoustic": {"path": str(acoustic), "hash": folder_hash(acoustic)}}, indent=1) + "\n")
+                    shutil.copytree(source, folder / TOKENIZER_FOLDERS[name], dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns(*NOT_TEXT_TOKENIZER))
+            identity = tokenizers.identity()
+            recorded = {name: {"hash": identity[name]} for name in TOKENIZER_FOLDERS}
+            recorded["acoustic"] = {"path": str(Path(tokenizers.acoustic).resolve()), "hash": identity["acoustic"]}
+            (folder / "tokenizers.json").write_text(json.dumps(recorded, indent=1) + "\n")
         return folder
 
     @classmethod
@@ -214,10 +215,10 @@ class OpusLM(MultiStreamLM):
         return folder
 
 
-def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
-    """The TokenizerPaths of a saved model; `acoustic` relocates its codec (checked by content hash)."""
-    from opuslm.tokenize.identity import folder_hash
-    from opuslm.tokenize.pipeline import TokenizerPaths
+def model_identity(folder: str | Path) -> dict[str, str]:
+    """The content hashes of the tokenizers a saved model was trained with (`tokenizers.json`). A
+    folder saved before the text and semantic identities were recorded gets those of its copies."""
+    from opuslm.tokenize.identity import tokenizer_hash
 
     folder = Path(folder)
     if not (folder / "opuslm.json").is_file():
@@ -225,11 +226,27 @@ def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
     info_path = folder / "tokenizers.json"
     if not info_path.is_file():
         raise OpusLMError(f"{folder} was saved without its tokenizers (no tokenizers.json)")
-    recorded = json.loads(info_path.read_text())["acoustic"]
+    recorded = json.loads(info_path.read_text())
+    return {name: recorded[name]["hash"] if "hash" in recorded.get(name, {})
+            else tokenizer_hash(name, folder / TOKENIZER_FOLDERS[name]) for name in ("text", "semantic", "acoustic")}
+
+
+def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
+    """The TokenizerPaths of a saved model, each checked against the identity it was saved with;
+    `acoustic` relocates its codec."""
+    from opuslm.tokenize.identity import tokenizer_hash
+    from opuslm.tokenize.pipeline import TokenizerPaths
+
+    folder = Path(folder)
+    identity = model_identity(folder)
+    recorded = json.loads((folder / "tokenizers.json").read_text())["acoustic"]
     path = Path(acoustic) if acoustic is not None else Path(recorded["path"])
     if not path.exists():
         raise OpusLMError(f"the codec of {folder} is not at {path}; pass its folder with --codec")
-    if folder_hash(path) != recorded["hash"]:
-        raise OpusLMError(f"the codec at {path} (hash {folder_hash(path)}) is not the one {folder} was trained with "
-                          f"(hash {recorded['hash']})")
-    return TokenizerPaths(folder / TOKENIZER_FOLDERS["text"], folder / TOKENIZER_FOLDERS["semantic"], path)
+    paths = TokenizerPaths(folder / TOKENIZER_FOLDERS["text"], folder / TOKENIZER_FOLDERS["semantic"], path)
+    for name in ("text", "semantic", "acoustic"):
+        found = tokenizer_hash(name, getattr(paths, name))
+        if found != identity[name]:
+            raise OpusLMError(f"the {name} tokenizer at {getattr(paths, name)} (hash {found}) is not the one {folder} "
+                              f"was trained with (hash {identity[name]}); restore that tokenizer's folder")
+    return paths

@@ -23,7 +23,7 @@ import numpy as np
 from opuslm.audio import AudioError
 from opuslm.data.manifest import Utterance, read_manifest
 from opuslm.errors import OpusLMError
-from opuslm.tokenize.identity import folder_hash
+from opuslm.tokenize.identity import TOKENIZER_NAMES, folder_hash, tokenizer_hash
 from opuslm.tokenize.shards import TokenizedUtterance, check_identity, completed_shards, write_shard
 from opuslm.tokenize.text import text_ids
 
@@ -50,7 +50,7 @@ class TokenizerPaths:
     acoustic: Path
 
     def identity(self) -> dict[str, str]:
-        return {name: folder_hash(getattr(self, name)) for name in ("text", "semantic", "acoustic")}
+        return {name: tokenizer_hash(name, getattr(self, name)) for name in TOKENIZER_NAMES}
 
 
 class SpeechTokenizers:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from opuslm.errors import OpusLMError
-from opuslm.tokenize.identity import folder_hash
+from opuslm.tokenize.identity import tokenizer_hash
 
 SHARD_PREFIX = "shard-"
 
@@ -121,7 +121,7 @@ class TokenShards:
         path = Path(override) if override is not None else Path(recorded["path"])
         if not path.exists():
             raise OpusLMError(f"the {name} tokenizer of {self.folder} is not at {path}; pass its folder explicitly")
-        check_identity(self.info["tokenizers"], {name: folder_hash(path)}, str(self.folder))
+        check_identity(self.info["tokenizers"], {name: tokenizer_hash(name, path)}, str(self.folder))
         return path
 
     def _locate(self, i: int) -> tuple[_Shard, int]:
@@ -145,11 +145,13 @@ class TokenShards:
         )
 
 
-def check_identity(stored: dict, expected: dict, where: str) -> None:
+def check_identity(stored: dict, expected: dict, where: str, expected_is: str = "the one given") -> None:
+    """Refuse shards (`stored`: their tokens.json "tokenizers") made with other tokenizers than `expected`
+    (name -> content hash)."""
     for name, digest in expected.items():
         have = stored.get(name, {}).get("hash")
         if have != digest:
             raise OpusLMError(
-                f"{where} was tokenized with another {name} tokenizer (hash {have}) than the one given "
+                f"{where} was tokenized with another {name} tokenizer (hash {have}) than {expected_is} "
                 f"(hash {digest}); re-tokenize with `opuslm tokenize` or use the tokenizers it was made with"
             )

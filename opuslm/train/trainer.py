@@ -63,7 +63,7 @@ class StageRun:
     def __init__(self, stage: StageConfig, datasets: dict[str, str], start: Path, run_dir: Path,
                  peak_lr: float, progress: bool = True, validation_sources=None):
         from opuslm.data.loader import PackedLoader
-        from opuslm.model.multistream import model_tokenizers
+        from opuslm.model.multistream import model_identity, model_tokenizers
         from opuslm.templates import TemplateBuilder, prompt_frames
         from opuslm.tokenize.text import load_text_tokenizer
 
@@ -75,7 +75,9 @@ class StageRun:
         builder = TemplateBuilder(self.model.vocab, load_text_tokenizer(self.tokenizers.text), max(self.model.delays),
                                   prompt_frames=prompt_frames(frame_rate_of(datasets, stage.data.sources)))
         self.data_rank, self.data_size = self.backend.data_split()  # tensor-parallel peers share a batch
-        self.loader = PackedLoader(stage.data, datasets, builder, self.model.delays, self.data_rank, self.data_size)
+        self.identity = model_identity(start)
+        self.loader = PackedLoader(stage.data, datasets, builder, self.model.delays, self.data_rank, self.data_size,
+                                   tokenizers=self.identity)
         self.validation, self.validation_notes = self._validation_sets(
             datasets, builder, validation_sources or stage.data.sources)
         self.forward = self.backend.wrap(LossForward(self.model), self.model)
@@ -101,7 +103,7 @@ class StageRun:
                                 loss_region=self.stage.data.loss_region, seed=self.stage.data.seed)
             try:
                 loader = PackedLoader(config, datasets, builder, self.model.delays, self.data_rank, self.data_size,
-                                      split=self.stage.validation.split)
+                                      split=self.stage.validation.split, tokenizers=self.identity)
             except OpusLMError as error:
                 notes.append(f"{source.name}: no validation ({error})")
                 continue
