@@ -157,23 +157,28 @@ def loss_log(out: Path, stage="pretrain") -> list[tuple]:
              json.dumps(r.get("validation"))) for r in lines]
 
 
-def test_a_run_killed_at_any_step_resumes_bit_identical(tmp_path, tiny_shards):
-    """SIGKILL a real process mid-run (grad accumulation 2), resume, and compare with an uninterrupted
-    run: the same weights bit for bit and the same loss log."""
+@pytest.mark.parametrize("lines_at_kill, checkpoint_every", [(5, 2), (3, 100)])
+def test_a_run_killed_at_any_step_resumes_bit_identical(tmp_path, tiny_shards, lines_at_kill, checkpoint_every):
+    """SIGKILL a real process mid-run (grad accumulation 2), past a checkpoint or before the first one,
+    resume, and compare with an uninterrupted run: the same weights bit for bit and the same loss log."""
     straight = write_schedule(tmp_path / "a", tiny_shards, tmp_path / "a" / "out", steps=(6,))
     killed = write_schedule(tmp_path / "b", tiny_shards, tmp_path / "b" / "out", steps=(6,))
+    schedule = yaml.safe_load(killed.read_text())
+    schedule["stages"][0]["overrides"]["checkpoint_every"] = checkpoint_every
+    killed.write_text(yaml.safe_dump(schedule))
     assert run_cli(["stages", "run", str(straight), "--quiet"]).wait(timeout=600) == 0
     process = run_cli(["stages", "run", str(killed), "--quiet"])
     log = tmp_path / "b" / "out" / "pretrain" / "log.jsonl"
     deadline = time.time() + 600
     while time.time() < deadline and process.poll() is None:
-        if log.is_file() and sum(1 for _ in log.open()) >= 5:  # step-0 validation + 4 steps: past a checkpoint
+        if log.is_file() and sum(1 for _ in log.open()) >= lines_at_kill:  # step-0 validation + steps
             break
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "b" / "out" / "pretrain" / "summary.json").exists()
+    assert bool(checkpoint.complete(tmp_path / "b" / "out" / "pretrain" / "checkpoints")) == (checkpoint_every == 2)
     resumed = run_cli(["stages", "run", str(killed), "--quiet"])
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output

@@ -112,15 +112,17 @@ class StageRun:
 
     def _resume(self) -> None:
         found = checkpoint.latest(self.checkpoints)
-        if found is None:
-            return
-        state, info = self.backend.restore(found, self.model, self.optimizer, self.model.vocab.hash)
-        self.scheduler.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        self.loader.load_state(info["data"])
-        self.step = info["step"]
-        if self.world.main and self.log_path.is_file():  # the log continues exactly where the checkpoint was
-            kept = [line for line in self.log_path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+        if found is not None:
+            state, info = self.backend.restore(found, self.model, self.optimizer, self.model.vocab.hash)
+            self.scheduler.load_state_dict(state["scheduler"])
+            checkpoint.set_rng_state(state["rng"])
+            self.loader.load_state(info["data"])
+            self.step = info["step"]
+        if self.world.main and self.log_path.is_file():
+            # the log continues exactly where the checkpoint was; with none (killed before the first), the
+            # stage starts over and so does its log
+            kept = [line for line in self.log_path.read_text().splitlines()
+                    if found is not None and json.loads(line)["step"] <= self.step]
             self.log_path.write_text("".join(line + "\n" for line in kept))
 
     # ---- one step ----
