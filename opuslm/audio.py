@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,21 @@ def check_samples(samples: np.ndarray, source: str) -> None:
         raise AudioError(f"{source}: audio contains NaN or infinite samples")
     if not np.any(samples):
         raise AudioError(f"{source}: audio is all zeros")
+
+
+# libsndfile's header log: "data : 32000 (should be 15978)" when a WAV's (or an AIFF's SSND) sample
+# chunk declares more bytes than the file holds; it then reads what is there without an error.
+_SHORT_CHUNK = re.compile(r"^(data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+_STREAMED = 0xFFFFFFFF  # the size a writer to a pipe leaves: length unknown, not truncated
+
+
+def check_complete(info, source: str) -> None:
+    """Refuse a file cut short (an interrupted copy or download), which would otherwise be read at
+    part of its length without a word."""
+    for chunk, declared, present in _SHORT_CHUNK.findall(info.extra_info or ""):
+        if int(declared) != _STREAMED and int(declared) > int(present):
+            raise AudioError(f"{source}: truncated audio: its {chunk} chunk declares {int(declared)} bytes but the "
+                             f"file holds {int(present)}; copy or export the file again")
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -45,6 +61,7 @@ def load_audio(
         raise AudioError(f"{path}: audio file not found")
     try:
         info = sf.info(str(path))
+        check_complete(info, str(path))
         start = int(round(offset * info.samplerate))
         frames = -1 if duration is None else int(round(duration * info.samplerate))
         samples, rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
