@@ -79,6 +79,30 @@ def test_export_text_gives_a_plain_llm_with_the_tokenizer(tiny_model_folder, tmp
         assert (llm(ids).logits - expected).abs().max() < 1e-5
 
 
+def test_export_text_refuses_a_missing_or_foreign_tokenizer(tiny_model_folder, small_corpus, tmp_path, capsys):
+    import shutil
+
+    from opuslm.data.manifest import read_manifest
+    from opuslm.errors import OpusLMError
+    from opuslm.model.multistream import OpusLM
+    from opuslm.tokenize.text import train_text_tokenizer
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_folder, bare, ignore=shutil.ignore_patterns("text_tokenizer"))
+    assert main(["model", "export-text", "--model", str(bare), "--out", str(tmp_path / "a")]) == 2
+    assert "has no text tokenizer (text_tokenizer/): pass its folder with --tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    train_text_tokenizer([u.text for u in read_manifest(small_corpus)], tmp_path / "larger", vocab_size=400)
+    assert main(["model", "export-text", "--model", str(bare), "--out", str(tmp_path / "b"),
+                 "--tokenizer", str(tmp_path / "larger")]) == 2
+    assert "is not the one" in capsys.readouterr().err
+    with pytest.raises(OpusLMError, match="has 400 tokens but the model 300 text rows"):
+        OpusLM.from_pretrained(bare).export_text_lm(tmp_path / "c", tmp_path / "larger")
+    assert not (tmp_path / "c").exists()
+    assert main(["model", "export-text", "--model", str(bare), "--out", str(tmp_path / "d"),
+                 "--tokenizer", str(tiny_model_folder / "text_tokenizer")]) == 0
+
+
 def test_eval_suite_reports_present_sets_beside_published_numbers(tiny_model_folder, small_corpus, tmp_path, capsys):
     from opuslm.data.manifest import write_manifest
 

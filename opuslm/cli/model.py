@@ -37,6 +37,8 @@ def register(subparsers) -> None:
                                  "(with its tokenizer) that AutoModelForCausalLM loads, e.g. for lm-eval.")
     export.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
     export.add_argument("--out", type=Path, required=True, help="output HF folder")
+    export.add_argument("--tokenizer", type=Path,
+                        help="text tokenizer folder, when the model folder has none (checked against the model's)")
     export.set_defaults(func=_export)
 
     plan = subparsers.add_parser(
@@ -93,11 +95,21 @@ def _plan(args) -> None:
 
 
 def _export(args) -> None:
-    from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM
+    from opuslm.errors import OpusLMError
+    from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM, model_identity
+    from opuslm.tokenize.identity import tokenizer_hash
 
+    tokenizer = args.tokenizer or args.model / TOKENIZER_FOLDERS["text"]
+    if not tokenizer.is_dir():
+        raise OpusLMError(f"{args.model} has no text tokenizer ({TOKENIZER_FOLDERS['text']}/): pass its folder with "
+                          "--tokenizer; an LLM without one cannot be evaluated or used")
+    if (args.model / "tokenizers.json").is_file():
+        expected, found = model_identity(args.model)["text"], tokenizer_hash("text", tokenizer)
+        if found != expected:
+            raise OpusLMError(f"the text tokenizer at {tokenizer} (hash {found}) is not the one {args.model} was "
+                              f"trained with (hash {expected})")
     model = OpusLM.from_pretrained(args.model)
-    tokenizer = args.model / TOKENIZER_FOLDERS["text"]
-    model.export_text_lm(args.out, tokenizer if tokenizer.is_dir() else None)
+    model.export_text_lm(args.out, tokenizer)
     print(f"text LLM ({model.vocab.text_size} tokens) -> {args.out}")
 
 

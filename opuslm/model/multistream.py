@@ -204,14 +204,20 @@ class OpusLM(MultiStreamLM):
     def export_text_lm(self, folder: str | Path, text_tokenizer_dir: str | Path | None = None) -> Path:
         """The text part as a plain HF causal LM: only the text rows of the embeddings and the head, the
         LLM's own special ids; `AutoModelForCausalLM` loads it and gives the same text logits."""
+        tokenizer = None
+        if text_tokenizer_dir is not None:
+            from opuslm.tokenize.text import load_text_tokenizer
+
+            tokenizer = load_text_tokenizer(text_tokenizer_dir)
+            if len(tokenizer) > self.vocab.text_size:
+                raise OpusLMError(f"the text tokenizer at {text_tokenizer_dir} has {len(tokenizer)} tokens but the model "
+                                  f"{self.vocab.text_size} text rows: it is not this model's tokenizer")
         text = copy.deepcopy(self.backbone)
         keep_text_rows(text, self.vocab)
         folder = Path(folder)
         text.save_pretrained(str(folder))
-        if text_tokenizer_dir is not None:
-            from opuslm.tokenize.text import load_text_tokenizer
-
-            load_text_tokenizer(text_tokenizer_dir).save_pretrained(str(folder))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(folder))
         return folder
 
 
