@@ -81,6 +81,15 @@ def test_a_crashed_run_resumes_to_the_same_shards(corpus_with_broken_audio, tiny
     assert _tree(tmp_path / "crashed") == _tree(tmp_path / "clean")
 
 
+def test_a_batch_whose_every_utterance_is_rejected_is_listed_not_a_crash(corpus_with_broken_audio, tiny_tokenizers,
+                                                                        tmp_path):
+    """With batches of 2, the NaN file and the missing one (items 10 and 11) make a whole batch."""
+    summary = tokenize_corpus(corpus_with_broken_audio, tmp_path / "tok", tiny_tokenizers, shard_size=8, batch_size=2,
+                              progress=False)
+    assert summary == {"seen": 25, "accepted": 23, "rejected": 2, "frames": summary["frames"]}
+    assert pipeline.SpeechTokenizers(tiny_tokenizers).acoustic.encode_batch([], 16000) == []
+
+
 def test_parallel_workers_give_the_same_shards(corpus_with_broken_audio, tiny_tokenizers, tmp_path):
     tokenize_corpus(corpus_with_broken_audio, tmp_path / "one", tiny_tokenizers, shard_size=8, workers=1, progress=False)
     tokenize_corpus(corpus_with_broken_audio, tmp_path / "two", tiny_tokenizers, shard_size=8, workers=2, progress=False)

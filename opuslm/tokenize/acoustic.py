@@ -37,7 +37,8 @@ class AcousticTokenizer:
         return self.encode_batch([wav], sample_rate)[0]
 
     def encode_batch(self, wavs: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
-        """int64 codes `[num_codebooks, frames_i]` for each waveform."""
+        """int64 codes `[num_codebooks, frames_i]` for each waveform (none for none: a batch whose every
+        utterance was rejected)."""
         raise NotImplementedError
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -84,6 +85,8 @@ class SmallCodecTokenizer(AcousticTokenizer):
         self.num_codebooks, self.codebook_size = self.config.num_codebooks, self.config.codebook_size
 
     def encode_batch(self, wavs, sample_rate):
+        if not wavs:
+            return []
         wavs = [resample(np.asarray(w, np.float32), sample_rate, self.sample_rate) for w in wavs]
         batch, lengths = _pad_batch(wavs, torch.float64)
         codes = self.model.encode(batch, lengths)
