@@ -48,8 +48,13 @@ def test_kaldi_import_accepts_good_audio_and_rejects_the_rest_with_reasons(tmp_p
     (data / "wav.scp").write_text("".join(f"{n} {files[n]}\n" for n in names) + "piped sox in.flac -t wav - |\n")
     (data / "text").write_text("".join(f"{n} HELLO {n.upper()}\n" for n in names if n != "good2") + "piped A B\norphan NO AUDIO\n")
     (data / "utt2spk").write_text("".join(f"{n} spk1\n" for n in names) + "piped spk2\norphan spk2\n")
+    for name, transcript in (("latin1", "CAF\xc9 AU LAIT".encode("latin-1")), ("blank", b"  ")):  # good audio both
+        for table, line in (("wav.scp", f"{name} {files['good1']}".encode()), ("utt2spk", f"{name} spk1".encode()),
+                            ("text", name.encode() + b" " + transcript)):
+            with open(data / table, "ab") as f:
+                f.write(line + b"\n")
     summary = importers.import_corpus(importers.kaldi_candidates(data), tmp_path / "out", "train", progress=False)
-    assert (summary.seen, summary.accepted, summary.rejected) == (9, 1, 8)
+    assert (summary.seen, summary.accepted, summary.rejected) == (11, 1, 10)
     [good] = read_manifest(tmp_path / "out")
     assert (good.id, good.text, good.speaker, good.sample_rate, good.duration) == ("good1", "HELLO GOOD1", "spk1", SR, 0.5)
     reasons = _reasons(tmp_path / "out")
@@ -61,6 +66,8 @@ def test_kaldi_import_accepts_good_audio_and_rejects_the_rest_with_reasons(tmp_p
     assert "not found" in reasons["missing"]
     assert "pipe" in reasons["piped"]
     assert "no audio" in reasons["orphan"]
+    assert reasons["latin1"] == "text line 9 is not UTF-8 (byte 0xc9 at 10); re-encode the file"
+    assert reasons["blank"] == "empty transcript"  # the same rule as every other importer's
 
 
 def test_kaldi_segments_cut_the_recording(tmp_path):
@@ -116,7 +123,7 @@ def test_hf_parquet_import_reads_audio_bytes_with_soundfile(tmp_path):
     samples, _ = sf.read(first.audio_path(tmp_path / "out"))
     assert np.allclose(samples, _tone(), atol=1e-3)
     reasons = _reasons(tmp_path / "out")
-    assert "unreadable" in reasons["84-121123-0001"] and reasons["84-121123-0002"] == "missing text"
+    assert "unreadable" in reasons["84-121123-0001"] and reasons["84-121123-0002"] == "empty transcript"
 
 
 def test_hf_import_names_a_missing_column(tmp_path):

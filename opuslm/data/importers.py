@@ -31,19 +31,25 @@ class Candidate:
     reason: str | None = None  # already known to be unusable
 
 
-def _read_table(path: Path) -> dict[str, str]:
-    """A Kaldi 'key rest-of-line' file."""
-    table = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
+def _read_table(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A Kaldi 'key rest-of-line' file: the table, and the keys whose line is not UTF-8 with the reason
+    (one bad line rejects its utterance, not the import)."""
+    table, invalid = {}, {}
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as error:
+                line = raw.decode("utf-8", errors="replace").strip()
+                invalid[line.partition(" ")[0]] = (f"{path.name} line {number} is not UTF-8 (byte "
+                                                   f"0x{raw[error.start]:02x} at {error.start}); re-encode the file")
             if not line:
                 continue
             key, _, rest = line.partition(" ")
             if key in table:
                 raise OpusLMError(f"{path}:{number}: duplicate key {key!r}")
             table[key] = rest.strip()
-    return table
+    return table, invalid
 
 
 def kaldi_candidates(folder: Path) -> Iterator[Candidate]:
@@ -51,20 +57,23 @@ def kaldi_candidates(folder: Path) -> Iterator[Candidate]:
     for name in ("wav.scp", "text", "utt2spk"):
         if not (folder / name).is_file():
             raise OpusLMError(f"{folder} is not a Kaldi data folder: {name} is missing")
-    wav_scp, text, utt2spk = (_read_table(folder / n) for n in ("wav.scp", "text", "utt2spk"))
+    (wav_scp, bad_wav), (text, bad_text), (utt2spk, bad_spk) = (
+        _read_table(folder / n) for n in ("wav.scp", "text", "utt2spk"))
     if (folder / "segments").is_file():
         segments = {}
-        for utt, rest in _read_table(folder / "segments").items():
+        table, bad_segments = _read_table(folder / "segments")
+        for utt, rest in table.items():
             parts = rest.split()
             if len(parts) != 3:
                 raise OpusLMError(f"{folder / 'segments'}: line for {utt!r} needs 'utt recording start end'")
             segments[utt] = (parts[0], float(parts[1]), float(parts[2]))
     else:
-        segments = {utt: (utt, None, None) for utt in wav_scp}
-    return _kaldi_iter(folder, wav_scp, text, utt2spk, segments)
+        segments, bad_segments = {utt: (utt, None, None) for utt in wav_scp}, {}
+    invalid = {**bad_spk, **bad_segments, **bad_text}  # by utterance; wav.scp's by recording
+    return _kaldi_iter(folder, wav_scp, text, utt2spk, segments, invalid, bad_wav)
 
 
-def _kaldi_iter(folder, wav_scp, text, utt2spk, segments) -> Iterator[Candidate]:
+def _kaldi_iter(folder, wav_scp, text, utt2spk, segments, invalid, invalid_recordings) -> Iterator[Candidate]:
     for utt in sorted(set(segments) | set(text)):
         speaker = utt2spk.get(utt, "")
         if utt not in segments:
@@ -74,7 +83,9 @@ def _kaldi_iter(folder, wav_scp, text, utt2spk, segments) -> Iterator[Candidate]
         location = wav_scp.get(recording)
         candidate = Candidate(utt, None, text.get(utt), speaker, offset=start,
                               duration=None if end is None else end - start)
-        if location is None:
+        if utt in invalid or recording in invalid_recordings:
+            candidate.reason = invalid.get(utt) or invalid_recordings[recording]
+        elif location is None:
             candidate.reason = f"recording {recording!r} is not in wav.scp"
         elif location.endswith("|"):
             candidate.reason = "wav.scp entry is a command pipe; convert the audio to files first"
@@ -163,8 +174,6 @@ def _hf_iter(ds, folder, audio_dir, audio_column, text_col, speaker_col, id_col,
             candidate.audio = Path(audio) if Path(audio).is_absolute() else folder / audio
         else:
             candidate.reason = "row has no audio bytes or path"
-        if not candidate.text:
-            candidate.reason = candidate.reason or "missing text"
         yield candidate
 
 
@@ -223,6 +232,8 @@ def _check(candidate: Candidate, split: str, manifest_dir: Path) -> Utterance:
     """Read the candidate's audio; raises AudioError with the reason when it cannot be used."""
     if candidate.reason:
         raise AudioError(candidate.reason)
+    if not (candidate.text or "").strip():  # one rule for every source: an utterance has words
+        raise AudioError("empty transcript")
     samples, rate = load_audio(candidate.audio, offset=candidate.offset or 0.0, duration=candidate.duration)
     try:
         audio = str(candidate.audio.resolve().relative_to(manifest_dir.resolve()))
