@@ -331,3 +331,34 @@ def test_a_scaling_the_multi_stream_path_also_applies_is_accepted(tmp_path):
     with torch.no_grad():
         got = model.stream_logits(model(text_frames(ids, VOCAB)).last_hidden_state, 0)[..., VOCAB.text_offset:]
         assert (got - llm(ids).logits).abs().max() < 1e-5
+
+
+def test_an_incomplete_model_folder_is_refused_naming_what_is_wrong(tmp_path):
+    import shutil
+
+    model = OpusLM.from_llm(tiny_config("llama"), VOCAB)
+    model.save_pretrained(tmp_path / "m")
+    shutil.copytree(tmp_path / "m", tmp_path / "no_streams")
+    (tmp_path / "no_streams" / "streams.safetensors").unlink()
+    with pytest.raises(OpusLMError, match="no_streams has no streams.safetensors"):
+        OpusLM.from_pretrained(tmp_path / "no_streams")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(OpusLMError, match=r"m: its weights cannot be read \(SafetensorError: .*incomplete or damaged"):
+        OpusLM.from_pretrained(tmp_path / "m")
+
+
+def test_frames_beyond_a_learned_position_table_are_refused_before_the_lookup():
+    from transformers import GPT2Config
+
+    config = GPT2Config(vocab_size=300, n_positions=16, n_embd=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=1)
+    model = OpusLM.from_llm(config, VOCAB).eval()
+    assert model.position_limit == 16 and OpusLM.from_llm(tiny_config("llama"), VOCAB).position_limit is None
+    ids = torch.randint(0, 300, (1, 17))
+    with torch.no_grad():
+        assert model(text_frames(ids[:, :16], VOCAB)).last_hidden_state.shape == (1, 16, 32)
+        with pytest.raises(OpusLMError, match="17 frames need more positions than the 16 of GPT2LMHeadModel's learned"):
+            model(text_frames(ids, VOCAB))
+        cache = model(text_frames(ids[:, :10], VOCAB), use_cache=True).past_key_values
+        with pytest.raises(OpusLMError, match="17 frames"):  # decoding step by step counts the cache
+            model(text_frames(ids[:, 10:], VOCAB), past_key_values=cache, use_cache=True)

@@ -155,6 +155,17 @@ def test_ssl_semantic_tokenizer_from_a_local_hubert_folder(small_corpus, tmp_pat
         SSLFeatures(tmp_path / "hubert", layer=3)
 
 
+def test_a_codec_folder_passed_as_the_ssl_encoder_is_refused_by_name(tmp_path):
+    from transformers import EncodecConfig, EncodecModel
+
+    from opuslm.tokenize.features import SSLFeatures
+
+    EncodecModel(EncodecConfig(num_filters=4, hidden_size=16, codebook_size=32, upsampling_ratios=[8, 4],
+                               num_residual_layers=1, target_bandwidths=[1.5])).save_pretrained(tmp_path / "codec")
+    with pytest.raises(OpusLMError, match=r"holds a 'encodec' model, not a speech encoder .* acoustic tokenizer"):
+        SSLFeatures(tmp_path / "codec", layer=1)
+
+
 def test_word_probe_finds_the_nearest_occurrence_by_other_speakers_only():
     from types import SimpleNamespace
 

@@ -44,6 +44,16 @@ def _own_logits(backbone, ids: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+def _learned_position_limit(backbone) -> int | None:
+    """The length of a learned absolute position table (GPT-2's wpe, OPT's embed_positions), past which
+    the lookup fails with an index error; None for rotary or ALiBi models, which have no such table."""
+    limit = getattr(backbone.config, "n_positions", None) or getattr(backbone.config, "max_position_embeddings", None)
+    tokens = backbone.get_input_embeddings()
+    tables = [m for m in backbone.modules() if isinstance(m, nn.Embedding) and m is not tokens]
+    # OPT's table keeps two rows beyond its limit
+    return limit if limit and any(limit <= m.num_embeddings <= limit + 2 for m in tables) else None
+
+
 class OpusLM(MultiStreamLM):
     def __init__(self, backbone, vocab: JointVocab, config: MultiStreamConfig | None = None):
         super().__init__()
@@ -52,6 +62,7 @@ class OpusLM(MultiStreamLM):
             raise OpusLMError(f"the backbone has {backbone.get_input_embeddings().weight.shape[0]} embedding rows "
                               f"but the joint vocabulary {vocab.hash} has {vocab.size} ids")
         self._init_streams(vocab, config, backbone.config.hidden_size, backbone.get_input_embeddings().weight.dtype)
+        self.position_limit = _learned_position_limit(backbone)
 
     # ---- building ----
     @classmethod
@@ -132,12 +143,24 @@ class OpusLM(MultiStreamLM):
         `document_ids` `[B, S]` (packed rows): attention stays within each example."""
         if frames.dim() != 3 or frames.shape[1] != self.vocab.num_streams:
             raise OpusLMError(f"frames must be [batch, {self.vocab.num_streams} streams, steps], got {tuple(frames.shape)}")
+        if self.position_limit is not None:
+            self._check_positions(frames.shape[2], position_ids, past_key_values)
         embeds = self.embed(frames)
         if document_ids is not None:
             attention_mask = self._packed_mask(document_ids, embeds.dtype)
         return self.backbone.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
                                            position_ids=position_ids, past_key_values=past_key_values,
                                            use_cache=use_cache)
+
+    def _check_positions(self, steps: int, position_ids, past_key_values) -> None:
+        if position_ids is not None:
+            needed = int(position_ids.max()) + 1
+        else:
+            needed = steps + (past_key_values.get_seq_length() if past_key_values is not None else 0)
+        if needed > self.position_limit:
+            raise OpusLMError(f"{needed} frames need more positions than the {self.position_limit} of "
+                              f"{type(self.backbone).__name__}'s learned position table: shorten the input (audio "
+                              "and text together) or start from an LLM with rotary positions")
 
     def _packed_mask(self, document_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
         """Packed-row attention as an additive `[B, 1, S, S]` mask. FlashAttention-2 takes packed rows
@@ -195,9 +218,17 @@ class OpusLM(MultiStreamLM):
             raise OpusLMError(f"{folder}: opuslm.json names vocabulary {info['vocab_hash']} but vocab.json is {vocab.hash}")
         if expect_vocab is not None:
             expect_vocab.require_same(vocab, f"model {folder}")
-        backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
+        streams = folder / "streams.safetensors"
+        if not streams.is_file():
+            raise OpusLMError(f"{folder} has no streams.safetensors (the per-stream offsets): the folder is incomplete; "
+                              "copy it again")
+        try:  # a truncated or damaged file fails inside transformers or safetensors with their own errors
+            backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
+            offsets = load_file(str(streams))["stream_offsets"]
+        except Exception as error:
+            raise OpusLMError(f"{folder}: its weights cannot be read ({type(error).__name__}: {error}); the folder is "
+                              "incomplete or damaged: copy it again") from error
         model = cls(backbone, vocab, MultiStreamConfig(**info["config"]))
-        offsets = load_file(str(folder / "streams.safetensors"))["stream_offsets"]
         model.stream_offsets.data.copy_(offsets)
         return model
 

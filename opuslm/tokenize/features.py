@@ -126,9 +126,13 @@ class SSLFeatures:
         if not (path / "config.json").is_file():
             raise OpusLMError(f"SSL model folder not found or has no config.json: {path}")
         self.path, self.layer, self.device = path, layer, device
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        if not (hasattr(config, "conv_stride") and hasattr(config, "num_hidden_layers")):
+            raise OpusLMError(f"{path} holds a {config.model_type!r} model, not a speech encoder with a convolutional "
+                              "front end (HuBERT, WavLM, wav2vec2, data2vec-audio); a codec belongs to the acoustic "
+                              "tokenizer, a Whisper to --whisper")
         self.encoder_hash = encoder_identity(path, encoder_hash)
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
-        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         if not 0 <= layer <= config.num_hidden_layers:
             raise OpusLMError(f"{path} has layers 0..{config.num_hidden_layers}; got layer {layer}")
         try:
