@@ -67,6 +67,48 @@ def test_unknown_or_mistyped_keys_fail_naming_key_and_file(tmp_path, tiny_shards
         load_schedule(path)
 
 
+@pytest.mark.parametrize("override, named", [
+    ({"lr": {"peak": -1e-3}}, r"lr.peak: Value error, the peak LR must be greater than 0 \(or 'previous'\), got -0.001"),
+    ({"lr": {"peak": 0}}, r"lr.peak: Value error, the peak LR must be greater than 0"),
+    ({"optim": {"clip": -1}}, r"optim.clip: Input should be greater than 0"),
+    ({"optim": {"weight_decay": -0.1}}, r"optim.weight_decay: Input should be greater than or equal to 0"),
+])
+def test_a_bad_value_in_the_last_stage_fails_before_any_work_naming_key_and_file(tmp_path, tiny_shards, override, named):
+    from opuslm.cli.main import main
+
+    path = write_schedule(tmp_path, tiny_shards, tmp_path / "out")
+    schedule = yaml.safe_load(path.read_text())
+    schedule["stages"][2]["overrides"].update(override)
+    path.write_text(yaml.safe_dump(schedule))
+    with pytest.raises(OpusLMError, match=rf"instruct.yaml \(with overrides from {path}\): {named}"):
+        load_schedule(path)
+    assert main(["stages", "check", str(path)]) == 2
+    assert main(["stages", "run", str(path), "--quiet"]) == 2
+    assert not (tmp_path / "out").exists()  # not even the init model was built
+
+
+def test_a_missing_dataset_or_llm_fails_before_any_work(tmp_path, tiny_shards):
+    path = write_schedule(tmp_path, tiny_shards, tmp_path / "out")
+    schedule = yaml.safe_load(path.read_text())
+    schedule["datasets"]["speech_hq"] = str(tmp_path / "nowhere")  # read by the anneal stage only
+    path.write_text(yaml.safe_dump(schedule))
+    with pytest.raises(OpusLMError, match=rf"stage anneal, source \w+: dataset speech_hq \({tmp_path / 'nowhere'}\) "
+                                          "does not exist"):
+        load_schedule(path)
+    (tmp_path / "nowhere").mkdir()
+    with pytest.raises(OpusLMError, match="holds no token shards"):
+        load_schedule(path)
+    schedule["datasets"]["speech_hq"] = str(tiny_shards)
+    schedule["init"] = {"llm": str(tmp_path / "no_llm")}
+    path.write_text(yaml.safe_dump(schedule))
+    with pytest.raises(OpusLMError, match="init.llm .*no_llm is not a local HF model folder"):
+        load_schedule(path)
+    schedule["init"] = {"preset": "huge"}
+    path.write_text(yaml.safe_dump(schedule))
+    with pytest.raises(OpusLMError, match="unknown preset 'huge'; presets: tiny"):
+        load_schedule(path)
+
+
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch):
     folder = tmp_path / "checkpoints"
     checkpoint.save(folder, 2, {"w": torch.ones(3)}, {"vocab_hash": "v", "data": {}}, keep_last=2)

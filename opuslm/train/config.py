@@ -9,10 +9,10 @@ sources refer to, and says how the first model is made.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opuslm.errors import OpusLMError
 from opuslm.vocab import TASKS
@@ -64,12 +64,19 @@ class LRConfig(Strict):
     floor: float = Field(0.3, ge=0, le=1)  # cosine / wsd: the final LR as a fraction of peak
     decay_fraction: float = Field(0.2, gt=0, le=1)  # wsd: the share of steps spent decaying
 
+    @field_validator("peak")
+    @classmethod
+    def _positive_peak(cls, peak):
+        if peak != "previous" and not peak > 0:
+            raise ValueError(f"the peak LR must be greater than 0 (or 'previous'), got {peak}")
+        return peak
+
 
 class OptimConfig(Strict):
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.1  # not on embeddings, norms, biases or stream offsets
-    eps: float = 1e-8
-    clip: float = 1.0
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.95)
+    weight_decay: float = Field(0.1, ge=0)  # not on embeddings, norms, biases or stream offsets
+    eps: float = Field(1e-8, gt=0)
+    clip: float = Field(1.0, gt=0)  # the gradient norm's ceiling
 
 
 class ValidationConfig(Strict):
@@ -107,6 +114,16 @@ class InitConfig(Strict):
     # the new codebook rows' scale at init; 0 starts an audio frame as its semantic row alone (see
     # opuslm.model.embeddings.extend_to_joint_vocab)
     codebook_row_scale: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_start(self):
+        from opuslm.model.presets import PRESETS
+
+        if (self.llm is None) == (self.preset is None):
+            raise ValueError("name exactly one of llm (a local HF folder) or preset")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+        return self
 
 
 class StageEntry(Strict):
@@ -170,6 +187,35 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
             if source.dataset not in schedule.datasets:
                 raise OpusLMError(f"stage {stage.name}, source {source.name}: dataset {source.dataset!r} is not "
                                   f"named in {path} (datasets: {', '.join(schedule.datasets)})")
+            _check_dataset(schedule.datasets[source.dataset], source, f"stage {stage.name}, source {source.name}")
+    for mix, sources in schedule.ablations.items():
+        for source in sources:
+            if source.dataset not in schedule.datasets:
+                raise OpusLMError(f"ablation {mix}, source {source.name}: dataset {source.dataset!r} is not named in {path}")
+            _check_dataset(schedule.datasets[source.dataset], source, f"ablation {mix}, source {source.name}")
+    if schedule.tokens not in schedule.datasets:
+        raise OpusLMError(f"{path}: tokens {schedule.tokens!r} is not one of its datasets ({', '.join(schedule.datasets)})")
+    _check_dataset(schedule.datasets[schedule.tokens], SourceConfig(name="tokens", dataset=schedule.tokens, task="asr"),
+                   f"{path}: tokens")
+    if schedule.init.llm is not None and not (Path(schedule.init.llm) / "config.json").is_file():
+        raise OpusLMError(f"{path}: init.llm {schedule.init.llm} is not a local HF model folder (no config.json)")
     if len(set(names)) != len(names):
         raise OpusLMError(f"{path}: stage names must be unique, got {names}")
     return schedule, stages
+
+
+def _check_dataset(location: str, source: SourceConfig, where: str) -> None:
+    """The folder or file a source reads exists and holds what its task needs, before any work."""
+    from opuslm.data.loader import text_dataset_file
+
+    path = Path(location)
+    if not path.exists():
+        raise OpusLMError(f"{where}: dataset {source.dataset} ({path}) does not exist")
+    text_file = text_dataset_file(path, source.split)
+    if text_file is not None:
+        if source.task != "text_lm":
+            raise OpusLMError(f"{where}: {path} holds text, which serves only the text_lm task, not {source.task}")
+        if not text_file.is_file():
+            raise OpusLMError(f"{where}: {text_file} does not exist (the {source.split} split of {path})")
+    elif not (path / "tokens.json").is_file():
+        raise OpusLMError(f"{where}: {path} holds no token shards (no tokens.json); run `opuslm tokenize` first")
