@@ -55,3 +55,30 @@ def test_hf_codec_cannot_use_more_codebooks_than_it_has(tmp_path):
     with pytest.raises(OpusLMError, match="has 3 codebooks; cannot use 5"):
         HFCodecTokenizer(tmp_path / "dac", num_codebooks=5)
     assert HFCodecTokenizer(tmp_path / "dac", num_codebooks=2).encode(np.ones(800, np.float32) * 0.1, 16000).shape[0] == 2
+
+
+def test_dac_frames_for_any_length_are_what_it_encodes(tmp_path):
+    """DAC drops a partial last hop (1601 samples at hop 8: 200 frames, not 201), and with an odd stride
+    its count is not a floor either."""
+    from transformers import DacConfig, DacModel
+
+    for ratios in ([2, 4], [3, 2]):
+        torch.manual_seed(0)
+        DacModel(DacConfig(encoder_hidden_size=4, downsampling_ratios=ratios, decoder_hidden_size=16, n_codebooks=2,
+                           codebook_size=32, codebook_dim=4, hidden_size=16, upsampling_ratios=ratios[::-1],
+                           sampling_rate=16000)).save_pretrained(str(tmp_path / f"dac{ratios}"))
+        codec = HFCodecTokenizer(tmp_path / f"dac{ratios}")
+        for n in range(1600, 1610):
+            wav = np.random.default_rng(n).uniform(-0.5, 0.5, n).astype(np.float32)
+            assert codec.encode(wav, 16000).shape[1] == codec.num_frames(n), (ratios, n)
+
+
+@pytest.mark.parametrize("setting", [{"chunk_length_s": 0.1, "overlap": 0.01}, {"audio_channels": 2}])
+def test_chunked_or_stereo_encodec_is_refused_by_name(tmp_path, setting):
+    from transformers import EncodecConfig, EncodecModel
+
+    EncodecModel(EncodecConfig(num_filters=4, hidden_size=16, codebook_size=32, upsampling_ratios=[8, 4],
+                               target_bandwidths=[5.0], sampling_rate=16000, num_lstm_layers=1,
+                               **setting)).save_pretrained(str(tmp_path / "encodec"))
+    with pytest.raises(OpusLMError, match="is a chunked or stereo EnCodec .* use the 24 kHz EnCodec, DAC or Mimi"):
+        load_acoustic_tokenizer(tmp_path / "encodec")

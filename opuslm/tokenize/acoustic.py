@@ -113,8 +113,15 @@ class HFCodecTokenizer(AcousticTokenizer):
         classes = {"encodec": EncodecModel, "dac": DacModel, "mimi": MimiModel}
         if config.model_type not in classes:
             raise OpusLMError(f"{folder} holds a {config.model_type!r} model; supported codecs: {', '.join(classes)}")
+        if config.model_type == "encodec" and (config.chunk_length_s or config.audio_channels != 1):
+            # the 48 kHz model: overlapping chunks, each with its own scale, and two channels; codes alone
+            # do not carry the scales, so decoding them would be wrong
+            raise OpusLMError(f"{folder} is a chunked or stereo EnCodec (chunk_length_s {config.chunk_length_s}, "
+                              f"{config.audio_channels} channels), which this tokenizer does not support: use the "
+                              "24 kHz EnCodec, DAC or Mimi")
         self.kind, self.device = config.model_type, device
         self.model = classes[self.kind].from_pretrained(str(folder), local_files_only=True).to(device).eval()
+        self._strides = list(config.downsampling_ratios) if self.kind == "dac" else None
         self.sample_rate = config.sampling_rate
         self.codebook_size = config.codebook_size
         if self.kind == "encodec":
@@ -130,6 +137,16 @@ class HFCodecTokenizer(AcousticTokenizer):
         self.num_codebooks = num_codebooks or available
         if not 1 <= self.num_codebooks <= available:
             raise OpusLMError(f"{folder} has {available} codebooks; cannot use {self.num_codebooks}")
+
+    def num_frames(self, num_samples: int) -> int:
+        if self._strides is None:
+            return super().num_frames(num_samples)
+        # DAC's strided convolutions (kernel 2s, padding ceil(s/2)) drop a partial last hop, and with
+        # an odd stride not always the same way
+        frames = num_samples
+        for stride in self._strides:
+            frames = (frames + 2 * math.ceil(stride / 2) - 2 * stride) // stride + 1
+        return frames
 
     @torch.no_grad()
     def _encode_equal_length(self, batch: torch.Tensor) -> torch.Tensor:
