@@ -196,9 +196,11 @@ class JointVocab:
             raise OpusLMError(f"{path} has layout version {stored.get('version')}; this opuslm reads version {LAYOUT_VERSION}")
         sizes = stored["sizes"]
         vocab = cls(sizes["semantic"], sizes["num_codebooks"], sizes["codebook"], sizes["text"])
-        if vocab.hash != stored.get("hash") or vocab.to_dict() != {k: v for k, v in stored.items() if k != "hash"}:
-            raise OpusLMError(f"{path} does not match the layout its sizes give (hash {stored.get('hash')} "
-                              f"stored, {vocab.hash} derived); was it edited by hand? Rebuild it with `opuslm vocab show --save`")
+        derived = {**vocab.to_dict(), "hash": vocab.hash}
+        edited = sorted(key for key in derived.keys() | stored.keys() if derived.get(key) != stored.get(key))
+        if edited:  # the hash follows the sizes, so an edit elsewhere can leave it as it was: name the keys
+            raise OpusLMError(f"{path} does not match the layout its sizes give ({vocab.summary()}, hash {vocab.hash}): "
+                              f"these keys differ: {', '.join(edited)}; was it edited by hand? Rebuild it with `opuslm vocab show --save`")
         return vocab
 
     @classmethod

@@ -91,7 +91,11 @@ def test_save_load_round_trip_and_a_hand_edit_is_refused(tmp_path):
     stored = json.loads(path.read_text())
     stored["ranges"]["text"] = [2561, 3585]
     path.write_text(json.dumps(stored))
-    with pytest.raises(OpusLMError, match="does not match the layout"):
+    with pytest.raises(OpusLMError, match=rf"does not match the layout its sizes give \(.*hash {DEMO.hash}\): these keys differ: ranges;"):
+        JointVocab.load(path)
+    stored = {**json.loads(DEMO.save(path).read_text()), "hash": "0123456789abcdef"}
+    path.write_text(json.dumps(stored))
+    with pytest.raises(OpusLMError, match="these keys differ: hash;"):
         JointVocab.load(path)
 
 

@@ -32,7 +32,7 @@ class SpeechLM:
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
                                 tokenizers.acoustic.codebook_size, len(tokenizers.text))
-        vocab.require_same(data_vocab, "these tokenizers")
+        vocab.require_same(data_vocab, "the tokenizers given")
         self.vocab = vocab
         self.frame_rate = tokenizers.acoustic.frame_rate
         self.builder = TemplateBuilder(vocab, tokenizers.text, max(model.delays),
