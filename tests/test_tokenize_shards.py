@@ -90,6 +90,20 @@ def test_a_batch_whose_every_utterance_is_rejected_is_listed_not_a_crash(corpus_
     assert pipeline.SpeechTokenizers(tiny_tokenizers).acoustic.encode_batch([], 16000) == []
 
 
+def test_utterances_over_the_maximum_duration_are_rejected_and_listed(corpus_with_broken_audio, tiny_tokenizers,
+                                                                       tmp_path):
+    durations = [sf.info(u.audio).duration for u in read_manifest(corpus_with_broken_audio) if u.id not in ("nan-audio", "gone")]
+    limit = round(sorted(durations)[len(durations) // 2], 2)
+    summary = tokenize_corpus(corpus_with_broken_audio, tmp_path / "tok", tiny_tokenizers, shard_size=8,
+                              max_seconds=limit, progress=False)
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "tok" / "rejects.jsonl").read_text().splitlines()]
+    too_long = [r for r in reasons if f"longer than the maximum of {limit:g} s" in r]
+    assert len(too_long) == sum(d > limit for d in durations) > 0
+    assert summary["seen"] == 25 and summary["rejected"] == 2 + len(too_long)
+    with pytest.raises(OpusLMError, match="another manifest, shard size or maximum duration"):
+        tokenize_corpus(corpus_with_broken_audio, tmp_path / "tok", tiny_tokenizers, shard_size=8, progress=False)
+
+
 def test_parallel_workers_give_the_same_shards(corpus_with_broken_audio, tiny_tokenizers, tmp_path):
     tokenize_corpus(corpus_with_broken_audio, tmp_path / "one", tiny_tokenizers, shard_size=8, workers=1, progress=False)
     tokenize_corpus(corpus_with_broken_audio, tmp_path / "two", tiny_tokenizers, shard_size=8, workers=2, progress=False)

@@ -82,6 +82,8 @@ def register(subparsers) -> None:
     tokenize.add_argument("--semantic", type=Path, required=True, help="semantic tokenizer folder")
     tokenize.add_argument("--codec", type=Path, required=True, help="codec folder or encodec checkpoint")
     tokenize.add_argument("--shard-size", type=int, default=256, help="utterances per shard")
+    tokenize.add_argument("--max-seconds", type=float, default=60.0,
+                          help="longer utterances are rejected (listed in rejects.jsonl): memory grows with the clip")
     tokenize.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     tokenize.set_defaults(func=_tokenize)
 
@@ -160,6 +162,6 @@ def _tokenize(args) -> None:
     from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
 
     summary = tokenize_corpus(args.manifest, args.out, TokenizerPaths(args.text, args.semantic, args.codec),
-                              args.shard_size, args.workers)
+                              args.shard_size, args.workers, max_seconds=args.max_seconds)
     print(f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']}; "
           f"{summary['frames']} frames -> {args.out}")

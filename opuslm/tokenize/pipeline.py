@@ -27,6 +27,9 @@ from opuslm.tokenize.identity import TOKENIZER_NAMES, folder_hash, tokenizer_has
 from opuslm.tokenize.shards import TokenizedUtterance, check_identity, completed_shards, write_shard
 from opuslm.tokenize.text import text_ids
 
+# Longer utterances are rejected: encoder memory grows with the clip (a 10-minute file took 4 GB), and
+# a training row holds about 40 s (1,024 frames at 25 Hz).
+MAX_SECONDS = 60.0
 
 def align_to_frames(ids: np.ndarray, from_rate: float, to_rate: float, frames: int) -> np.ndarray:
     """Resample an id sequence at `from_rate` onto `frames` frames at `to_rate`.
@@ -79,7 +82,8 @@ class SpeechTokenizers:
             out.append((semantic, codes))
         return out
 
-    def tokenize(self, utterances: list[Utterance], manifest_dir: Path, batch_size: int):
+    def tokenize(self, utterances: list[Utterance], manifest_dir: Path, batch_size: int,
+                 max_seconds: float = MAX_SECONDS):
         items, rejects = [], []
         for start in range(0, len(utterances), batch_size):
             batch, wavs = [], []
@@ -88,6 +92,11 @@ class SpeechTokenizers:
                     wav, _ = u.load_audio(manifest_dir, target_rate=self.acoustic.sample_rate)
                 except AudioError as error:
                     rejects.append({"id": u.id, "reason": str(error)})
+                    continue
+                seconds = len(wav) / self.acoustic.sample_rate
+                if seconds > max_seconds:  # the encoders' memory grows with the clip; training rows are shorter
+                    rejects.append({"id": u.id, "reason": f"{seconds:.1f} s is longer than the maximum of {max_seconds:g} s; "
+                                                          "cut it into segments or raise --max-seconds"})
                     continue
                 batch.append(u)
                 wavs.append(wav)
@@ -114,16 +123,17 @@ def _init_worker(paths: TokenizerPaths, threads: int | None) -> None:
 
 
 def _run_shard(job) -> tuple[int, int, int]:
-    index, utterances, manifest_dir, out, batch_size = job
+    index, utterances, manifest_dir, out, batch_size, max_seconds = job
     tokenizers = _WORKER["tokenizers"]
-    items, rejects = tokenizers.tokenize(utterances, manifest_dir, batch_size)
+    items, rejects = tokenizers.tokenize(utterances, manifest_dir, batch_size, max_seconds)
     write_shard(out, index, items, rejects, tokenizers.acoustic.num_codebooks)
     return index, len(items), len(rejects)
 
 
 def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths, shard_size: int = 256,
-                    workers: int = 1, batch_size: int = 8, progress: bool = True) -> dict:
-    """Tokenize every utterance of `manifest` into shards under `out`; returns the summary."""
+                    workers: int = 1, batch_size: int = 8, progress: bool = True, max_seconds: float = MAX_SECONDS) -> dict:
+    """Tokenize every utterance of `manifest` into shards under `out`; returns the summary. Utterances
+    longer than `max_seconds` are rejected (a 10-minute file took 4 GB)."""
     from tqdm import tqdm
 
     manifest = Path(manifest)
@@ -141,6 +151,7 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
         "manifest_hash": folder_hash(manifest_file),
         "num_utterances": len(utterances),
         "shard_size": shard_size,
+        "max_seconds": max_seconds,
         "num_shards": -(-len(utterances) // shard_size),
         "frame_rate": acoustic.frame_rate,
         "tokenizers": {
@@ -153,13 +164,14 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
     if info_path.is_file():
         stored = json.loads(info_path.read_text())
         check_identity(stored["tokenizers"], identity, str(out))
-        if stored["manifest_hash"] != info["manifest_hash"] or stored["shard_size"] != shard_size:
-            raise OpusLMError(f"{out} holds shards of another manifest or shard size; use a new --out")
+        if (stored["manifest_hash"], stored["shard_size"], stored.get("max_seconds", max_seconds)) != (
+                info["manifest_hash"], shard_size, max_seconds):
+            raise OpusLMError(f"{out} holds shards of another manifest, shard size or maximum duration; use a new --out")
     else:
         info_path.write_text(json.dumps(info, indent=2) + "\n")
 
     done = completed_shards(out)
-    jobs = [(k, utterances[k * shard_size:(k + 1) * shard_size], manifest_file.parent, out, batch_size)
+    jobs = [(k, utterances[k * shard_size:(k + 1) * shard_size], manifest_file.parent, out, batch_size, max_seconds)
             for k in range(info["num_shards"]) if k not in done]
     bar = tqdm(total=len(utterances), initial=len(utterances) - sum(len(j[1]) for j in jobs),
                desc="tokenizing", unit="utt", disable=not progress)
