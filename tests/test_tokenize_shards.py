@@ -110,6 +110,31 @@ def test_parallel_workers_give_the_same_shards(corpus_with_broken_audio, tiny_to
     assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
 
 
+def test_pool_workers_end_with_a_killed_parent(small_corpus, tiny_tokenizers, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    command = [sys.executable, "-m", "opuslm", "tokenize", "--manifest", str(small_corpus), "--out", str(tmp_path / "tok"),
+               "--text", str(tiny_tokenizers.text), "--semantic", str(tiny_tokenizers.semantic),
+               "--codec", str(tiny_tokenizers.acoustic), "--shard-size", "16", "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((tmp_path / "tok").glob("shard-*")):  # workers are at work
+        time.sleep(0.05)
+    workers = psutil.Process(process.pid).children(recursive=True)
+    assert len(workers) >= 2 and process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _, alive = psutil.wait_procs(workers, timeout=1)  # not after finishing the shard at hand
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # ended, not yet reaped
+
+
 def test_other_tokenizers_are_refused_naming_both_hashes(corpus_with_broken_audio, tiny_tokenizers, tmp_path):
     tokenize_corpus(corpus_with_broken_audio, tmp_path / "tok", tiny_tokenizers, shard_size=8, progress=False)
     other_semantic = tmp_path / "semantic2"

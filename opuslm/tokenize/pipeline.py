@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -113,10 +116,23 @@ class SpeechTokenizers:
 _WORKER: dict = {}
 
 
-def _init_worker(paths: TokenizerPaths, threads: int | None) -> None:
-    """Load the tokenizers into this process; worker processes use one thread each."""
+def _die_with(parent: int) -> None:
+    """End this pool worker when `parent` dies: a SIGKILLed parent cannot stop its pool, and orphaned
+    workers went on writing shards for seconds."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the request above
+        os._exit(1)
+
+
+def _init_worker(paths: TokenizerPaths, threads: int | None, parent: int | None = None) -> None:
+    """Load the tokenizers into this process; worker processes (`parent` set) use one thread each."""
     import torch
 
+    if parent is not None:
+        _die_with(parent)
     if threads:
         torch.set_num_threads(threads)
     _WORKER["tokenizers"] = SpeechTokenizers(paths)
@@ -176,7 +192,7 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
     bar = tqdm(total=len(utterances), initial=len(utterances) - sum(len(j[1]) for j in jobs),
                desc="tokenizing", unit="utt", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (paths, 1)) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (paths, 1, os.getpid())) as pool:
             for _, accepted, rejected in pool.imap_unordered(_run_shard, jobs):
                 bar.update(accepted + rejected)
     else:
