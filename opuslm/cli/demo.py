@@ -122,36 +122,42 @@ def _write_schedule(path: Path, schedule: dict) -> Path:
     return path
 
 
+def _demo_schedule() -> dict:
+    import yaml
+
+    return yaml.safe_load((_stage_files() / "demo.yaml").read_text())
+
+
 def _train_text_llm(args) -> str:
-    """A small Llama trained from scratch on the text corpus, exported as a plain HF folder."""
+    """A small Llama of the demo schedule's preset, trained from scratch on the text corpus and
+    exported as a plain HF folder."""
     from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM
     from opuslm.train.stages import run_schedule
 
     llm = args.out / "llm"
     if args.llm:
         return f"using the given LLM {args.llm}"
+    preset = _demo_schedule()["init"]["preset"]
     if not (llm / "config.json").is_file():
         tokens = str((args.out / "tokens").resolve())
         schedule = _write_schedule(args.out / "text_llm_schedule.yaml", {
             "out": str((args.out / "text_llm").resolve()), "tokens": "speech",
             "datasets": {"speech": tokens, "text": str(_text_dataset(args).resolve())},
-            "init": {"preset": "small", "seed": args.seed},
+            "init": {"preset": preset, "seed": args.seed},
             "stages": [{"file": str(_stage_files() / "text_llm.yaml"), "overrides": {"steps": args.llm_steps}}]})
         run_schedule(schedule, progress=True)
         trained = args.out / "text_llm" / "text_llm" / "model"
         OpusLM.from_pretrained(trained).export_text_lm(llm.with_name("llm.tmp"), trained / TOKENIZER_FOLDERS["text"])
         llm.with_name("llm.tmp").rename(llm)
     summary = json.loads((args.out / "text_llm" / "text_llm" / "summary.json").read_text())
-    return f"text LLM (Llama, preset small): validation loss {summary['final_validation'].get('text_lm', float('nan')):.3f} -> {llm}"
+    return f"text LLM (Llama, preset {preset}): validation loss {summary['final_validation'].get('text_lm', float('nan')):.3f} -> {llm}"
 
 
 def _train_stages(args) -> str:
     """Pretrain -> anneal -> instruct (stages/demo.yaml) from the text LLM."""
-    import yaml
-
     from opuslm.train.stages import run_schedule
 
-    schedule = yaml.safe_load((_stage_files() / "demo.yaml").read_text())
+    schedule = _demo_schedule()
     tokens = str((args.out / "tokens").resolve())
     schedule["out"] = str((args.out / "run").resolve())
     text = str(_text_dataset(args).resolve())
