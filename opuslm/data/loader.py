@@ -75,6 +75,22 @@ def text_dataset_file(path: Path, split: str) -> Path | None:
     return None
 
 
+def source_text_file(path: Path, source, where: str) -> Path | None:
+    """The text file `source` reads, or None for token shards, once the dataset is checked to exist
+    and hold what the source's task needs (schedules check every source this way before any work)."""
+    if not path.exists():
+        raise OpusLMError(f"{where}: dataset {source.dataset} ({path}) does not exist")
+    text_file = text_dataset_file(path, source.split)
+    if text_file is not None:
+        if source.task != "text_lm":
+            raise OpusLMError(f"{where}: a text file ({text_file}) serves only the text_lm task, not {source.task}")
+        if not text_file.is_file():
+            raise OpusLMError(f"{where}: text file not found: {text_file} (the {source.split} split of {path})")
+    elif not (path / "tokens.json").is_file():
+        raise OpusLMError(f"{where}: {path} holds no token shards (no tokens.json); run `opuslm tokenize` first")
+    return text_file
+
+
 @lru_cache(maxsize=16)
 def _open_dataset(path: str):
     """A shard folder and every utterance's metadata, read once per process: a mixture names the
@@ -106,12 +122,8 @@ class _Source:
                  tokenizers: dict[str, str] | None):
         self.config, self.builder, self.delays, self.data = config, builder, delays, data_config
         self.skipped: dict[str, int] = {}
-        text_file = text_dataset_file(path, config.split)
+        text_file = source_text_file(path, config, f"source {config.name}")
         if text_file is not None:
-            if config.task != "text_lm":
-                raise OpusLMError(f"source {config.name}: a text file ({text_file}) serves only the text_lm task")
-            if not text_file.is_file():
-                raise OpusLMError(f"source {config.name}: text file not found: {text_file}")
             self.texts = [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
             self.shards, self.items = None, list(range(len(self.texts)))
         else:

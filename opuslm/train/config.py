@@ -170,7 +170,10 @@ def merge(base: dict, overrides: dict) -> dict:
 
 
 def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
-    """The schedule and its stages (files relative to the schedule's folder, overrides applied)."""
+    """The schedule and its stages (files relative to the schedule's folder, overrides applied), with
+    every value, stage reference and dataset path checked."""
+    from opuslm.data.loader import source_text_file
+
     path = Path(path)
     schedule = validate(ScheduleConfig, read_yaml(path), str(path))
     stages = []
@@ -187,15 +190,15 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
             if source.dataset not in schedule.datasets:
                 raise OpusLMError(f"stage {stage.name}, source {source.name}: dataset {source.dataset!r} is not "
                                   f"named in {path} (datasets: {', '.join(schedule.datasets)})")
-            _check_dataset(schedule.datasets[source.dataset], source, f"stage {stage.name}, source {source.name}")
+            source_text_file(Path(schedule.datasets[source.dataset]), source, f"stage {stage.name}, source {source.name}")
     for mix, sources in schedule.ablations.items():
         for source in sources:
             if source.dataset not in schedule.datasets:
                 raise OpusLMError(f"ablation {mix}, source {source.name}: dataset {source.dataset!r} is not named in {path}")
-            _check_dataset(schedule.datasets[source.dataset], source, f"ablation {mix}, source {source.name}")
+            source_text_file(Path(schedule.datasets[source.dataset]), source, f"ablation {mix}, source {source.name}")
     if schedule.tokens not in schedule.datasets:
         raise OpusLMError(f"{path}: tokens {schedule.tokens!r} is not one of its datasets ({', '.join(schedule.datasets)})")
-    _check_dataset(schedule.datasets[schedule.tokens], SourceConfig(name="tokens", dataset=schedule.tokens, task="asr"),
+    source_text_file(Path(schedule.datasets[schedule.tokens]), SourceConfig(name="tokens", dataset=schedule.tokens, task="asr"),
                    f"{path}: tokens")
     if schedule.init.llm is not None and not (Path(schedule.init.llm) / "config.json").is_file():
         raise OpusLMError(f"{path}: init.llm {schedule.init.llm} is not a local HF model folder (no config.json)")
@@ -203,19 +206,3 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
         raise OpusLMError(f"{path}: stage names must be unique, got {names}")
     return schedule, stages
 
-
-def _check_dataset(location: str, source: SourceConfig, where: str) -> None:
-    """The folder or file a source reads exists and holds what its task needs, before any work."""
-    from opuslm.data.loader import text_dataset_file
-
-    path = Path(location)
-    if not path.exists():
-        raise OpusLMError(f"{where}: dataset {source.dataset} ({path}) does not exist")
-    text_file = text_dataset_file(path, source.split)
-    if text_file is not None:
-        if source.task != "text_lm":
-            raise OpusLMError(f"{where}: {path} holds text, which serves only the text_lm task, not {source.task}")
-        if not text_file.is_file():
-            raise OpusLMError(f"{where}: {text_file} does not exist (the {source.split} split of {path})")
-    elif not (path / "tokens.json").is_file():
-        raise OpusLMError(f"{where}: {path} holds no token shards (no tokens.json); run `opuslm tokenize` first")
