@@ -117,6 +117,13 @@ def word_timestamps(meta: dict) -> str:
     return "".join(f"<{float(start):.2f}>{word}<{float(end):.2f}>" for word, start, end in words)
 
 
+def transcript(meta: dict) -> str:
+    """The words of an utterance; a label-only one (VocalSound, ESC-50) has none to learn from."""
+    if not str(meta.get("text") or "").strip():
+        raise TemplateError(f"utterance {meta.get('id')} has no transcript (label-only)")
+    return meta["text"]
+
+
 def _answer(meta: dict) -> str:
     if not meta.get("answer"):
         raise TemplateError(f"utterance {meta.get('id')} is not a question with an answer")
@@ -124,11 +131,11 @@ def _answer(meta: dict) -> str:
 
 
 TARGET_WRITERS = {
-    "transcript": lambda meta, spec: meta["text"],
-    "transcript+labels": lambda meta, spec: meta["text"] + label_tags(meta, spec.label_keys),
+    "transcript": lambda meta, spec: transcript(meta),
+    "transcript+labels": lambda meta, spec: transcript(meta) + label_tags(meta, spec.label_keys),
     "labels": lambda meta, spec: label_tags(meta, spec.label_keys),
     "timestamps": lambda meta, spec: word_timestamps(meta),
-    "transcript+answer": lambda meta, spec: meta["text"] + ANSWER_MARKER + _answer(meta),
+    "transcript+answer": lambda meta, spec: transcript(meta) + ANSWER_MARKER + _answer(meta),
     "answer": lambda meta, spec: _answer(meta),
 }
 

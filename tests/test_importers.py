@@ -67,7 +67,7 @@ def test_kaldi_import_accepts_good_audio_and_rejects_the_rest_with_reasons(tmp_p
     assert "pipe" in reasons["piped"]
     assert "no audio" in reasons["orphan"]
     assert reasons["latin1"] == "text line 9 is not UTF-8 (byte 0xc9 at 10); re-encode the file"
-    assert reasons["blank"] == "empty transcript"  # the same rule as every other importer's
+    assert reasons["blank"] == "empty transcript and no labels: nothing to learn from it"  # every importer's rule
 
 
 def test_kaldi_segments_cut_the_recording(tmp_path):
@@ -116,14 +116,15 @@ def test_hf_parquet_import_reads_audio_bytes_with_soundfile(tmp_path):
     ds.to_parquet(str(tmp_path / "ls" / "data" / "test.clean-00000-of-00001.parquet"))
     candidates = importers.hf_candidates(tmp_path / "ls", tmp_path / "out" / "audio", label_columns=("gender",))
     summary = importers.import_corpus(candidates, tmp_path / "out", "test", progress=False)
-    assert (summary.seen, summary.accepted, summary.rejected) == (4, 2, 2)
-    first, last = read_manifest(tmp_path / "out")
+    assert (summary.seen, summary.accepted, summary.rejected) == (4, 3, 1)
+    first, label_only, last = read_manifest(tmp_path / "out")
+    assert (label_only.text, label_only.labels) == ("", {"gender": "f"})  # no words, a label: kept for tag tasks
     assert (first.id, first.speaker, first.text, first.labels) == ("84-121123-0000", "84", "GO DO YOU HEAR", {"gender": "f"})
     assert (last.speaker, last.duration) == ("85", 0.5)
     samples, _ = sf.read(first.audio_path(tmp_path / "out"))
     assert np.allclose(samples, _tone(), atol=1e-3)
     reasons = _reasons(tmp_path / "out")
-    assert "unreadable" in reasons["84-121123-0001"] and reasons["84-121123-0002"] == "empty transcript"
+    assert list(reasons) == ["84-121123-0001"] and "unreadable" in reasons["84-121123-0001"]
 
 
 def test_hf_import_names_a_missing_column(tmp_path):

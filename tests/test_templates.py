@@ -201,12 +201,30 @@ def test_loss_regions(builder):
     ("ved", {"labels": {"event": "a<b"}}, "unusable 'event' label"),
     ("srwt", {"words": []}, "has no word timestamps"),
     ("sttc", {"answer": None}, "not a question with an answer"),
+    ("sgc", {"text": " "}, "has no transcript \\(label-only\\)"),  # VocalSound, ESC-50: labels, no words
+    ("sttc", {"text": ""}, "has no transcript"),
 ])
 def test_examples_a_task_cannot_use_say_why(builder, task, meta, message):
     example = golden_example(builder.tokenizer)
     example.meta.update(meta)
     with pytest.raises(TemplateError, match=message):
         builder.build(task, example, random.Random(0))
+
+
+def test_the_tasks_that_read_the_words_skip_a_label_only_utterance():
+    """The loader asks the task's target writer (or `transcript` for TTS and text LM) whether an
+    utterance is usable; a label-only one is skipped and counted, never trained as empty words."""
+    from opuslm.templates import TARGET_WRITERS, transcript
+
+    meta = {"id": "vocalsound-f0003_0_cough", "text": "", "labels": {"event": "cough"}}
+    for task in ("asr", "sgc", "sttc"):
+        spec = UNDERSTANDING_TASKS[task]
+        with pytest.raises(TemplateError, match="has no transcript"):
+            TARGET_WRITERS[spec.target](meta, spec)
+    with pytest.raises(TemplateError, match="vocalsound-f0003_0_cough has no transcript"):
+        transcript(meta)
+    spec = UNDERSTANDING_TASKS["ved_label"]
+    assert TARGET_WRITERS[spec.target](meta, spec) == "<cough>"
 
 
 def test_several_labels_follow_the_task_key_order():

@@ -232,8 +232,8 @@ def _check(candidate: Candidate, split: str, manifest_dir: Path) -> Utterance:
     """Read the candidate's audio; raises AudioError with the reason when it cannot be used."""
     if candidate.reason:
         raise AudioError(candidate.reason)
-    if not (candidate.text or "").strip():  # one rule for every source: an utterance has words
-        raise AudioError("empty transcript")
+    if not (candidate.text or "").strip() and not candidate.labels:  # one rule for every source
+        raise AudioError("empty transcript and no labels: nothing to learn from it")
     samples, rate = load_audio(candidate.audio, offset=candidate.offset or 0.0, duration=candidate.duration)
     try:
         audio = str(candidate.audio.resolve().relative_to(manifest_dir.resolve()))

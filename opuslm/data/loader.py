@@ -31,7 +31,8 @@ import torch
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
 from opuslm.model.loss import HeardTranscripts
-from opuslm.templates import TARGET_WRITERS, UNDERSTANDING_TASKS, SpeakerPrompts, TemplateBuilder, TemplateError
+from opuslm.templates import (TARGET_WRITERS, UNDERSTANDING_TASKS, SpeakerPrompts, TemplateBuilder, TemplateError,
+                              transcript)
 from opuslm.vocab import PAD_ID, JointVocab
 
 TEXT_SUFFIXES = (".txt",)
@@ -143,10 +144,11 @@ class _Source:
 
     def _usable(self, meta: dict) -> bool:
         spec = UNDERSTANDING_TASKS.get(self.config.task)
-        if spec is None:
-            return True
         try:
-            TARGET_WRITERS[spec.target](meta, spec)
+            if spec is not None:
+                TARGET_WRITERS[spec.target](meta, spec)
+            elif self.config.task in ("tts", "text_lm"):  # they read the words; audio_lm does not
+                transcript(meta)
         except TemplateError as error:
             reason = str(error).split(" ", 2)[-1]  # drop "utterance <id>" so reasons group
             self.skipped[reason] = self.skipped.get(reason, 0) + 1
