@@ -255,7 +255,7 @@ class OpusLM(MultiStreamLM):
 def model_identity(folder: str | Path) -> dict[str, str]:
     """The content hashes of the tokenizers a saved model was trained with (`tokenizers.json`). A
     folder saved before the text and semantic identities were recorded gets those of its copies."""
-    from opuslm.tokenize.identity import tokenizer_hash
+    from opuslm.tokenize.identity import TOKENIZER_NAMES, tokenizer_hash
 
     folder = Path(folder)
     if not (folder / "opuslm.json").is_file():
@@ -265,13 +265,13 @@ def model_identity(folder: str | Path) -> dict[str, str]:
         raise OpusLMError(f"{folder} was saved without its tokenizers (no tokenizers.json)")
     recorded = json.loads(info_path.read_text())
     return {name: recorded[name]["hash"] if "hash" in recorded.get(name, {})
-            else tokenizer_hash(name, folder / TOKENIZER_FOLDERS[name]) for name in ("text", "semantic", "acoustic")}
+            else tokenizer_hash(name, folder / TOKENIZER_FOLDERS[name]) for name in TOKENIZER_NAMES}
 
 
 def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
     """The TokenizerPaths of a saved model, each checked against the identity it was saved with;
     `acoustic` relocates its codec."""
-    from opuslm.tokenize.identity import tokenizer_hash
+    from opuslm.tokenize.identity import TOKENIZER_NAMES, tokenizer_hash
     from opuslm.tokenize.pipeline import TokenizerPaths
 
     folder = Path(folder)
@@ -281,7 +281,7 @@ def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
     if not path.exists():
         raise OpusLMError(f"the codec of {folder} is not at {path}; pass its folder with --codec")
     paths = TokenizerPaths(folder / TOKENIZER_FOLDERS["text"], folder / TOKENIZER_FOLDERS["semantic"], path)
-    for name in ("text", "semantic", "acoustic"):
+    for name in TOKENIZER_NAMES:
         found = tokenizer_hash(name, getattr(paths, name))
         if found != identity[name]:
             raise OpusLMError(f"the {name} tokenizer at {getattr(paths, name)} (hash {found}) is not the one {folder} "
