@@ -20,7 +20,6 @@ def test_a_tiny_model_trained_with_ctc_transcribes_unseen_speakers_far_below_its
     from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
     from opuslm.eval.metrics import corpus_wer
     from opuslm.infer.speech_lm import SpeechLM
-    from opuslm.model.init import init_model
     from opuslm.tokenize.codec_training import train_small_codec
     from opuslm.tokenize.features import WhisperFeatures
     from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
