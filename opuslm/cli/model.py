@@ -96,18 +96,14 @@ def _plan(args) -> None:
 
 def _export(args) -> None:
     from opuslm.errors import OpusLMError
-    from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM, model_identity
-    from opuslm.tokenize.identity import tokenizer_hash
+    from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM, model_identity, require_tokenizer
 
     tokenizer = args.tokenizer or args.model / TOKENIZER_FOLDERS["text"]
     if not tokenizer.is_dir():
         raise OpusLMError(f"{args.model} has no text tokenizer ({TOKENIZER_FOLDERS['text']}/): pass its folder with "
                           "--tokenizer; an LLM without one cannot be evaluated or used")
     if (args.model / "tokenizers.json").is_file():
-        expected, found = model_identity(args.model)["text"], tokenizer_hash("text", tokenizer)
-        if found != expected:
-            raise OpusLMError(f"the text tokenizer at {tokenizer} (hash {found}) is not the one {args.model} was "
-                              f"trained with (hash {expected})")
+        require_tokenizer(args.model, "text", tokenizer, model_identity(args.model)["text"])
     model = OpusLM.from_pretrained(args.model)
     model.export_text_lm(args.out, tokenizer)
     print(f"text LLM ({model.vocab.text_size} tokens) -> {args.out}")

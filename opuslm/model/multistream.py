@@ -15,6 +15,7 @@ import copy
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -34,14 +35,22 @@ _SCALING_KEY = re.compile(r"multiplier|scal|softcap", re.IGNORECASE)
 _PROBE_TOKENS = 16
 
 
+@contextmanager
+def _inference(module: nn.Module):
+    """Eval mode without gradients; the module's own mode afterwards."""
+    training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(training)
+
+
 def _own_logits(backbone, ids: torch.Tensor) -> torch.Tensor:
     """The LLM's logits through its own forward (input_ids path, its own head and post-processing)."""
-    training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        logits = backbone(input_ids=ids.to(backbone.device)).logits
-    backbone.train(training)
-    return logits
+    with _inference(backbone):
+        return backbone(input_ids=ids.to(backbone.device)).logits
 
 
 def _learned_position_limit(backbone) -> int | None:
@@ -95,13 +104,10 @@ class OpusLM(MultiStreamLM):
         """Refuse a grown model whose text logits differ from the LLM's own forward on the same ids:
         whatever an architecture does outside the modules this path calls (a logit scale, a softcap, an
         embedding multiplier on the input_ids path only) shows up here, listed or not."""
-        training = self.training
-        self.eval()
-        with torch.no_grad():
+        with _inference(self):
             frames = torch.full((1, self.vocab.num_streams, probe.shape[1]), PAD_ID, device=self.backbone.device)
             frames[:, 0] = probe.to(frames.device) + self.vocab.text_offset
             ours = self.stream_logits(self(frames).last_hidden_state, 0)[..., self.vocab.text_offset:].float()
-        self.train(training)
         # a half-precision backbone differs from itself in rounding only
         tolerance = (1e-4 if reference.dtype == torch.float32 else 2e-2) * (1.0 + reference.abs().max().item())
         gap = (ours - reference.float().to(ours.device)).abs().max().item()
@@ -271,7 +277,7 @@ def model_identity(folder: str | Path) -> dict[str, str]:
 def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
     """The TokenizerPaths of a saved model, each checked against the identity it was saved with;
     `acoustic` relocates its codec."""
-    from opuslm.tokenize.identity import TOKENIZER_NAMES, tokenizer_hash
+    from opuslm.tokenize.identity import TOKENIZER_NAMES
     from opuslm.tokenize.pipeline import TokenizerPaths
 
     folder = Path(folder)
@@ -282,8 +288,15 @@ def model_tokenizers(folder: str | Path, acoustic: str | Path | None = None):
         raise OpusLMError(f"the codec of {folder} is not at {path}; pass its folder with --codec")
     paths = TokenizerPaths(folder / TOKENIZER_FOLDERS["text"], folder / TOKENIZER_FOLDERS["semantic"], path)
     for name in TOKENIZER_NAMES:
-        found = tokenizer_hash(name, getattr(paths, name))
-        if found != identity[name]:
-            raise OpusLMError(f"the {name} tokenizer at {getattr(paths, name)} (hash {found}) is not the one {folder} "
-                              f"was trained with (hash {identity[name]}); restore that tokenizer's folder")
+        require_tokenizer(folder, name, getattr(paths, name), identity[name])
     return paths
+
+
+def require_tokenizer(folder: Path, name: str, path: Path, expected: str) -> None:
+    """Refuse tokenizer `name` at `path` unless it is the one model `folder` was trained with."""
+    from opuslm.tokenize.identity import tokenizer_hash
+
+    found = tokenizer_hash(name, path)
+    if found != expected:
+        raise OpusLMError(f"the {name} tokenizer at {path} (hash {found}) is not the one {folder} was trained with "
+                          f"(hash {expected}); restore that tokenizer's folder")

@@ -34,6 +34,7 @@ from opuslm.tokenize.text import text_ids
 # a training row holds about 40 s (1,024 frames at 25 Hz).
 MAX_SECONDS = 60.0
 
+
 def align_to_frames(ids: np.ndarray, from_rate: float, to_rate: float, frames: int) -> np.ndarray:
     """Resample an id sequence at `from_rate` onto `frames` frames at `to_rate`.
 

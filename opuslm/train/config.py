@@ -186,23 +186,18 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
         if stage.start_from != "init" and stage.start_from not in names[:i]:
             raise OpusLMError(f"stage {stage.name} starts from {stage.start_from!r}, which is not an earlier stage "
                               f"(earlier: {', '.join(['init'] + names[:i])})")
-        for source in stage.data.sources:
-            if source.dataset not in schedule.datasets:
-                raise OpusLMError(f"stage {stage.name}, source {source.name}: dataset {source.dataset!r} is not "
-                                  f"named in {path} (datasets: {', '.join(schedule.datasets)})")
-            source_text_file(Path(schedule.datasets[source.dataset]), source, f"stage {stage.name}, source {source.name}")
-    for mix, sources in schedule.ablations.items():
-        for source in sources:
-            if source.dataset not in schedule.datasets:
-                raise OpusLMError(f"ablation {mix}, source {source.name}: dataset {source.dataset!r} is not named in {path}")
-            source_text_file(Path(schedule.datasets[source.dataset]), source, f"ablation {mix}, source {source.name}")
-    if schedule.tokens not in schedule.datasets:
-        raise OpusLMError(f"{path}: tokens {schedule.tokens!r} is not one of its datasets ({', '.join(schedule.datasets)})")
-    source_text_file(Path(schedule.datasets[schedule.tokens]), SourceConfig(name="tokens", dataset=schedule.tokens, task="asr"),
-                   f"{path}: tokens")
+    # every dataset something reads: the stages' sources, the ablations' mixes, and the model's tokens
+    readers = [(f"stage {stage.name}, source {source.name}", source) for stage in stages for source in stage.data.sources]
+    readers += [(f"ablation {mix}, source {source.name}", source) for mix, sources in schedule.ablations.items()
+                for source in sources]
+    readers.append((f"{path}: tokens", SourceConfig(name="tokens", dataset=schedule.tokens, task="asr")))
+    for where, source in readers:
+        if source.dataset not in schedule.datasets:
+            raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named in {path} "
+                              f"(datasets: {', '.join(schedule.datasets)})")
+        source_text_file(Path(schedule.datasets[source.dataset]), source, where)
     if schedule.init.llm is not None and not (Path(schedule.init.llm) / "config.json").is_file():
         raise OpusLMError(f"{path}: init.llm {schedule.init.llm} is not a local HF model folder (no config.json)")
     if len(set(names)) != len(names):
         raise OpusLMError(f"{path}: stage names must be unique, got {names}")
     return schedule, stages
-
