@@ -141,11 +141,20 @@ def test_female_voices_are_higher_and_children_higher_than_old(small_corpus):
 
 
 def test_voice_settings_follow_the_documented_presets():
-    speaker = speakers.Speaker("s", "female", "adult", "en-us", "f2", pitch=50, rate=160, pitch_range=50, split="train")
+    speaker = speakers.Speaker("s", "female", "adult", "en-us", "f2", pitch=50, rate=160, split="train")
     assert speaker.voice_for("neutral", "normal").voice == "en-us+f2"
     assert speaker.voice_for("neutral", "whisper").voice == "en-us+whisperf"
-    assert speaker.voice_for("neutral", "fast").rate == int(160 * 1.2)
+    assert speaker.voice_for("neutral", "fast").rate == int(160 * 1.4)
     sad = speaker.voice_for("sad", "slow")
-    assert (sad.pitch, sad.pitch_range, sad.rate) == (44, 15, int(160 * 0.88 * 0.8))
-    assert speaker.voice_for("anger", "loud").volume == int(100 * 1.3 * 1.5)
-    assert speaker.voice_for("happy", "loud").volume == int(100 * 1.1 * 1.5)
+    assert (sad.pitch, sad.pitch_range, sad.rate, sad.volume) == (46, 3, int(160 * 0.7), 70)
+    assert [speaker.voice_for(e, "normal").pitch_range for e in ("neutral", "happy", "anger")] == [30, 95, 60]
+    assert speaker.voice_for("happy", "loud").volume == 160
+    assert speaker.voice_for("anger", "loud").volume == 200  # 216, clipped to eSpeak's range
+
+
+def test_no_emotion_moves_a_voice_across_an_age_band():
+    """Age is the base-pitch band: the widest emotion shift leaves every band apart from the next."""
+    shifts = [p.pitch_shift for p in speakers.EMOTION_PRESETS.values()]
+    bands = sorted(band for band, _ in speakers.AGE_PRESETS.values())
+    for (_, top), (bottom, _) in zip(bands[:-1], bands[1:]):
+        assert top + max(shifts) < bottom + min(shifts), (top, bottom, shifts)

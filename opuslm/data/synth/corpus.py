@@ -28,7 +28,7 @@ from opuslm.data.synth import sentences, speakers
 from opuslm.data.synth import espeak
 from opuslm.errors import OpusLMError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SAMPLE_RATE = 16000
 SPLIT_SHARES = {"train": 0.9, "dev": 0.05, "test": 0.05}
 FRAME_SECONDS = 0.01  # energy frames used to trim word boundaries
