@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from opuslm.infer.decode import Prompt, Sampling, generate
+from opuslm.infer.decode import Prompt, generate
+from opuslm.infer.sampling import Sampling
 from opuslm.interleave import delay
 from opuslm.model.multistream import OpusLM
 from opuslm.vocab import PAD_ID, JointVocab

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from opuslm.vocab import PAD_ID, JointVocab
+from opuslm.vocab import MODALITIES, PAD_ID, JointVocab
+
+
+# what a frame is, by the modality of its stream-0 id (a codebook id there is not a frame of any template)
+_FRAME_KINDS = {"special": "special", "semantic": "audio", "codec": "other", "text": "text"}
 
 
 def _column_kind(column: np.ndarray, vocab: JointVocab) -> str:
     if (column == PAD_ID).all():
         return "pad"
-    head = int(column[0])
-    if head < vocab.semantic_offset:
-        return "special"
-    if head < vocab.codebook_offset(0):
-        return "audio"
-    if head >= vocab.text_offset:
-        return "text"
-    return "other"
+    return _FRAME_KINDS[MODALITIES[int(vocab.modality(column[0]))]]
 
 
 def decoded_form(tokens: np.ndarray, vocab: JointVocab, tokenizer) -> str:
@@ -44,8 +41,7 @@ def decoded_form(tokens: np.ndarray, vocab: JointVocab, tokenizer) -> str:
         elif kind == "audio":
             parts.append(f"[audio x{run - t}]")
         elif kind == "text":
-            local = (tokens[0, t:run] - vocab.text_offset).tolist()
-            parts.append('"' + tokenizer.decode(local, skip_special_tokens=False) + '"')
+            parts.append('"' + tokenizer.decode(vocab.to_text(tokens[0, t:run]).tolist(), skip_special_tokens=False) + '"')
         elif kind == "special":
             parts.append(vocab.describe(tokens[0, t]))
         else:
@@ -57,8 +53,8 @@ def decoded_form(tokens: np.ndarray, vocab: JointVocab, tokenizer) -> str:
 def cell_name(joint_id: int, vocab: JointVocab, tokenizer) -> str:
     if joint_id == PAD_ID:
         return "."
-    if joint_id >= vocab.text_offset:
-        return repr(tokenizer.convert_ids_to_tokens(int(joint_id) - vocab.text_offset))
+    if MODALITIES[int(vocab.modality(joint_id))] == "text":
+        return repr(tokenizer.convert_ids_to_tokens(int(vocab.to_text(joint_id))))
     return vocab.describe(joint_id)
 
 

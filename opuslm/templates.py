@@ -54,8 +54,10 @@ class TaskSpec:
 
 
 _TAG_KEYS = ("event", "emotion", "style", "age", "gender")
+# OSUM's ASR + X tasks: the manifest label each one names, and the words an instruction uses for it
 _X = {"ved": ("event", "vocal event"), "ser": ("emotion", "emotion"), "ssr": ("style", "speaking style"),
       "sgc": ("gender", "gender"), "sap": ("age", "age group")}
+LABEL_OF_TASK = {task: key for task, (key, _) in _X.items()}
 
 
 def _osum_specs() -> dict[str, TaskSpec]:
@@ -245,6 +247,12 @@ class TemplateBuilder:
                               f"text range has {vocab.text_size}; use the tokenizer the data was built with")
         self.vocab, self.tokenizer = vocab, text_tokenizer
         self.max_delay, self.prompt_frames = max_delay, prompt_frames
+
+    @classmethod
+    def for_model(cls, vocab: JointVocab, text_tokenizer, delays, frame_rate: float,
+                  prompt_seconds: float = PROMPT_SECONDS) -> TemplateBuilder:
+        """The builder for a model with these stream delays, speaker prompts timed at the codec's frame rate."""
+        return cls(vocab, text_tokenizer, max(delays), prompt_frames=prompt_frames(frame_rate, prompt_seconds))
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.vocab.text(text_ids(self.tokenizer, text))

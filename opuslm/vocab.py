@@ -101,6 +101,14 @@ class JointVocab:
         out["text"] = (self.text_offset, self.size)
         return out
 
+    def modality_range(self, modality: str) -> tuple[int, int]:
+        """[start, end) of a modality of MODALITIES ("codec" spans every codebook's slice)."""
+        starts = (0, self.semantic_offset, self.codebook_offset(0), self.text_offset, self.size)
+        if modality not in MODALITIES:
+            raise OpusLMError(f"unknown modality {modality!r}; modalities: {', '.join(MODALITIES)}")
+        index = MODALITIES.index(modality)
+        return starts[index], starts[index + 1]
+
     @property
     def num_streams(self) -> int:
         """Stream 0 (semantic, text, specials) plus one stream per codebook."""
@@ -141,10 +149,25 @@ class JointVocab:
         return self.text_offset + _checked(ids, self.text_size, "text id")
 
     # ---- joint -> local ----
+    def modality_starts(self) -> list[int]:
+        """The first joint id of every modality after the specials: `modality` buckets ids by them."""
+        return [self.modality_range(m)[0] for m in MODALITIES[1:]]
+
     def modality(self, ids) -> np.ndarray:
         """Index into MODALITIES for every joint id (for per-modality loss weights and reports)."""
-        ids = np.asarray(ids)
-        return np.searchsorted([self.semantic_offset, self.codebook_offset(0), self.text_offset], ids, side="right")
+        return np.searchsorted(self.modality_starts(), np.asarray(ids), side="right")
+
+    def to_text(self, ids) -> np.ndarray:
+        """Joint ids of the text range -> the text tokenizer's own ids."""
+        return _local(ids, self.text_offset, self.text_size, "text")
+
+    def to_codes(self, ids) -> np.ndarray:
+        """Joint ids `[Q, T]`, row k in codebook k's slice -> the codec's own codes (inverse of `codes`)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim != 2 or ids.shape[0] != self.num_codebooks:
+            raise OpusLMError(f"codebook frames must be [{self.num_codebooks} codebooks, frames], got shape {ids.shape}")
+        return np.stack([_local(row, self.codebook_offset(k), self.codebook_size, f"codebook {k}")
+                         for k, row in enumerate(ids)]) if ids.size else ids
 
     def describe(self, joint_id: int) -> str:
         """A short human name: `<asr>`-style specials, `s17` (semantic), `c3:45` (codebook 3, code 45),
@@ -224,6 +247,14 @@ class JointVocab:
     def summary(self) -> str:
         return (f"semantic {self.semantic_size}, {self.num_codebooks} x {self.codebook_size} codes, "
                 f"text {self.text_size}")
+
+
+def _local(ids, start: int, size: int, what: str) -> np.ndarray:
+    ids = np.asarray(ids, dtype=np.int64)
+    outside = (ids < start) | (ids >= start + size)
+    if outside.any():
+        raise OpusLMError(f"joint id {ids[outside].flat[0]} is not a {what} id (those are [{start}, {start + size}))")
+    return ids - start
 
 
 def _checked(ids, size: int, what: str) -> np.ndarray:

@@ -2,7 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from opuslm.backends import register_backends
 from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
+
+register_backends()  # as the CLI does before it runs a stage
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from opuslm.infer.decode import Prompt, Sampling, generate
+from opuslm.infer.decode import Prompt, generate
+from opuslm.infer.sampling import Sampling
 from opuslm.interleave import delay
 from opuslm.model.multistream import OpusLM
 from opuslm.templates import TemplateBuilder

@@ -42,3 +42,16 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
     assert json.loads((out / "run" / "summary.json").read_text()) == summaries  # nothing retrained
     assert logs == {stage: (out / "run" / stage / "log.jsonl").read_text() for stage in logs}
     assert json.loads((out / "eval" / "results.json").read_text())["metrics"] == metrics
+
+
+def test_the_demo_command_is_its_config_one_option_per_field():
+    """`opuslm demo`'s options are DemoConfig's fields with its defaults: one place writes them."""
+    import dataclasses
+
+    from opuslm.cli.main import build_parser
+    from opuslm.demo import DemoConfig
+
+    args = build_parser().parse_args(["demo"])
+    assert DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}) == DemoConfig()
+    args = build_parser().parse_args(["demo", "--steps-scale", "0.5", "--llm", "some/llm", "--semantic-features", "cepstral"])
+    assert (args.steps_scale, str(args.llm), args.semantic_features) == (0.5, "some/llm", "cepstral")

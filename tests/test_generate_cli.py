@@ -22,7 +22,7 @@ def corpus_wavs(small_corpus, count):
 
 def test_the_api_batches_like_single_calls_and_respects_limits(tiny_model_folder, small_corpus):
     from opuslm.audio import load_audio
-    from opuslm.infer.decode import Sampling
+    from opuslm.infer.sampling import Sampling
     from opuslm.infer.speech_lm import SpeechLM
 
     lm = SpeechLM.load(tiny_model_folder, sampling=Sampling(greedy_audio=True))

@@ -270,7 +270,7 @@ def naive_ctc(log_probs: torch.Tensor, target: list[int]) -> torch.Tensor:
 
 
 def test_heard_ctc_loss_equals_a_naive_forward_algorithm_over_pad_and_the_text_rows():
-    from opuslm.model.loss import HeardTranscripts
+    from opuslm.batch_stream import HeardTranscripts
 
     model = OpusLM.from_llm(tiny_config("llama"), VOCAB)
     frames, mask = random_batch(2)

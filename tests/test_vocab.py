@@ -59,6 +59,33 @@ def test_local_ids_map_into_their_range_and_back():
         "special", "special", "semantic", "semantic", "codec", "codec", "text", "text"]
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_joint_to_local_inverts_local_to_joint(seed):
+    rng = np.random.default_rng(seed)
+    vocab = JointVocab(int(rng.integers(1, 300)), int(rng.integers(1, 9)), int(rng.integers(1, 300)), int(rng.integers(1, 5000)))
+    text = rng.integers(0, vocab.text_size, 50)
+    codes = rng.integers(0, vocab.codebook_size, (vocab.num_codebooks, 20))
+    assert np.array_equal(vocab.to_text(vocab.text(text)), text)
+    assert np.array_equal(vocab.to_codes(vocab.codes(codes)), codes)
+    # every modality's range is where the forward maps land, and the ranges tile the vocabulary
+    assert vocab.modality_range("semantic") == (vocab.semantic([0])[0], vocab.semantic([vocab.semantic_size - 1])[0] + 1)
+    assert vocab.modality_range("text") == vocab.ranges()["text"]
+    assert vocab.modality_range("codec") == (vocab.ranges()["codebook_0"][0], vocab.ranges()["text"][0])
+    bounds = [vocab.modality_range(m) for m in MODALITIES]
+    assert bounds[0][0] == 0 and bounds[-1][1] == vocab.size and all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda v: v.to_text([272]), r"joint id 272 is not a text id \(those are \[273, 280\)\)"),
+    (lambda v: v.to_codes([[261], [261], [269]]), r"joint id 261 is not a codebook 1 id \(those are \[265, 269\)\)"),
+    (lambda v: v.to_codes([[261, 262]]), r"codebook frames must be \[3 codebooks"),
+    (lambda v: v.modality_range("audio"), "unknown modality 'audio'"),
+])
+def test_joint_ids_outside_the_asked_range_are_refused(call, message):
+    with pytest.raises(OpusLMError, match=message):
+        call(JointVocab(semantic_size=5, num_codebooks=3, codebook_size=4, text_size=7))
+
+
 def test_stream_ranges_are_the_whole_vocabulary_then_one_codebook_each():
     vocab = JointVocab(semantic_size=5, num_codebooks=3, codebook_size=4, text_size=7)
     assert vocab.num_streams == 4

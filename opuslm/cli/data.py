@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
+from opuslm.cli import help_formatter
 from opuslm.data.manifest import SPLITS
 
 
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         description="Synthesise a multi-speaker English corpus with eSpeak NG, with speaker, gender, age, "
         "emotion, style, vocal-event, word-timestamp and spoken-question labels. The labels are synthesis "
         "parameters (proxies), see data_recipes/espeak/README.md. Same seed -> byte-identical output.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=help_formatter,
     )
     synth.add_argument("--out", type=Path, required=True, help="output folder (audio/, manifest.jsonl, corpus.json)")
     synth.add_argument("--hours", type=float, default=0.5, help="total audio; 90%% train, 5%% dev, 5%% test")
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         description="Write train.txt and dev.txt: sentences from the grammar of `data synth`, and spoken "
         "questions followed by their answers. Lines whose transcript hashes to the speech corpus's test split "
         "are left out. A text_lm source whose dataset is this folder reads <split>.txt.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=help_formatter,
     )
     synth_text.add_argument("--out", type=Path, required=True, help="output folder (train.txt, dev.txt, text.json)")
     synth_text.add_argument("--lines", type=int, default=100000, help="lines drawn before the test lines are left out")
@@ -45,7 +45,7 @@ def register(subparsers) -> None:
         description="Turn a Kaldi data folder, a local Hugging Face dataset folder or OSUM raw JSON Lines into "
         "the project's manifest. Every audio file is read and checked; unusable entries go to rejects.jsonl "
         "with their reason.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=help_formatter,
     )
     imp.add_argument("format", choices=("kaldi", "hf", "osum"), help="layout of SOURCE")
     imp.add_argument("source", type=Path, help="Kaldi folder, HF dataset folder, or OSUM .jsonl file")
@@ -63,7 +63,7 @@ def register(subparsers) -> None:
         description="Import a local copy of a public corpus in its published layout: librispeech (ASR/TTS, gender), "
         "meld (SER), vocalsound and esc50 (VED), common-voice (ASR, SGC, SAP), aishell1 (Chinese ASR, gender). Class "
         "mappings are in data_recipes/README.md. Nothing is downloaded.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=help_formatter)
     recipe.add_argument("corpus", choices=("librispeech", "meld", "vocalsound", "esc50", "common-voice", "aishell1"))
     recipe.add_argument("root", type=Path, help="the corpus's folder (LibriSpeech/, MELD.Raw/, cv-corpus-*/en/, ...)")
     recipe.add_argument("--split", choices=SPLITS, required=True, help="which split to import (and record)")
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
     text = commands.add_parser(
         "text", help="a text-only corpus (plain text or parquet) -> one document per line",
         description="Turn a text corpus into the one-document-per-line file a text_lm source reads.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=help_formatter)
     text.add_argument("source", type=Path, help="a .txt file, or a folder of parquet files")
     text.add_argument("--out", type=Path, required=True, help="output .txt file")
     text.add_argument("--column", default="text", help="parquet: the text column")

@@ -79,7 +79,7 @@ def _templates_show(args) -> None:
 
     from opuslm.frames_view import decoded_form, frame_table
     from opuslm.interleave import delay
-    from opuslm.templates import SpeakerPrompts, TemplateBuilder, prompt_frames
+    from opuslm.templates import SpeakerPrompts, TemplateBuilder
     from opuslm.tokenize.shards import TokenShards
     from opuslm.tokenize.text import load_text_tokenizer
     from opuslm.vocab import PAD_ID, JointVocab
@@ -101,7 +101,7 @@ def _templates_show(args) -> None:
     if args.task == "tts":
         chosen = SpeakerPrompts([shards.meta(i)["speaker"] for i in range(len(shards))]).choose(index, rng)
         prompt = shards[chosen] if chosen is not None else None
-    builder = TemplateBuilder(vocab, tokenizer, max(delays), prompt_frames=prompt_frames(shards.info["frame_rate"]))
+    builder = TemplateBuilder.for_model(vocab, tokenizer, delays, shards.info["frame_rate"])
     frames = builder.build(args.task, example.meta["text"] if args.task == "text_lm" else example, rng,
                            instruct=args.instruct, speaker_prompt=prompt)
     print(f"{args.task} of {example.meta['id']} ({example.meta['text']!r}): {frames.num_frames} frames x "

@@ -10,6 +10,7 @@ GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
 
 def register(subparsers) -> None:
+    from opuslm.infer.sampling import Sampling
     from opuslm.model.presets import PRESETS
     from opuslm.templates import UNDERSTANDING_TASKS
 
@@ -65,11 +66,12 @@ def register(subparsers) -> None:
     generate.add_argument("--batch-size", type=int, default=8)
     generate.add_argument("--max-tokens", type=int, default=200, help="text: most tokens to generate")
     generate.add_argument("--max-seconds", type=float, default=20.0, help="audio: most seconds to generate")
-    generate.add_argument("--temperature", type=float, default=0.8, help="audio sampling temperature")
-    generate.add_argument("--top-k", type=int, default=30, help="audio top-k (0: off)")
-    generate.add_argument("--top-p", type=float, default=1.0, help="audio nucleus (1: off)")
+    defaults = Sampling()
+    generate.add_argument("--temperature", type=float, default=defaults.temperature, help="audio sampling temperature")
+    generate.add_argument("--top-k", type=int, default=defaults.top_k, help="audio top-k (0: off)")
+    generate.add_argument("--top-p", type=float, default=defaults.top_p, help="audio nucleus (1: off)")
     generate.add_argument("--greedy-audio", action="store_true", help="greedy audio too (reproducible across batch sizes)")
-    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--seed", type=int, default=defaults.seed)
     generate.add_argument("--device", default="cpu")
     generate.set_defaults(func=_generate)
 
@@ -111,7 +113,7 @@ def _export(args) -> None:
 
 def _generate(args) -> None:
     from opuslm.audio import load_audio, write_wav
-    from opuslm.infer.decode import Sampling
+    from opuslm.infer.sampling import Sampling
     from opuslm.infer.speech_lm import SpeechLM
 
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

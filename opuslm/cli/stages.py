@@ -35,8 +35,10 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> None:
+    from opuslm.backends import register_backends
     from opuslm.train.stages import run_schedule
 
+    register_backends()
     summaries = run_schedule(args.schedule, progress=not args.quiet)
     for s in summaries:
         if not s:  # only the main rank of a torchrun job reports
@@ -45,8 +47,10 @@ def _run(args) -> None:
 
 
 def _ablate(args) -> None:
+    from opuslm.backends import register_backends
     from opuslm.train.stages import ablate
 
+    register_backends()
     folder = ablate(args.schedule, args.stage, progress=not args.quiet)
     print((folder / "ablation.md").read_text(), end="")
     print(f"plot: {folder / 'ablation.png'}")

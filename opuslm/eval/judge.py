@@ -231,6 +231,13 @@ def load_judge(folder: str | Path | None):
                       "nor a local HF ASR model folder")
 
 
+def judge_data(corpus: Path, split: str) -> list[tuple[np.ndarray, str]]:
+    """(16 kHz audio, transcript) of every utterance of a corpus split: what `train_judge` learns from."""
+    from opuslm.data.manifest import read_manifest
+
+    return [(u.load_audio(corpus, target_rate=16000)[0], u.text) for u in read_manifest(corpus, split=split)]
+
+
 def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray, str]], out: str | Path,
                 steps: int = 1500, batch_size: int = 16, lr: float = 2e-3, seed: int = 0, progress: bool = True) -> dict:
     """Train the CTC judge on (16 kHz waveform, transcript) pairs; save it with its dev WER."""

@@ -18,9 +18,12 @@ import numpy as np
 
 from opuslm.audio import resample, write_wav
 from opuslm.data.manifest import read_manifest
+from opuslm.errors import OpusLMError
 from opuslm.eval import metrics
+from opuslm.templates import LABEL_OF_TASK
 
-CLASSIFICATION = {"ved": "event", "ser": "emotion", "ssr": "style", "sgc": "gender", "sap": "age"}
+CLASSIFICATION = LABEL_OF_TASK  # the ASR + X tasks, scored by the label they name
+EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "text")  # what `run` can score, in its order
 
 
 class Evaluation:
@@ -28,7 +31,7 @@ class Evaluation:
 
     def __init__(self, model_folder: Path, corpus: Path, out: Path, judge=None, codec=None, batch_size: int = 8,
                  limit: int | None = None, progress: bool = True, lm=None):
-        from opuslm.infer.decode import Sampling
+        from opuslm.infer.sampling import Sampling
         from opuslm.infer.speech_lm import SpeechLM
 
         self.lm = lm or SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0))
@@ -180,6 +183,9 @@ class Evaluation:
         from opuslm.eval.report import write_report
         from opuslm.tokenize.identity import folder_hash
 
+        unknown = sorted(set(tasks) - set(EVAL_TASKS))
+        if unknown:
+            raise OpusLMError(f"unknown eval task(s) {', '.join(unknown)}; tasks: {', '.join(EVAL_TASKS)}")
         started = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
         if "asr" in tasks:

@@ -47,7 +47,7 @@ def run_suite(suite: str, model: Path, data_root: Path, out: Path, limit: int | 
               batch_size: int = 8, codec: Path | None = None) -> str:
     """Evaluate every present set; returns the table (also written to `out/suite-<name>.md`)."""
     from opuslm.eval.runner import Evaluation
-    from opuslm.infer.decode import Sampling
+    from opuslm.infer.sampling import Sampling
     from opuslm.infer.speech_lm import SpeechLM
 
     lm = None

@@ -50,11 +50,7 @@ class TextScorer:
         """log p(ids[t] | ids[:t]) for t >= 1 (text-tokenizer ids)."""
         x = torch.tensor([ids])
         if self.multistream:
-            vocab = self.model.vocab
-            frames = torch.zeros(1, vocab.num_streams, len(ids), dtype=torch.long)
-            frames[:, 0] = x + vocab.text_offset
-            hidden = self.model(frames).last_hidden_state
-            logits = self.model.stream_logits(hidden, 0)[..., vocab.text_offset:]
+            logits = self.model.text_logits(x)
         else:
             logits = self.model(x).logits[..., : len(self.tokenizer)]
         logprobs = logits[0, :-1].float().log_softmax(-1)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from opuslm.errors import OpusLMError
+from opuslm.infer.sampling import Sampling
+from opuslm.interleave import delay
 from opuslm.vocab import PAD_ID
 
 TARGET_KINDS = ("text", "audio")
@@ -37,15 +39,6 @@ class Prompt:
     target: str
     stop_id: int
     max_frames: int
-
-
-@dataclass
-class Sampling:
-    temperature: float = 0.8  # OpusLM's audio defaults
-    top_k: int = 30
-    top_p: float = 1.0
-    greedy_audio: bool = False
-    seed: int = 0
 
 
 @dataclass
@@ -134,8 +127,8 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
             raise OpusLMError(f"a prompt needs [{num_streams} streams, >= 1 frame], got {p.frames.shape}")
     sequences = [_Sequence(p, num_streams) for p in prompts]
     allowed = {kind: torch.full((vocab.size,), float("-inf"), device=device) for kind in TARGET_KINDS}
-    allowed["text"][vocab.text_offset:] = 0
-    allowed["audio"][vocab.semantic_offset:vocab.codebook_offset(0)] = 0
+    allowed["text"][slice(*vocab.modality_range("text"))] = 0
+    allowed["audio"][slice(*vocab.modality_range("semantic"))] = 0
     stop_allowed = torch.stack([allowed[p.target].clone().index_fill_(0, torch.tensor([p.stop_id], device=device), 0)
                                 for p in prompts])
     generator = torch.Generator(device=device).manual_seed(sampling.seed)
@@ -145,9 +138,8 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
     length = max(known)
     columns = torch.full((len(prompts), num_streams, length), PAD_ID, dtype=torch.long)
     mask = torch.zeros(len(prompts), length, dtype=torch.long)
-    for b, seq in enumerate(sequences):
-        for s in range(known[b]):
-            columns[b, :, length - known[b] + s] = torch.tensor([seq.cell(n, s - delays[n]) for n in range(num_streams)])
+    for b, p in enumerate(prompts):  # those columns hold prompt frames and the ramp's pad only
+        columns[b, :, length - known[b]:] = delay(torch.as_tensor(p.frames, dtype=torch.long), delays, PAD_ID)[:, :known[b]]
         mask[b, length - known[b]:] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(columns.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)

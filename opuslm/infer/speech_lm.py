@@ -16,8 +16,9 @@ import numpy as np
 
 from opuslm.audio import AudioError, resample
 from opuslm.errors import OpusLMError
-from opuslm.infer.decode import Generated, Prompt, Sampling, generate
-from opuslm.templates import PROMPT_SECONDS, UNDERSTANDING_TASKS, TemplateBuilder, prompt_frames
+from opuslm.infer.decode import Generated, Prompt, generate
+from opuslm.infer.sampling import Sampling
+from opuslm.templates import PROMPT_SECONDS, UNDERSTANDING_TASKS, TemplateBuilder
 from opuslm.tokenize.shards import TokenizedUtterance
 from opuslm.tokenize.text import text_ids
 from opuslm.vocab import JointVocab
@@ -35,8 +36,7 @@ class SpeechLM:
         vocab.require_same(data_vocab, "the tokenizers given")
         self.vocab = vocab
         self.frame_rate = tokenizers.acoustic.frame_rate
-        self.builder = TemplateBuilder(vocab, tokenizers.text, max(model.delays),
-                                       prompt_frames=prompt_frames(self.frame_rate, prompt_seconds))
+        self.builder = TemplateBuilder.for_model(vocab, tokenizers.text, model.delays, self.frame_rate, prompt_seconds)
 
     @classmethod
     def load(cls, folder: str | Path, codec: str | Path | None = None, device: str = "cpu",
@@ -64,20 +64,18 @@ class SpeechLM:
         elif self.tokenizers.text.eos_token_id is None:
             raise OpusLMError("the text tokenizer has no eos token, so a text continuation could not end")
         else:
-            stop_id = self.vocab.text_offset + self.tokenizers.text.eos_token_id
+            stop_id = int(self.vocab.text([self.tokenizers.text.eos_token_id])[0])
         return Prompt(frames.tokens, target, stop_id, max_frames)
 
     # ---- outputs ----
     def _text(self, generated: Generated) -> str:
-        ids = (generated.frames[0] - self.vocab.text_offset).tolist()
-        return self.tokenizers.text.decode(ids, skip_special_tokens=True)
+        return self.tokenizers.text.decode(self.vocab.to_text(generated.frames[0]).tolist(), skip_special_tokens=True)
 
     def _audio(self, generated: Generated) -> np.ndarray:
         frames = generated.frames
         if frames.shape[1] == 0:
             return np.zeros(0, np.float32)
-        codes = frames[1:] - np.array([self.vocab.codebook_offset(k) for k in range(self.vocab.num_codebooks)])[:, None]
-        return self.tokenizers.acoustic.decode(codes)
+        return self.tokenizers.acoustic.decode(self.vocab.to_codes(frames[1:]))
 
     def _run(self, prompts: list[Prompt], progress: bool = False) -> list[Generated]:
         return generate(self.model, prompts, self.sampling, progress)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from opuslm.errors import OpusLMError
 from opuslm.vocab import MODALITIES
@@ -28,14 +26,3 @@ class MultiStreamConfig:
         if unknown or missing:
             raise OpusLMError(f"loss_weights needs exactly {', '.join(MODALITIES)}; "
                               f"unknown {sorted(unknown)}, missing {sorted(missing)}")
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> MultiStreamConfig:
-        stored = json.loads(path.read_text())
-        known = {f.name for f in fields(cls)}
-        if set(stored) - known:
-            raise OpusLMError(f"{path}: unknown keys {sorted(set(stored) - known)}; known: {sorted(known)}")
-        return cls(**stored)

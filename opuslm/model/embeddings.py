@@ -25,8 +25,8 @@ def joint_rows(pretrained: torch.Tensor, vocab: JointVocab, generator: torch.Gen
     text = pretrained[: vocab.text_size].detach().float()
     mean, std = text.mean(0), text.std(0)
     rows = mean + std * torch.randn(vocab.size, text.shape[1], generator=generator)
-    rows[vocab.codebook_offset(0):vocab.text_offset] *= codebook_row_scale
-    rows[vocab.text_offset:] = text
+    rows[slice(*vocab.modality_range("codec"))] *= codebook_row_scale
+    rows[slice(*vocab.modality_range("text"))] = text
     rows[PAD_ID] = 0
     return rows.to(pretrained.dtype)
 
@@ -76,5 +76,5 @@ def extend_to_joint_vocab(backbone, vocab: JointVocab, seed: int = 0, codebook_r
 def keep_text_rows(backbone, vocab: JointVocab) -> None:
     """The inverse for the text part: only the text range's rows remain, special ids back in the
     text tokenizer's numbering."""
-    replace_vocab_rows(backbone, lambda table: table[vocab.text_offset:].detach().clone(), vocab.text_size,
+    replace_vocab_rows(backbone, lambda table: table[slice(*vocab.modality_range("text"))].detach().clone(), vocab.text_size,
                        -vocab.text_offset)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from opuslm.batch_stream import HeardTranscripts
 from opuslm.vocab import MODALITIES, PAD_ID, JointVocab
 
 
@@ -63,7 +64,7 @@ def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: t
     `[B, N, S]` cells that carry loss. `model` gives the stream heads (`stream_heads()`)."""
     vocab: JointVocab = model.vocab
     weights = torch.tensor([model.config.loss_weights[m] for m in MODALITIES], device=hidden.device)
-    boundaries = torch.tensor([vocab.semantic_offset, vocab.codebook_offset(0), vocab.text_offset], device=hidden.device)
+    boundaries = torch.tensor(vocab.modality_starts(), device=hidden.device)
     total = hidden.new_zeros((), dtype=torch.float32)
     per_stream, sums, counts = {}, torch.zeros(len(MODALITIES)), torch.zeros(len(MODALITIES))
     heads = model.stream_heads()
@@ -88,18 +89,6 @@ def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: t
     return LossOutput(total / max(frames, 1), total, per_stream, per_modality, frames, int(mask.sum()))
 
 
-@dataclass
-class HeardTranscripts:
-    """What the auxiliary CTC loss needs of a batch: per heard audio segment, its row, its steps
-    `[start, end)` in the delayed row (the trailer included, where the last frames' codebooks land),
-    and the transcript's text ids (the tokenizer's own ids); `weight` scales the summed loss."""
-
-    rows: list[int]
-    spans: list[tuple[int, int]]
-    transcripts: list[torch.Tensor]
-    weight: float
-
-
 def _utterance_ctc(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
     log_probs = F.linear(rows, weight, bias).float().log_softmax(-1)[:, None]  # [T, 1, 1 + text]
     return F.ctc_loss(log_probs, target[None], torch.tensor([rows.shape[0]]), torch.tensor([target.numel()]),
@@ -116,8 +105,9 @@ def heard_ctc_loss(model, hidden: torch.Tensor, heard: HeardTranscripts) -> tupl
     logits outlive their utterance (a 49k-token text range at 30 s is 150 MB each)."""
     vocab: JointVocab = model.vocab
     weight, bias = model.joint_head()
-    rows_weight = torch.cat([weight[PAD_ID:PAD_ID + 1], weight[vocab.text_offset:]])
-    rows_bias = None if bias is None else torch.cat([bias[PAD_ID:PAD_ID + 1], bias[vocab.text_offset:]])
+    text = slice(*vocab.modality_range("text"))
+    rows_weight = torch.cat([weight[PAD_ID:PAD_ID + 1], weight[text]])
+    rows_bias = None if bias is None else torch.cat([bias[PAD_ID:PAD_ID + 1], bias[text]])
     total, tokens = hidden.new_zeros((), dtype=torch.float32), 0
     for row, (start, end), transcript in zip(heard.rows, heard.spans, heard.transcripts):
         target = transcript.to(hidden.device) + 1  # 0 is the blank

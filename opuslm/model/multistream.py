@@ -100,14 +100,19 @@ class OpusLM(MultiStreamLM):
         model._check_text_logits(probe, reference)
         return model
 
+    def text_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits over the text range for text-tokenizer ids `[B, T]` in stream 0, the other streams pad:
+        the model read as the text LLM it grew from."""
+        frames = torch.full((ids.shape[0], self.vocab.num_streams, ids.shape[1]), PAD_ID, dtype=torch.long, device=ids.device)
+        frames[:, 0] = ids + self.vocab.text_offset
+        return self.stream_logits(self(frames).last_hidden_state, 0)[..., slice(*self.vocab.modality_range("text"))]
+
     def _check_text_logits(self, probe: torch.Tensor, reference: torch.Tensor) -> None:
         """Refuse a grown model whose text logits differ from the LLM's own forward on the same ids:
         whatever an architecture does outside the modules this path calls (a logit scale, a softcap, an
         embedding multiplier on the input_ids path only) shows up here, listed or not."""
         with _inference(self):
-            frames = torch.full((1, self.vocab.num_streams, probe.shape[1]), PAD_ID, device=self.backbone.device)
-            frames[:, 0] = probe.to(frames.device) + self.vocab.text_offset
-            ours = self.stream_logits(self(frames).last_hidden_state, 0)[..., self.vocab.text_offset:].float()
+            ours = self.text_logits(probe.to(self.backbone.device)).float()
         # a half-precision backbone differs from itself in rounding only
         tolerance = (1e-4 if reference.dtype == torch.float32 else 2e-2) * (1.0 + reference.abs().max().item())
         gap = (ours - reference.float().to(ours.device)).abs().max().item()

@@ -20,7 +20,8 @@ from torch import nn
 
 from opuslm.interleave import check_delays, default_delays
 from opuslm.model.config import MultiStreamConfig
-from opuslm.model.loss import HeardTranscripts, LossOutput, heard_ctc_loss, multistream_loss, next_frame_mask
+from opuslm.batch_stream import HeardTranscripts
+from opuslm.model.loss import LossOutput, heard_ctc_loss, multistream_loss, next_frame_mask
 from opuslm.vocab import PAD_ID, JointVocab
 
 
@@ -79,7 +80,7 @@ class MultiStreamLM(nn.Module):
         codebook rows are cut from one slice of the head, so backward writes one table-sized
         gradient, not one per stream."""
         weight, bias = self.joint_head()
-        codec_start, codec_end = self.vocab.codebook_offset(0), self.vocab.text_offset
+        codec_start, codec_end = self.vocab.modality_range("codec")
         size = self.vocab.codebook_size
         codec_weight = weight[codec_start:codec_end]
         codec_bias = bias[codec_start:codec_end] if bias is not None else None

@@ -1,78 +1,65 @@
 """What a training stage needs from the library that runs the model: loading it, splitting the data
-over ranks, wrapping for data parallelism, clipping, and checkpoints. The HF backbone's version is
-here (alone, DDP or FSDP2); the Megatron-Core one is `opuslm.backends.megatron.stage`.
+over ranks, wrapping for data parallelism, clipping, and checkpoints.
+
+The trainer knows only this interface. The implementations live in `opuslm.backends` (`hf.py`: the HF
+backbone alone, under DDP or FSDP2; `megatron/stage.py`: Megatron-Core); `opuslm.backends.register_backends()`
+registers them here where a run is composed (the CLI does).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Protocol
 
 import torch
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
 
-from opuslm.train import checkpoint
-from opuslm.train.distributed import World, wrap
-
-FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+from opuslm.errors import OpusLMError
+from opuslm.train.distributed import World
 
 
-class HFTraining:
-    """The HF backbone; checkpoints hold full (unsharded) state dicts, loadable by any number of ranks."""
-
-    def __init__(self, stage, world: World):
-        self.stage, self.world = stage, world
-
+class TrainingBackend(Protocol):
     def load(self, start: Path):
-        from opuslm.model.multistream import OpusLM
-
-        model = OpusLM.from_pretrained(start).to(self.world.device)
-        if self.stage.activation_checkpointing:
-            model.enable_activation_checkpointing()
-        return model
+        """The stage's start model folder, on this rank's device."""
 
     def data_split(self) -> tuple[int, int]:
-        return self.world.rank, self.world.size
+        """(this rank's index, the number of ranks) among those that read different batches."""
 
     def wrap(self, forward: torch.nn.Module, model) -> torch.nn.Module:
-        return wrap(forward, getattr(model.backbone.get_decoder(), "layers", []), self.world, self.stage.parallel)
+        """`forward` (the model's loss) wrapped for data parallelism."""
 
     def finish_gradients(self, forward) -> None:
-        """Gradients are in `.grad`, reduced over ranks, once backward returns."""
+        """After the last backward of a step: gradients reduced and where the optimiser reads them."""
 
     def clip(self, model, max_norm: float) -> float:
-        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        """Clip the gradients; returns their norm before clipping."""
 
-    def zero_gradients(self, forward, optimizer) -> None:
-        optimizer.zero_grad(set_to_none=True)
+    def zero_gradients(self, forward, optimizer) -> None: ...
 
     def save(self, folder: Path, step: int, model, optimizer, common: dict, info: dict, keep_last: int) -> None:
-        state = {"model": get_model_state_dict(model, options=FULL),
-                 "optimizer": get_optimizer_state_dict(model, optimizer, options=FULL), **common}
-        if self.world.main:
-            checkpoint.save(folder, step, state, info, keep_last)
-        self.world.barrier()
+        """A checkpoint of model, optimiser and `common` state, with `info` as its trainer.json."""
 
     def restore(self, path: Path, model, optimizer, vocab_hash: str) -> tuple[dict, dict]:
         """Load model and optimiser state from `path`; returns the rest of the state and trainer.json."""
-        state, info = checkpoint.load(path, vocab_hash)
-        set_model_state_dict(model, state.pop("model"), options=StateDictOptions(full_state_dict=True))
-        set_optimizer_state_dict(model, optimizer, state.pop("optimizer"), options=StateDictOptions(full_state_dict=True))
-        return state, info
 
     def opuslm_state(self, model) -> dict[str, torch.Tensor]:
-        """The full state dict of an HF-backbone `OpusLM` (a collective under FSDP2)."""
-        return get_model_state_dict(model, options=FULL)
+        """The full state dict of an HF-backbone `OpusLM`, whatever the backend trained."""
 
 
-def training_backend(stage, world: World):
-    if stage.parallel == "megatron":
-        from opuslm.backends.megatron.stage import MegatronTraining
+BackendFactory = Callable[[object, World], TrainingBackend]
+_FACTORIES: dict[str, BackendFactory] = {}
 
-        return MegatronTraining(stage, world)
-    return HFTraining(stage, world)
+
+def register_training_backend(name: str, factory: BackendFactory) -> None:
+    _FACTORIES[name] = factory
+
+
+def backend_name(stage) -> str:
+    return "megatron" if stage.parallel == "megatron" else "hf"
+
+
+def training_backend(stage, world: World) -> TrainingBackend:
+    name = backend_name(stage)
+    if name not in _FACTORIES:
+        raise OpusLMError(f"no training backend {name!r} is registered: call `opuslm.backends.register_backends()` "
+                          "before running a stage (the `opuslm` command does)")
+    return _FACTORIES[name](stage, world)

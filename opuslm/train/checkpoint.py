@@ -94,3 +94,32 @@ def load(path: Path, vocab_hash: str) -> tuple[dict, dict]:
     info = read_info(path, vocab_hash)
     state = torch.load(path / "state.pt", weights_only=False)
     return state, info
+
+
+class Checkpointer:
+    """A stage's checkpoints: when one is due, taking it through the backend (which keeps the newest
+    `keep_last`), and resuming from the newest. A checkpoint holds the model, optimiser, scheduler,
+    RNG and data-stream state, so a resumed stage continues bit for bit."""
+
+    def __init__(self, folder: Path, backend, every: int, keep_last: int, final_step: int):
+        self.folder, self.backend = Path(folder), backend
+        self.every, self.keep_last, self.final_step = every, keep_last, final_step
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.final_step
+
+    def save(self, step: int, model, optimizer, scheduler, stream, info: dict) -> None:
+        """`info`: what trainer.json records beside the step and the data stream's state."""
+        self.backend.save(self.folder, step, model, optimizer, {"scheduler": scheduler.state_dict(), "rng": rng_state()},
+                          {"data": stream.state(), **info}, self.keep_last)
+
+    def resume(self, model, optimizer, scheduler, stream, vocab_hash: str) -> int | None:
+        """Restore everything from the newest checkpoint; its step, or None when there is none."""
+        found = latest(self.folder)
+        if found is None:
+            return None
+        state, info = self.backend.restore(found, model, optimizer, vocab_hash)
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        stream.load_state(info["data"])
+        return info["step"]

@@ -96,7 +96,7 @@ class StageConfig(Strict):
     validation: ValidationConfig = ValidationConfig()
     checkpoint_every: int = Field(50, gt=0)
     keep_last: int = Field(2, gt=0)
-    log_every: int = Field(1, gt=0)
+    log_every: int = Field(1, gt=0)  # TensorBoard scalars and progress figures every N steps; log.jsonl gets every step
     activation_checkpointing: bool = False
     bf16: Literal["auto", "on", "off"] = "auto"  # auto: on when a GPU is present
     parallel: Literal["ddp", "fsdp2", "megatron"] = "ddp"  # under torchrun with more than one process
@@ -172,7 +172,7 @@ def merge(base: dict, overrides: dict) -> dict:
 def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
     """The schedule and its stages (files relative to the schedule's folder, overrides applied), with
     every value, stage reference and dataset path checked."""
-    from opuslm.data.loader import source_text_file
+    from opuslm.batch_stream import source_text_file
 
     path = Path(path)
     schedule = validate(ScheduleConfig, read_yaml(path), str(path))

@@ -19,11 +19,21 @@ from opuslm.errors import OpusLMError
 from opuslm.train.config import StageConfig, load_schedule
 
 
+def stage_model(out: Path, stage: str) -> Path:
+    """The model folder stage `stage` of a schedule whose `out` is `out` ends with ("init": the start)."""
+    return Path(out) / stage / "model"
+
+
+def stage_summary(out: Path, stage: str) -> dict:
+    """What a finished stage's summary.json holds (steps, losses, validation, final LR, data)."""
+    return json.loads((Path(out) / stage / "summary.json").read_text())
+
+
 def build_init(schedule, out: Path) -> Path:
     """The model every `from: init` stage starts from, made once."""
     from opuslm.model.init import init_model
 
-    folder = out / "init" / "model"
+    folder = stage_model(out, "init")
     if (folder / "opuslm.json").is_file():
         return folder
     init = schedule.init
@@ -39,7 +49,7 @@ def _peak_lr(stage: StageConfig, out: Path) -> float:
         return float(stage.lr.peak)
     if stage.start_from == "init":
         raise OpusLMError(f"stage {stage.name}: lr.peak 'previous' needs a stage to start from, not init")
-    return json.loads((out / stage.start_from / "summary.json").read_text())["final_lr"]
+    return stage_summary(out, stage.start_from)["final_lr"]
 
 
 def run_stage(stage: StageConfig, datasets, out: Path, run_dir: Path, progress: bool, validation_sources=None) -> dict:
@@ -47,7 +57,7 @@ def run_stage(stage: StageConfig, datasets, out: Path, run_dir: Path, progress: 
 
     if (run_dir / "summary.json").is_file():
         return json.loads((run_dir / "summary.json").read_text())
-    start = out / "init" / "model" if stage.start_from == "init" else out / stage.start_from / "model"
+    start = stage_model(out, stage.start_from)
     if not (start / "opuslm.json").is_file():
         raise OpusLMError(f"stage {stage.name} starts from {stage.start_from}, whose model is missing at {start}")
     run = StageRun(stage, datasets, start, run_dir, _peak_lr(stage, out), progress, validation_sources)

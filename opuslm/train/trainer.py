@@ -1,5 +1,6 @@
-"""One training stage: a thin loop that composes the model, the packed loader, the optimiser and LR
-schedule, checkpoints and logging.
+"""One training stage: a thin loop over components that each have one job. The backend loads and
+wraps the model (`backend.py`), `data.py` builds the batch streams, the `Checkpointer` takes and
+restores checkpoints, the `RunLog` records every step and `summarize` reads it back.
 
 A step is `grad_accum` micro-batches. Their loss is normalised by the loss-carrying frames of the
 whole step on all ranks, so one step equals one big batch, whatever the accumulation or the number of
@@ -19,10 +20,12 @@ from torch import nn
 
 from opuslm.errors import OpusLMError
 from opuslm.model.loss import next_frame_mask
-from opuslm.train import checkpoint
 from opuslm.train.backend import training_backend
-from opuslm.train.config import DataConfig, StageConfig
+from opuslm.train.checkpoint import Checkpointer
+from opuslm.train.config import StageConfig
+from opuslm.train.data import stage_data
 from opuslm.train.distributed import World, init_world
+from opuslm.train.run_log import RunLog, summarize
 from opuslm.train.schedule import lr_factor
 from opuslm.vocab import PAD_ID
 
@@ -48,86 +51,63 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def frame_rate_of(datasets: dict[str, str], sources) -> float:
-    from opuslm.data.loader import text_dataset_file
-    from opuslm.tokenize.shards import TokenShards
-
-    for source in sources:
-        path = Path(datasets[source.dataset])
-        if text_dataset_file(path, source.split) is None:
-            return float(TokenShards(path).info["frame_rate"])
-    return 25.0  # text-only mixtures never crop a speaker prompt
-
-
 class StageRun:
     def __init__(self, stage: StageConfig, datasets: dict[str, str], start: Path, run_dir: Path,
                  peak_lr: float, progress: bool = True, validation_sources=None):
-        from opuslm.data.loader import PackedLoader
         from opuslm.model.multistream import model_identity, model_tokenizers
-        from opuslm.templates import TemplateBuilder, prompt_frames
         from opuslm.tokenize.text import load_text_tokenizer
 
-        self.stage, self.run_dir, self.start, self.progress = stage, Path(run_dir), Path(start), progress
+        self.stage, self.run_dir, self.start, self.peak_lr = stage, Path(run_dir), Path(start), peak_lr
         self.world: World = init_world()
         self.tokenizers = model_tokenizers(start)
         self.backend = training_backend(stage, self.world)
         self.model = self.backend.load(start)
-        builder = TemplateBuilder(self.model.vocab, load_text_tokenizer(self.tokenizers.text), max(self.model.delays),
-                                  prompt_frames=prompt_frames(frame_rate_of(datasets, stage.data.sources)))
-        self.data_rank, self.data_size = self.backend.data_split()  # tensor-parallel peers share a batch
-        self.identity = model_identity(start)
-        self.loader = PackedLoader(stage.data, datasets, builder, self.model.delays, self.data_rank, self.data_size,
-                                   tokenizers=self.identity)
-        self.validation, self.validation_notes = self._validation_sets(
-            datasets, builder, validation_sources or stage.data.sources)
+        self.data = stage_data(stage, datasets, self.model, load_text_tokenizer(self.tokenizers.text), model_identity(start),
+                               *self.backend.data_split(), validation_sources)  # tensor-parallel peers share a batch
         self.forward = self.backend.wrap(LossForward(self.model), self.model)
         # after wrapping: FSDP2 replaces the parameters with sharded ones, which the optimiser must hold
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, stage.optim.weight_decay), lr=peak_lr,
                                            betas=stage.optim.betas, eps=stage.optim.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage.steps, stage.lr))
-        self.peak_lr = peak_lr
-        self.step = 0
-        self.log_path = self.run_dir / "log.jsonl"
-        self.checkpoints = self.run_dir / "checkpoints"
-        self._resume()
+        self.checkpoints = Checkpointer(self.run_dir / "checkpoints", self.backend, stage.checkpoint_every,
+                                        stage.keep_last, stage.steps)
+        self.log = RunLog(self.run_dir, stage.name, stage.steps, stage.log_every, self.world.main, progress)
+        resumed = self.checkpoints.resume(self.model, self.optimizer, self.scheduler, self.data.train, self.model.vocab.hash)
+        self.log.resume_at(resumed)
+        self.step = resumed or 0
         use_bf16 = stage.bf16 == "on" or (stage.bf16 == "auto" and self.world.device.type == "cuda")
         self.autocast = (lambda: torch.autocast(self.world.device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
 
-    # ---- setup ----
-    def _validation_sets(self, datasets, builder, sources):
-        from opuslm.data.loader import PackedLoader
-
-        sets, notes = {}, []
-        for source in sources:
-            config = DataConfig(sources=[source], row_frames=self.stage.data.row_frames, rows=self.stage.data.rows,
-                                loss_region=self.stage.data.loss_region, seed=self.stage.data.seed)
-            try:
-                loader = PackedLoader(config, datasets, builder, self.model.delays, self.data_rank, self.data_size,
-                                      split=self.stage.validation.split, tokenizers=self.identity)
-            except OpusLMError as error:
-                notes.append(f"{source.name}: no validation ({error})")
-                continue
-            sets[source.name] = [loader.next_batch() for _ in range(self.stage.validation.batches)]
-        return sets, notes
-
-    def _resume(self) -> None:
-        found = checkpoint.latest(self.checkpoints)
-        if found is not None:
-            state, info = self.backend.restore(found, self.model, self.optimizer, self.model.vocab.hash)
-            self.scheduler.load_state_dict(state["scheduler"])
-            checkpoint.set_rng_state(state["rng"])
-            self.loader.load_state(info["data"])
-            self.step = info["step"]
-        if self.world.main and self.log_path.is_file():
-            # the log continues exactly where the checkpoint was; with none (killed before the first), the
-            # stage starts over and so does its log
-            kept = [line for line in self.log_path.read_text().splitlines()
-                    if found is not None and json.loads(line)["step"] <= self.step]
-            self.log_path.write_text("".join(line + "\n" for line in kept))
+    # ---- the loop ----
+    def run(self) -> dict:
+        started, last = time.time(), {}
+        with self.log.open(self.step):
+            if self.step == 0:  # where the stage starts, for the summary's first -> final (every rank validates)
+                self.log.write({"step": 0, "validation": self.validate()})
+            while self.step < self.stage.steps:
+                last = self._timed_step()
+                if self.step % self.stage.validation.every == 0 or self.step == self.stage.steps:
+                    last["validation"] = self.validate()
+                self.log.write(last)
+                if self.checkpoints.due(self.step):
+                    self.checkpoints.save(self.step, self.model, self.optimizer, self.scheduler, self.data.train,
+                                          {"vocab_hash": self.model.vocab.hash, "peak_lr": self.peak_lr,
+                                           "stage": self.stage.model_dump(by_alias=True)})
+        return self._finish(time.time() - started)
 
     # ---- one step ----
+    def _timed_step(self) -> dict:
+        tick = time.perf_counter()
+        record = self._train_step()
+        seconds = time.perf_counter() - tick
+        if not math.isfinite(record["loss"]):
+            raise OpusLMError(f"stage {self.stage.name}: the loss became {record['loss']} at step {self.step}; "
+                              "lower the LR or check the data (the last checkpoint is intact)")
+        return {**record, "frames_per_s": self.world.all_sum(record["frames"]) / seconds,
+                "tokens_per_s": self.world.all_sum(record["tokens"]) / seconds}
+
     def _train_step(self) -> dict:
-        batches = [self.loader.next_batch() for _ in range(self.stage.grad_accum)]
+        batches = [self.data.train.next_batch() for _ in range(self.stage.grad_accum)]
         frames_total = self.world.all_sum(float(sum(int(next_frame_mask(b.loss_mask, b.document_ids).any(1).sum())
                                                     for b in batches)))
         if frames_total == 0:
@@ -164,7 +144,7 @@ class StageRun:
     def validate(self) -> dict[str, float]:
         self.model.eval()
         losses = {}
-        for name, batches in self.validation.items():
+        for name, batches in self.data.validation.items():
             total = frames = 0.0
             for b in batches:
                 with self.autocast():
@@ -174,62 +154,7 @@ class StageRun:
             losses[name] = self.world.all_sum(total) / max(self.world.all_sum(frames), 1)
         return losses
 
-    def _save_checkpoint(self) -> None:
-        self.backend.save(self.checkpoints, self.step, self.model, self.optimizer,
-                          {"scheduler": self.scheduler.state_dict(), "rng": checkpoint.rng_state()},
-                          {"data": self.loader.state(), "vocab_hash": self.model.vocab.hash,
-                           "stage": self.stage.model_dump(by_alias=True), "peak_lr": self.peak_lr},
-                          self.stage.keep_last)
-
-    # ---- the loop ----
-    def run(self) -> dict:
-        from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
-
-        main = self.world.main
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step) if main else None
-        log = open(self.log_path, "a", encoding="utf-8") if main else None
-        bar = tqdm(total=self.stage.steps, initial=self.step, desc=self.stage.name, unit="step", disable=not (main and self.progress))
-        started, last = time.time(), {}
-        try:
-            if self.step == 0 and main:  # where the stage starts, for the summary's first -> final
-                log.write(json.dumps({"step": 0, "validation": self.validate()}) + "\n")
-            elif self.step == 0:
-                self.validate()  # every rank joins the collectives
-            while self.step < self.stage.steps:
-                tick = time.perf_counter()
-                record = self._train_step()
-                seconds = time.perf_counter() - tick
-                record.update(frames_per_s=self.world.all_sum(record["frames"]) / seconds,
-                              tokens_per_s=self.world.all_sum(record["tokens"]) / seconds)
-                if not math.isfinite(record["loss"]):
-                    raise OpusLMError(f"stage {self.stage.name}: the loss became {record['loss']} at step {self.step}; "
-                                      "lower the LR or check the data (the last checkpoint is intact)")
-                if self.step % self.stage.validation.every == 0 or self.step == self.stage.steps:
-                    record["validation"] = self.validate()
-                last = record
-                if main:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                    for key in ("loss", "lr", "grad_norm", "frames_per_s", "packing"):
-                        writer.add_scalar(f"train/{key}", record[key], self.step)
-                    for group in ("per_stream", "per_modality", "validation"):
-                        for name, value in record.get(group, {}).items():
-                            writer.add_scalar(f"{group}/{name}", value, self.step)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
-                                    fps=f"{record['frames_per_s']:.0f}")
-                bar.update(1)
-                if self.step % self.stage.checkpoint_every == 0 or self.step == self.stage.steps:
-                    self._save_checkpoint()
-            return self._finish(last, time.time() - started)
-        finally:
-            bar.close()
-            if main:
-                log.close()
-                writer.close()
-
-    def _finish(self, last: dict, seconds: float) -> dict:
+    def _finish(self, seconds: float) -> dict:
         """Save the stage's model folder (with its tokenizers) and summary; returns the summary."""
         from opuslm.model.multistream import OpusLM
 
@@ -239,21 +164,10 @@ class StageRun:
             final = OpusLM.from_pretrained(self.start)
             final.load_state_dict(state)
             final.save_pretrained(self.run_dir / "model", self.tokenizers)
-            lines = [json.loads(line) for line in self.log_path.read_text().splitlines()]
-            records = [r for r in lines if "loss" in r]
-            validations = [r for r in lines if "validation" in r]
-            summary = {
-                "stage": self.stage.name, "steps": self.step, "from": str(self.start),
-                "examples": sum(r["examples"] for r in records), "frames": sum(r["frames"] for r in records),
-                "tokens": sum(r["tokens"] for r in records),
-                "first_loss": records[0]["loss"] if records else None, "final_loss": records[-1]["loss"] if records else None,
-                "first_validation": validations[0]["validation"] if validations else {},
-                "final_validation": validations[-1]["validation"] if validations else {},
-                "final_lr": self.peak_lr * lr_factor(self.stage.steps, self.stage.steps, self.stage.lr),
-                "packing": sum(r["packing"] for r in records) / max(len(records), 1),
-                "seconds_this_run": round(seconds, 1), "data": self.loader.describe(),
-                "validation_notes": self.validation_notes,
-            }
+            summary = {"stage": self.stage.name, "steps": self.step, "from": str(self.start), **summarize(self.log.path),
+                       "final_lr": self.peak_lr * lr_factor(self.stage.steps, self.stage.steps, self.stage.lr),
+                       "seconds_this_run": round(seconds, 1), "data": self.data.train.describe(),
+                       "validation_notes": self.data.notes}
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         self.world.barrier()
         return summary

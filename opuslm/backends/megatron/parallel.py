@@ -29,12 +29,6 @@ class ModelParallel:
 
         return parallel_state.get_tensor_model_parallel_group()
 
-    @property
-    def data_group(self):
-        from megatron.core import parallel_state
-
-        return parallel_state.get_data_parallel_group()
-
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -1,4 +1,4 @@
-"""A training stage on Megatron-Core: the `opuslm.train.backend` parts for `parallel: megatron`.
+"""A training stage on Megatron-Core: the `opuslm.train.backend.TrainingBackend` for `parallel: megatron`.
 
 - the stage's start (an HF-backbone OpusLM folder) is split over the tensor-parallel ranks;
 - the packed loader splits the data over the data-parallel group only, so the ranks of one
@@ -28,6 +28,8 @@ DISTRIBUTED = "distributed"
 
 
 class MegatronTraining:
+    """The `opuslm.train.backend.TrainingBackend` for `parallel: megatron`."""
+
     def __init__(self, stage, world: World):
         self.stage, self.world = stage, world
         self.parallel = init_model_parallel(stage.tensor, stage.pipeline, stage.data.seed)

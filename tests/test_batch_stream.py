@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from opuslm.data.loader import PackedLoader
+from opuslm.batch_stream import PackedLoader
 from opuslm.errors import OpusLMError
 from opuslm.interleave import default_delays
 from opuslm.templates import TemplateBuilder
@@ -203,7 +203,7 @@ def test_ctc_spans_cover_exactly_the_heard_audio_and_carry_its_transcript(settin
 def test_audio_masking_pads_spans_of_the_heard_audio_only_and_is_deterministic(setting):
     import random
 
-    from opuslm.data.loader import mask_heard_audio
+    from opuslm.batch_stream import mask_heard_audio
 
     tokens = np.arange(1, 3 * 40 + 1).reshape(3, 40)
     mask_heard_audio(tokens, (10, 30), share=0.5, span=4, rng=random.Random(0))

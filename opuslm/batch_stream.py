@@ -1,5 +1,6 @@
-"""The training data stream: a weighted mixture of (dataset, task) sources, templated, delayed, and
-packed into rows of a fixed number of frames.
+"""The batch stream: where joint ids are shifted and packed for training. A weighted mixture of
+(dataset, task) sources is templated (`templates.py`), each example's streams are shifted by their
+delays (`interleave.py`), and the delayed examples are packed into rows of a fixed number of frames.
 
 Determinism. Example k of the stream is decided by counters alone: the source from a generator
 seeded with (seed, k); the item by that source's draw counter, through a permutation fixed per
@@ -30,12 +31,23 @@ import torch
 
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
-from opuslm.model.loss import HeardTranscripts
 from opuslm.templates import (TARGET_WRITERS, UNDERSTANDING_TASKS, SpeakerPrompts, TemplateBuilder, TemplateError,
                               transcript)
 from opuslm.vocab import PAD_ID, JointVocab
 
 TEXT_SUFFIXES = (".txt",)
+
+
+@dataclass
+class HeardTranscripts:
+    """What the auxiliary CTC loss needs of a batch: per heard audio segment, its row, its steps
+    `[start, end)` in the delayed row (the trailer included, where the last frames' codebooks land),
+    and the transcript's text ids (the tokenizer's own ids); `weight` scales the summed loss."""
+
+    rows: list[int]
+    spans: list[tuple[int, int]]
+    transcripts: list[torch.Tensor]
+    weight: float
 
 
 @dataclass

@@ -1,0 +1,295 @@
+"""The main job on the embedded default, as a library pipeline: `run_demo(DemoConfig(...))`.
+
+One function per step, each taking the config and the run's folders (`DemoPaths`) and returning the
+line it reports. A step writes under `out` and is skipped when its output is already complete, so a
+re-run resumes. `opuslm demo` is this module behind argparse; its options are `DemoConfig`'s fields.
+
+    corpus/  text/  tokenizers/{text,semantic,codec}/  tokens/  vocab.json
+    text_llm_schedule.yaml  text_llm/  llm/          the small text LLM (unless `llm` is given)
+    schedule.yaml  run/{pretrain,anneal,instruct}/   the stages of stages/demo.yaml
+    judge/  eval/                                    the CTC judge (with judge="ctc"), the report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from opuslm.errors import OpusLMError
+
+STAGE_FILES = Path(__file__).resolve().parents[1] / "stages"  # the checkout's stage YAMLs
+
+
+def _option(default, help: str, **argparse_options):
+    """A config field that is also a command-line option: `help` and any argparse settings ride along."""
+    if callable(default):
+        return field(default_factory=default, metadata={"help": help, **argparse_options})
+    return field(default=default, metadata={"help": help, **argparse_options})
+
+
+@dataclass
+class DemoConfig:
+    out: Path = _option(Path("demo_out"), "where every step writes")
+    hours: float = _option(2.0, "size of the synthetic corpus in hours")
+    seed: int = _option(0, "seed for every step")
+    workers: int = _option(lambda: min(4, os.cpu_count() or 1), "parallel processes")
+    codec_steps: int = _option(400, "training steps of the small codec")
+    steps_scale: float = _option(1.0, "multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
+    text_lines: int = _option(100000, "lines of grammar text for the text LLM")
+    llm_steps: int = _option(120, "training steps of the text LLM (its held-out loss is flat from step 100 on the "
+                             "grammar's text)")
+    judge_steps: int = _option(500, "training steps of the CTC judge, with --judge ctc")
+    llm: Path | None = _option(None, "a local HF LLM folder instead of training the small text LLM")
+    judge: str = _option("embedded", "the TTS judge: 'embedded' (Whisper tiny.en), 'ctc' (train the small CTC judge "
+                         "on the corpus), or a local Whisper / HF ASR folder")
+    semantic_features: str = _option("whisper", "semantic tokenizer features when no --ssl is given",
+                                     choices=("whisper", "cepstral"))
+    whisper: str | None = _option(None, "a local Whisper folder (CTranslate2 or transformers) for the semantic "
+                                  "features; None: the embedded tiny.en")
+    semantic_k: int = _option(256, "k-means clusters of the semantic tokenizer")
+    codec: Path | None = _option(None, "a codec folder (HF EnCodec/DAC/Mimi) instead of training the small one")
+    ssl: Path | None = _option(None, "a local HF SSL model (HuBERT, WavLM) for the semantic features")
+    ssl_layer: int = _option(6, "the SSL layer to cluster")
+    corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
+                                  "synthetic one")
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where each step of a demo run reads and writes."""
+
+    out: Path
+    corpus: Path
+    text: Path  # what text_lm sources read: the grammar's text corpus, or a given corpus's own transcripts
+    tokenizers: Path
+    tokens: Path
+    vocab: Path
+    llm: Path
+    text_llm_run: Path
+    run: Path
+    judge: Path
+    eval: Path
+
+    @classmethod
+    def under(cls, out: Path, given_corpus: Path | None = None) -> DemoPaths:
+        out = Path(out)
+        return cls(out=out, corpus=given_corpus or out / "corpus", text=out / "tokens" if given_corpus else out / "text",
+                   tokenizers=out / "tokenizers", tokens=out / "tokens", vocab=out / "vocab.json", llm=out / "llm",
+                   text_llm_run=out / "text_llm", run=out / "run", judge=out / "judge", eval=out / "eval")
+
+
+def _done(folder: Path, marker: str) -> bool:
+    return (folder / marker).is_file()
+
+
+def _stage_file(name: str) -> Path:
+    if not (STAGE_FILES / name).is_file():
+        raise OpusLMError(f"the stage files are not at {STAGE_FILES}; run the demo from a checkout (`make demo`)")
+    return STAGE_FILES / name
+
+
+def _demo_schedule() -> dict:
+    import yaml
+
+    return yaml.safe_load(_stage_file("demo.yaml").read_text())
+
+
+def _write_schedule(path: Path, schedule: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(schedule, sort_keys=False))
+    return path
+
+
+def tokenizer_paths(config: DemoConfig, paths: DemoPaths):
+    from opuslm.tokenize.pipeline import TokenizerPaths
+
+    root = paths.tokenizers
+    return TokenizerPaths(config.llm or root / "text", root / "semantic", config.codec or root / "codec")
+
+
+# ---- the steps ----
+def synthesise_corpus(config: DemoConfig, paths: DemoPaths) -> str:
+    from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
+
+    if config.corpus:
+        return f"using the given corpus {config.corpus}"
+    summary = synthesize_corpus(paths.corpus, SynthConfig(hours=config.hours, seed=config.seed), workers=config.workers)
+    total = sum(c["utterances"] for c in summary["counts"].values())
+    return f"{total} utterances, {sum(c['seconds'] for c in summary['counts'].values()) / 60:.1f} min -> {paths.corpus}"
+
+
+def synthesise_text(config: DemoConfig, paths: DemoPaths) -> str:
+    from opuslm.data.synth.text import describe, synthesize_text
+
+    if config.corpus:
+        return "a given corpus: text_lm sources read its transcripts"
+    return f"{describe(synthesize_text(paths.text, config.text_lines, config.seed, progress=False))} -> {paths.text}"
+
+
+def _semantic_features(config: DemoConfig):
+    from opuslm.tokenize.features import CepstralFeatures, SSLFeatures, WhisperFeatures
+
+    if config.ssl:
+        return SSLFeatures(config.ssl, config.ssl_layer)
+    return CepstralFeatures() if config.semantic_features == "cepstral" else WhisperFeatures(config.whisper)
+
+
+def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
+    """Text BPE, k-means on Whisper-encoder (or cepstral, or `ssl`) features and the small codec; each
+    skipped when its folder is complete or a real asset (`llm`, `codec`) replaces it."""
+    from opuslm.data.manifest import read_manifest
+    from opuslm.tokenize.acoustic import SmallCodecTokenizer
+    from opuslm.tokenize.codec_training import train_and_measure
+    from opuslm.tokenize.semantic import train_semantic_tokenizer
+    from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
+
+    corpus, tokenizers = paths.corpus, tokenizer_paths(config, paths)
+    utts = read_manifest(corpus)
+    if not config.llm and not _done(tokenizers.text, "tokenizer.json"):
+        # the grammar's text corpus too, as a real LLM's tokenizer is trained on far more text than transcripts
+        grammar = [] if config.corpus else (paths.text / "train.txt").read_text(encoding="utf-8").splitlines()
+        train_text_tokenizer(corpus_texts(utts) + grammar, tokenizers.text, 1024)
+    need_semantic = not _done(tokenizers.semantic, "semantic.json")
+    need_codec = not config.codec and not _done(tokenizers.acoustic, "codec.json")
+    if need_semantic or need_codec:
+        train = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "train"]
+    if need_semantic:
+        train_semantic_tokenizer(((w, 16000) for w in train), _semantic_features(config), k=config.semantic_k,
+                                 seed=config.seed).save(tokenizers.semantic)
+    if need_codec:
+        dev = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "dev"][:50]
+        staging = paths.tokenizers / "codec.tmp"
+        train_and_measure(train, dev, staging, steps=config.codec_steps, seed=config.seed)
+        staging.rename(tokenizers.acoustic)
+    codec = f"the given codec {config.codec}" if config.codec else \
+        f"codec dev mel distance {SmallCodecTokenizer(tokenizers.acoustic).metrics['mel_distance']}"
+    text = f"the LLM's tokenizer ({config.llm})" if config.llm else "text BPE 1024"
+    semantic = json.loads((tokenizers.semantic / "semantic.json").read_text())  # not the encoder: a line needs no model
+    return f"{text}, semantic K={semantic['k']} on {semantic['features']['kind']} features, {codec} -> {paths.tokenizers}"
+
+
+def tokenize(config: DemoConfig, paths: DemoPaths) -> str:
+    from opuslm.tokenize.pipeline import tokenize_corpus
+
+    summary = tokenize_corpus(paths.corpus, paths.tokens, tokenizer_paths(config, paths), workers=config.workers)
+    return f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']} -> {paths.tokens}"
+
+
+def joint_vocab(config: DemoConfig, paths: DemoPaths) -> str:
+    from opuslm.vocab import JointVocab
+
+    vocab = JointVocab.from_tokens(paths.tokens)
+    path = vocab.save(paths.vocab)
+    return f"{vocab.size} ids ({vocab.summary()}), hash {vocab.hash} -> {path}; see `opuslm vocab show --vocab {path}`"
+
+
+def train_text_llm(config: DemoConfig, paths: DemoPaths) -> str:
+    """A small Llama of the demo schedule's preset, trained from scratch on the text corpus and
+    exported as a plain HF folder."""
+    from opuslm.model.multistream import TOKENIZER_FOLDERS, OpusLM
+    from opuslm.train.stages import run_schedule, stage_model, stage_summary
+
+    if config.llm:
+        return f"using the given LLM {config.llm}"
+    preset = _demo_schedule()["init"]["preset"]
+    if not (paths.llm / "config.json").is_file():
+        schedule = _write_schedule(paths.out / "text_llm_schedule.yaml", {
+            "out": str(paths.text_llm_run.resolve()), "tokens": "speech",
+            "datasets": {"speech": str(paths.tokens.resolve()), "text": str(paths.text.resolve())},
+            "init": {"preset": preset, "seed": config.seed},
+            "stages": [{"file": str(_stage_file("text_llm.yaml")), "overrides": {"steps": config.llm_steps}}]})
+        run_schedule(schedule, progress=True)
+        trained, staging = stage_model(paths.text_llm_run, "text_llm"), paths.llm.with_name("llm.tmp")
+        OpusLM.from_pretrained(trained).export_text_lm(staging, trained / TOKENIZER_FOLDERS["text"])
+        staging.rename(paths.llm)
+    summary = stage_summary(paths.text_llm_run, "text_llm")
+    return f"text LLM (Llama, preset {preset}): validation loss {summary['final_validation'].get('text_lm', float('nan')):.3f} -> {paths.llm}"
+
+
+def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
+    """Pretrain -> anneal -> instruct (stages/demo.yaml) from the text LLM."""
+    from opuslm.train.stages import run_schedule
+
+    schedule = _demo_schedule()
+    tokens, text = str(paths.tokens.resolve()), str(paths.text.resolve())
+    schedule["out"] = str(paths.run.resolve())
+    schedule["datasets"] = {name: text if name == "text" else tokens for name in schedule["datasets"]}
+    kept = {key: value for key, value in schedule["init"].items() if key != "preset"}  # codebook_row_scale
+    schedule["init"] = {**kept, "llm": str(Path(config.llm or paths.llm).resolve()), "seed": config.seed}
+    for entry in schedule["stages"]:
+        entry["file"] = str(_stage_file(entry["file"]))
+        entry["overrides"]["steps"] = max(1, round(entry["overrides"]["steps"] * config.steps_scale))
+    summaries = run_schedule(_write_schedule(paths.out / "schedule.yaml", schedule), progress=True)
+    return "; ".join(f"{s['stage']} {s['steps']} steps, loss {s['first_loss']:.2f} -> {s['final_loss']:.2f}"
+                     for s in summaries) + f" -> {paths.run}"
+
+
+def _judge_folder(config: DemoConfig, paths: DemoPaths):
+    """What `load_judge` takes: the embedded Whisper, the CTC judge the demo trains, or a given folder."""
+    return paths.judge if config.judge == "ctc" else config.judge
+
+
+def train_judge(config: DemoConfig, paths: DemoPaths) -> str:
+    from opuslm.eval.judge import judge_data, train_judge as train_ctc_judge
+
+    if config.judge == "embedded":
+        return "the embedded Whisper tiny.en (CTranslate2, greedy) judges TTS; nothing to train"
+    if config.judge != "ctc":
+        return f"using the given judge {config.judge}"
+    if not (paths.judge / "judge.json").is_file():
+        staging = paths.judge.with_name("judge.tmp")
+        train_ctc_judge(judge_data(paths.corpus, "train"), judge_data(paths.corpus, "dev"), staging,
+                        steps=config.judge_steps, seed=config.seed)
+        staging.rename(paths.judge)
+    info = json.loads((paths.judge / "judge.json").read_text())
+    return f"CTC judge on real audio, dev WER {info['dev_wer']:.3f} -> {paths.judge}"
+
+
+def evaluate(config: DemoConfig, paths: DemoPaths) -> str:
+    from opuslm.eval.judge import load_judge
+    from opuslm.eval.report import table
+    from opuslm.eval.runner import EVAL_TASKS, Evaluation
+    from opuslm.train.stages import stage_model
+
+    if not (paths.eval / "results.json").is_file():
+        final_stage = json.loads((paths.run / "summary.json").read_text())[-1]["stage"]
+        evaluation = Evaluation(stage_model(paths.run, final_stage), paths.corpus, paths.eval,
+                                load_judge(_judge_folder(config, paths)))
+        evaluation.run(list(EVAL_TASKS), Path(config.llm or paths.llm), paths.run)
+    results = json.loads((paths.eval / "results.json").read_text())
+    return "\n" + table(results["metrics"]) + f"\n    report: {paths.eval / 'report.md'}"
+
+
+STEPS: tuple[tuple[str, Callable[[DemoConfig, DemoPaths], str]], ...] = (
+    ("synthesise the eSpeak corpus", synthesise_corpus),
+    ("write the text corpus for the text LLM", synthesise_text),
+    ("train the text, semantic and acoustic tokenizers", train_tokenizers),
+    ("tokenize the corpus into shards", tokenize),
+    ("lay out the joint vocabulary", joint_vocab),
+    ("train the text LLM", train_text_llm),
+    ("train in stages: pretrain -> anneal -> instruct", train_stages),
+    ("the TTS judge (embedded Whisper, or the CTC judge trained on real audio)", train_judge),
+    ("evaluate every task", evaluate),
+)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> DemoPaths:
+    """Every step in order, each reported as `[n/N] title` and its result line; returns the folders."""
+    from opuslm.backends import register_backends
+
+    register_backends()
+    paths = DemoPaths.under(config.out, config.corpus)
+    config.out.mkdir(parents=True, exist_ok=True)
+    for number, (title, step) in enumerate(STEPS, 1):
+        report(f"[{number}/{len(STEPS)}] {title}")
+        report(f"    {step(config, paths)}")
+    report(f"demo finished; everything is in {config.out}")
+    return paths

@@ -1,0 +1,14 @@
+"""How audio is sampled in decoding: the one place its defaults are written (the CLI reads them here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.8  # OpusLM's audio defaults
+    top_k: int = 30  # 0: off
+    top_p: float = 1.0  # 1: off
+    greedy_audio: bool = False
+    seed: int = 0
