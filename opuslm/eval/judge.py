@@ -161,6 +161,9 @@ class HFJudge:
         return [r["text"].strip().lower() for r in self.pipe(inputs, batch_size=batch_size)]
 
 
+WHISPER_MAX_LENGTH = 448  # Whisper's text context
+
+
 class WhisperJudge:
     """Whisper in CTranslate2 format, greedy (beam 1), English, no timestamps; clips of at most 30 s
     (longer ones are cut to Whisper's window, so judge clips of a single utterance).
@@ -203,9 +206,12 @@ class WhisperJudge:
             batch = [np.asarray(wavs[i], np.float32) for i in chosen]
             limits = [self.token_limit(len(w)) for w in batch]
             mel = self.extractor(batch, sampling_rate=SAMPLE_RATE, return_tensors="np")["input_features"]
+            # CTranslate2 (4.8) generates at most max_length // 2 tokens for Whisper, prompt or not (12 -> 6,
+            # 448 -> 224, measured), so a length of prompt + cap silently cut transcripts at half the cap,
+            # at a point that moved with the batch's longest clip
             results = self.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel, np.float32)),
                                           [self.prompt] * len(batch), beam_size=1,
-                                          max_length=len(self.prompt) + max(limits))
+                                          max_length=min(2 * (max(limits) + 1), WHISPER_MAX_LENGTH))
             for i, limit, result in zip(chosen, limits, results):
                 out[i] = self.tokenizer.decode(result.sequences_ids[0][:limit], skip_special_tokens=True).strip()
         return [out[i] for i in range(len(wavs))]
