@@ -111,14 +111,35 @@ def test_streams_score_only_their_own_slice():
         assert ((ids >= start) & (ids < end)).all()
 
 
-def naive_loss(model, frames, mask):
-    """Full logits for every cell, weighted by modality, summed and divided by frames with loss."""
+def modality_mask(inputs, targets):
+    """Which stream-0 ids each cell may score under the "modality" softmax, written out: after a semantic
+    id the specials and semantic ids, after a text id the specials and text ids, otherwise (or when the
+    target is not among them) every id."""
+    ids = torch.arange(VOCAB.size)
+    after_semantic = ids < VOCAB.codebook_offset(0)
+    after_text = (ids < VOCAB.semantic_offset) | (ids >= VOCAB.text_offset)
+    allowed = torch.ones(*inputs.shape, VOCAB.size, dtype=torch.bool)
+    for b in range(inputs.shape[0]):
+        for t in range(inputs.shape[1]):
+            kind = VOCAB.describe(int(inputs[b, t]))
+            chosen = after_semantic if kind.startswith("s") and kind[1:].isdigit() else \
+                after_text if kind.startswith("t") and kind[1:].isdigit() else None
+            if chosen is not None and chosen[targets[b, t]]:
+                allowed[b, t] = chosen
+    return allowed
+
+
+def naive_loss(model, frames, mask, stream0="full"):
+    """Full logits for every cell, weighted by modality, summed and divided by frames with loss; with
+    stream0="modality", stream 0's logits outside `modality_mask` are minus infinity."""
     hidden = model(frames[..., :-1]).last_hidden_state
     targets, cells = frames[..., 1:], mask[..., 1:]
     weights = model.config.loss_weights
     total = 0.0
     for n in range(frames.shape[1]):
         logits = model.stream_logits(hidden, n)
+        if n == 0 and stream0 == "modality":
+            logits = logits.masked_fill(~modality_mask(frames[:, 0, :-1], targets[:, 0]), float("-inf"))
         start = VOCAB.stream_range(n)[0]
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets[:, n] - start * cells[:, n], reduction="none")
         from opuslm.vocab import MODALITIES
@@ -156,6 +177,29 @@ def test_chunked_loss_equals_the_naive_full_logits_loss(chunk):
     out.loss.backward()  # gradients flow through the checkpointed chunks
     grads = model.backbone.get_output_embeddings().weight.grad
     assert grads is not None and grads.abs().sum() > 0
+
+
+@pytest.mark.parametrize("chunk", [2, 4096])
+def test_the_modality_softmax_equals_the_full_one_with_the_other_logits_at_minus_infinity(chunk):
+    """In float64, to the last bits: only the order of the sums differs."""
+    torch.manual_seed(0)
+    model = OpusLM.from_llm(tiny_config("llama"), VOCAB, MultiStreamConfig(loss_chunk=chunk, stream0_softmax="modality"))
+    model = model.double()
+    frames, mask = random_batch(4)
+    frames[0, 0, 3] = VOCAB.semantic_offset + 1  # a text frame followed by a semantic target: scored over everything
+    out = model.loss(frames, mask)
+    expected = naive_loss(model, frames, mask, stream0="modality")
+    torch.testing.assert_close(out.loss, expected.to(out.loss.dtype), rtol=1e-13, atol=0)
+    full = OpusLM.from_llm(tiny_config("llama"), VOCAB, MultiStreamConfig(loss_chunk=chunk)).double()
+    full.load_state_dict(model.state_dict())
+    other = full.loss(frames, mask)
+    assert other.loss > out.loss  # the excluded logits held probability mass
+    assert all(other.per_stream[f"stream{n}"] == out.per_stream[f"stream{n}"] for n in (1, 2, 3))
+    out.loss.backward()
+    head = model.backbone.get_output_embeddings().weight.grad
+    assert head[VOCAB.semantic_offset:VOCAB.codebook_offset(0)].abs().sum() > 0
+    with pytest.raises(OpusLMError, match="stream0_softmax must be one of full, modality"):
+        MultiStreamConfig(stream0_softmax="text")
 
 
 def test_chunked_cross_entropy_gradients_equal_the_direct_ones():

@@ -9,16 +9,21 @@ from opuslm.vocab import MODALITIES
 
 # OpusLM's 1.7B weights: semantic 0.5, each of 8 codebooks 0.5 / 8, text 1, special tokens 10.
 DEFAULT_LOSS_WEIGHTS = {"special": 10.0, "semantic": 0.5, "codec": 0.0625, "text": 1.0}
+STREAM0_SOFTMAX = ("full", "modality")
 
 
 @dataclass
 class MultiStreamConfig:
     """`delays`: per-stream delay (None: 0, 1, ..., N-1); `loss_weights`: per modality of the target id
-    (codec is per codebook); `loss_chunk`: rows of logits computed at once, so `[B, T, V]` never exists."""
+    (codec is per codebook); `loss_chunk`: rows of logits computed at once, so `[B, T, V]` never exists;
+    `stream0_softmax`: "full" scores stream 0 over the whole vocabulary, "modality" only over the ids that
+    can follow its input (after a semantic id: specials and semantic ids; after a text id: specials and
+    text ids; after a special: everything), as decoding allows (`opuslm.model.loss`)."""
 
     delays: list[int] | None = None
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     loss_chunk: int = 4096
+    stream0_softmax: str = "full"
 
     def __post_init__(self):
         unknown = set(self.loss_weights) - set(MODALITIES)
@@ -26,3 +31,5 @@ class MultiStreamConfig:
         if unknown or missing:
             raise OpusLMError(f"loss_weights needs exactly {', '.join(MODALITIES)}; "
                               f"unknown {sorted(unknown)}, missing {sorted(missing)}")
+        if self.stream0_softmax not in STREAM0_SOFTMAX:
+            raise OpusLMError(f"stream0_softmax must be one of {', '.join(STREAM0_SOFTMAX)}, got {self.stream0_softmax!r}")

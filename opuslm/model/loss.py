@@ -35,7 +35,8 @@ class LossOutput:
 
 
 def _cross_entropy(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
-    logits = F.linear(rows, weight, bias).float()
+    logits = F.linear(rows, weight, bias)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision up; float64 stays
     return F.cross_entropy(logits, targets, reduction="none")
 
 
@@ -59,14 +60,64 @@ def next_frame_mask(loss_mask: torch.Tensor, document_ids: torch.Tensor | None) 
     return mask
 
 
-def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> LossOutput:
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    for start, end in ranges:
+        if out and out[-1][1] == start:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def _row_of(target: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor:
+    """Each target's row among the concatenated `ranges`, or -1 where it lies in none of them."""
+    row, base = torch.full_like(target, -1), 0
+    for start, end in ranges:
+        row = torch.where((target >= start) & (target < end), target - start + base, row)
+        base += end - start
+    return row
+
+
+def stream0_cross_entropy(vocab: JointVocab, rows: torch.Tensor, inputs: torch.Tensor, target: torch.Tensor,
+                          weight: torch.Tensor, bias: torch.Tensor | None, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The "modality" softmax of stream 0: a cell whose input is a semantic id is scored over the specials
+    and semantic ids only, one whose input is a text id over the specials and text ids, any other cell
+    (and one whose target lies outside its input's set) over the whole vocabulary. The same as the full
+    softmax with the other logits at minus infinity, without computing them. Returns (cross-entropy,
+    targets), both in an order of its own (the caller sums and buckets, so order does not matter)."""
+    kind = torch.bucketize(inputs, torch.tensor(vocab.modality_starts(), device=inputs.device), right=True)
+    special = vocab.modality_range("special")
+    allowed = {MODALITIES.index(m): _merged([special, vocab.modality_range(m)]) for m in ("semantic", "text")}
+    parts, targets = [], []
+    rest = torch.ones_like(target, dtype=torch.bool)
+    for modality, ranges in allowed.items():
+        row = _row_of(target, ranges)
+        chosen = (kind == modality) & (row >= 0)
+        if chosen.any():
+            rows_weight = torch.cat([weight[start:end] for start, end in ranges])
+            rows_bias = None if bias is None else torch.cat([bias[start:end] for start, end in ranges])
+            parts.append(chunked_cross_entropy(rows[chosen], rows_weight, rows_bias, row[chosen], chunk))
+            targets.append(target[chosen])
+        rest &= ~chosen
+    if rest.any():
+        parts.append(chunked_cross_entropy(rows[rest], weight, bias, target[rest], chunk))
+        targets.append(target[rest])
+    return torch.cat(parts), torch.cat(targets)
+
+
+def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                     inputs: torch.Tensor | None = None) -> LossOutput:
     """`hidden` `[B, S, D]`, `targets` `[B, N, S]` joint ids (the frame after each step), `mask`
-    `[B, N, S]` cells that carry loss. `model` gives the stream heads (`stream_heads()`)."""
+    `[B, N, S]` cells that carry loss, `inputs` `[B, S]` stream 0's ids at each step (needed by the
+    "modality" stream-0 softmax). `model` gives the stream heads (`stream_heads()`)."""
     vocab: JointVocab = model.vocab
     weights = torch.tensor([model.config.loss_weights[m] for m in MODALITIES], device=hidden.device)
     boundaries = torch.tensor(vocab.modality_starts(), device=hidden.device)
     total = hidden.new_zeros((), dtype=torch.float32)
     per_stream, sums, counts = {}, torch.zeros(len(MODALITIES)), torch.zeros(len(MODALITIES))
+    if model.config.stream0_softmax == "modality" and inputs is None:
+        raise ValueError("the modality stream-0 softmax needs stream 0's inputs")
     heads = model.stream_heads()
     for n in range(targets.shape[1]):
         cells = mask[:, n]
@@ -75,12 +126,15 @@ def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: t
         rows = model.stream_rows(hidden[cells], n)
         weight, bias, start = heads[n]
         target = targets[:, n][cells]
-        ce = chunked_cross_entropy(rows, weight, bias, target - start, model.config.loss_chunk)
+        if n == 0 and model.config.stream0_softmax == "modality":
+            ce, target = stream0_cross_entropy(vocab, rows, inputs[cells], target, weight, bias, model.config.loss_chunk)
+        else:
+            ce = chunked_cross_entropy(rows, weight, bias, target - start, model.config.loss_chunk)
         modality = torch.bucketize(target, boundaries, right=True)
         total = total + (ce * weights[modality]).sum()
         per_stream[f"stream{n}"] = ce.mean().item()
         sums.index_add_(0, modality.cpu(), ce.detach().float().cpu())
-        counts.index_add_(0, modality.cpu(), torch.ones_like(ce, device="cpu"))
+        counts.index_add_(0, modality.cpu(), torch.ones(ce.shape[0]))
     # every parameter joins the graph even when a batch has no audio cells: DDP and FSDP2 expect the
     # same gradients on every rank, and a text-only micro-batch would leave the stream offsets out
     total = total + 0.0 * model.stream_offsets.sum()

@@ -103,7 +103,7 @@ class MultiStreamLM(nn.Module):
         CTC loss (added to the weighted sum; its per-token mean is logged as `ctc`)."""
         cut = (lambda x: None if x is None else x[..., :-1])
         hidden = self.hidden_states(frames[..., :-1], cut(position_ids), cut(document_ids))
-        out = multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids))
+        out = multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids), frames[:, 0, :-1])
         if heard is not None and heard.rows:
             ctc_sum, per_token = heard_ctc_loss(self, hidden, heard)
             out.weighted_sum = out.weighted_sum + ctc_sum

@@ -114,6 +114,8 @@ class InitConfig(Strict):
     # the new codebook rows' scale at init; 0 starts an audio frame as its semantic row alone (see
     # opuslm.model.embeddings.extend_to_joint_vocab)
     codebook_row_scale: float = Field(1.0, ge=0)
+    # stream 0 scored over the whole vocabulary, or over the ids that can follow its input (MultiStreamConfig)
+    stream0_softmax: Literal["full", "modality"] = "full"
 
     @model_validator(mode="after")
     def _one_start(self):

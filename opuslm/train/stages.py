@@ -39,7 +39,7 @@ def build_init(schedule, out: Path) -> Path:
     init = schedule.init
     tmp = folder.with_name("model.tmp")
     init_model(schedule.datasets[schedule.tokens], tmp, init.llm, init.preset, init.delays, init.seed,
-               init.codebook_row_scale)
+               init.codebook_row_scale, init.stream0_softmax)
     tmp.rename(folder)
     return folder
 
