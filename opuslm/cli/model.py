@@ -11,6 +11,7 @@ GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
 def register(subparsers) -> None:
     from opuslm.infer.sampling import Sampling
+    from opuslm.model.config import STREAM0_SOFTMAX
     from opuslm.model.presets import PRESETS
     from opuslm.templates import UNDERSTANDING_TASKS
 
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
     init.add_argument("--seed", type=int, default=0, help="seed for the new embedding rows")
     init.add_argument("--codebook-row-scale", type=float, default=1.0,
                       help="scale of the new codebook rows; 0 starts an audio frame as its semantic row alone")
+    init.add_argument("--stream0-softmax", choices=STREAM0_SOFTMAX, default=STREAM0_SOFTMAX[0],
+                      help="stream 0 scored over the whole vocabulary, or over the ids its input's modality allows")
     init.set_defaults(func=_init)
 
     export = commands.add_parser("export-text", formatter_class=help_formatter, help="the text part as a plain HF LLM",
@@ -82,7 +85,8 @@ def _init(args) -> None:
     from opuslm.vocab import JointVocab
 
     delays = parse_delays(args.delays, JointVocab.from_tokens(args.tokens).num_streams)
-    model = init_model(args.tokens, args.out, args.llm, args.preset, delays, args.seed, args.codebook_row_scale)
+    model = init_model(args.tokens, args.out, args.llm, args.preset, delays, args.seed, args.codebook_row_scale,
+                       args.stream0_softmax)
     params = sum(p.numel() for p in model.parameters())
     print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {model.vocab.hash} ({model.vocab.size} ids), "
           f"delays {model.delays}")

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from opuslm.errors import OpusLMError
+from opuslm.model.config import STREAM0_SOFTMAX
 from opuslm.vocab import TASKS
 
 
@@ -115,7 +116,7 @@ class InitConfig(Strict):
     # opuslm.model.embeddings.extend_to_joint_vocab)
     codebook_row_scale: float = Field(1.0, ge=0)
     # stream 0 scored over the whole vocabulary, or over the ids that can follow its input (MultiStreamConfig)
-    stream0_softmax: Literal["full", "modality"] = "full"
+    stream0_softmax: Literal[STREAM0_SOFTMAX] = STREAM0_SOFTMAX[0]
 
     @model_validator(mode="after")
     def _one_start(self):
