@@ -80,15 +80,15 @@ class StageRun:
 
     # ---- the loop ----
     def run(self) -> dict:
-        started, last = time.time(), {}
+        started = time.time()
         with self.log.open(self.step):
             if self.step == 0:  # where the stage starts, for the summary's first -> final (every rank validates)
                 self.log.write({"step": 0, "validation": self.validate()})
             while self.step < self.stage.steps:
-                last = self._timed_step()
+                record = self._timed_step()
                 if self.step % self.stage.validation.every == 0 or self.step == self.stage.steps:
-                    last["validation"] = self.validate()
-                self.log.write(last)
+                    record["validation"] = self.validate()
+                self.log.write(record)
                 if self.checkpoints.due(self.step):
                     self.checkpoints.save(self.step, self.model, self.optimizer, self.scheduler, self.data.train,
                                           {"vocab_hash": self.model.vocab.hash, "peak_lr": self.peak_lr,
