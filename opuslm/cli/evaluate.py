@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 def _eval(args) -> None:
     from opuslm.eval.judge import load_judge
     from opuslm.eval.report import table
-    from opuslm.eval.runner import Evaluation
+    from opuslm.eval.runner import Evaluation, check_eval_tasks
 
     if args.suite:
         from opuslm.eval.suites import run_suite
@@ -63,6 +63,7 @@ def _eval(args) -> None:
     if not args.corpus:
         raise OpusLMError("give --corpus (or --suite with --data-root)")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    check_eval_tasks(tasks)  # before loading a judge and a model
     judge = None if args.judge == "none" else load_judge(args.judge)
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit)
     results = evaluation.run(tasks, args.base_llm, args.run)

@@ -26,6 +26,12 @@ CLASSIFICATION = LABEL_OF_TASK  # the ASR + X tasks, scored by the label they na
 EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "text")  # what `run` can score, in its order
 
 
+def check_eval_tasks(tasks: list[str]) -> None:
+    unknown = sorted(set(tasks) - set(EVAL_TASKS))
+    if unknown:
+        raise OpusLMError(f"unknown eval task(s) {', '.join(unknown)}; tasks: {', '.join(EVAL_TASKS)}")
+
+
 class Evaluation:
     SAMPLES = 5  # TTS samples written under samples/ (and twice as many ASR rows) for the report
 
@@ -183,9 +189,7 @@ class Evaluation:
         from opuslm.eval.report import write_report
         from opuslm.tokenize.identity import folder_hash
 
-        unknown = sorted(set(tasks) - set(EVAL_TASKS))
-        if unknown:
-            raise OpusLMError(f"unknown eval task(s) {', '.join(unknown)}; tasks: {', '.join(EVAL_TASKS)}")
+        check_eval_tasks(tasks)
         started = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
         if "asr" in tasks:

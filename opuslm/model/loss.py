@@ -70,6 +70,15 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def _head_rows(weight: torch.Tensor, bias: torch.Tensor | None, ranges: list[tuple[int, int]]):
+    """The head's rows (and bias) of the joint-id `ranges`, in order: a view when they are one block."""
+    if len(ranges) == 1:
+        (start, end), = ranges
+        return weight[start:end], None if bias is None else bias[start:end]
+    return (torch.cat([weight[start:end] for start, end in ranges]),
+            None if bias is None else torch.cat([bias[start:end] for start, end in ranges]))
+
+
 def _row_of(target: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor:
     """Each target's row among the concatenated `ranges`, or -1 where it lies in none of them."""
     row, base = torch.full_like(target, -1), 0
@@ -79,14 +88,14 @@ def _row_of(target: torch.Tensor, ranges: list[tuple[int, int]]) -> torch.Tensor
     return row
 
 
-def stream0_cross_entropy(vocab: JointVocab, rows: torch.Tensor, inputs: torch.Tensor, target: torch.Tensor,
+def stream0_cross_entropy(vocab: JointVocab, rows: torch.Tensor, kind: torch.Tensor, target: torch.Tensor,
                           weight: torch.Tensor, bias: torch.Tensor | None, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The "modality" softmax of stream 0: a cell whose input is a semantic id is scored over the specials
     and semantic ids only, one whose input is a text id over the specials and text ids, any other cell
     (and one whose target lies outside its input's set) over the whole vocabulary. The same as the full
     softmax with the other logits at minus infinity, without computing them. Returns (cross-entropy,
-    targets), both in an order of its own (the caller sums and buckets, so order does not matter)."""
-    kind = torch.bucketize(inputs, torch.tensor(vocab.modality_starts(), device=inputs.device), right=True)
+    targets), both in an order of its own (the caller sums and buckets, so order does not matter).
+    `kind`: the MODALITIES index of each cell's input."""
     special = vocab.modality_range("special")
     allowed = {MODALITIES.index(m): _merged([special, vocab.modality_range(m)]) for m in ("semantic", "text")}
     parts, targets = [], []
@@ -95,8 +104,7 @@ def stream0_cross_entropy(vocab: JointVocab, rows: torch.Tensor, inputs: torch.T
         row = _row_of(target, ranges)
         chosen = (kind == modality) & (row >= 0)
         if chosen.any():
-            rows_weight = torch.cat([weight[start:end] for start, end in ranges])
-            rows_bias = None if bias is None else torch.cat([bias[start:end] for start, end in ranges])
+            rows_weight, rows_bias = _head_rows(weight, bias, ranges)
             parts.append(chunked_cross_entropy(rows[chosen], rows_weight, rows_bias, row[chosen], chunk))
             targets.append(target[chosen])
         rest &= ~chosen
@@ -127,7 +135,8 @@ def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: t
         weight, bias, start = heads[n]
         target = targets[:, n][cells]
         if n == 0 and model.config.stream0_softmax == "modality":
-            ce, target = stream0_cross_entropy(vocab, rows, inputs[cells], target, weight, bias, model.config.loss_chunk)
+            kind = torch.bucketize(inputs[cells], boundaries, right=True)
+            ce, target = stream0_cross_entropy(vocab, rows, kind, target, weight, bias, model.config.loss_chunk)
         else:
             ce = chunked_cross_entropy(rows, weight, bias, target - start, model.config.loss_chunk)
         modality = torch.bucketize(target, boundaries, right=True)
@@ -159,9 +168,7 @@ def heard_ctc_loss(model, hidden: torch.Tensor, heard: HeardTranscripts) -> tupl
     logits outlive their utterance (a 49k-token text range at 30 s is 150 MB each)."""
     vocab: JointVocab = model.vocab
     weight, bias = model.joint_head()
-    text = slice(*vocab.modality_range("text"))
-    rows_weight = torch.cat([weight[PAD_ID:PAD_ID + 1], weight[text]])
-    rows_bias = None if bias is None else torch.cat([bias[PAD_ID:PAD_ID + 1], bias[text]])
+    rows_weight, rows_bias = _head_rows(weight, bias, [(PAD_ID, PAD_ID + 1), vocab.modality_range("text")])
     total, tokens = hidden.new_zeros((), dtype=torch.float32), 0
     for row, (start, end), transcript in zip(heard.rows, heard.spans, heard.transcripts):
         target = transcript.to(hidden.device) + 1  # 0 is the blank
