@@ -49,6 +49,9 @@ class OracleModel(torch.nn.Module):
                     logits[index + (target - start,)] = 10.0
         return logits
 
+    def codebook_logits(self, hidden):
+        return torch.stack([self.stream_logits(hidden, n) for n in range(1, self.vocab.num_streams)], -2)
+
 
 def example(rng: random.Random, frames: int, text_len: int) -> TokenizedUtterance:
     return TokenizedUtterance(

@@ -55,6 +55,7 @@ def test_megatron_logits_equal_the_hf_backbones(parallel, arch, tie):
             a, b = hf.hidden_states(frames, **kwargs), megatron.hidden_states(frames, **kwargs)
             for n in range(VOCAB.num_streams):
                 torch.testing.assert_close(megatron.stream_logits(b, n), hf.stream_logits(a, n), atol=1e-5, rtol=0)
+            torch.testing.assert_close(megatron.codebook_logits(b), hf.codebook_logits(a), atol=1e-5, rtol=0)
         torch.testing.assert_close(megatron.loss(frames, mask).loss, hf.loss(frames, mask).loss, atol=1e-5, rtol=0)
 
 

@@ -109,6 +109,7 @@ def test_streams_score_only_their_own_slice():
         assert torch.allclose(logits, full[..., start:end], atol=1e-6)
         ids = logits.argmax(-1) + start  # whatever the logits, the id lands in the slice
         assert ((ids >= start) & (ids < end)).all()
+        torch.testing.assert_close(model.codebook_logits(hidden)[..., n - 1, :], logits, atol=1e-6, rtol=0)
 
 
 def modality_mask(inputs, targets):

@@ -145,26 +145,27 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
     out = model(columns.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)
     steps = list(known)  # the delayed step each sequence produces next
     is_text = torch.tensor([p.target == "text" for p in prompts], device=device)
+    codebook_starts = torch.tensor([vocab.stream_range(n)[0] for n in range(1, num_streams)], device=device)[:, None]
     bar = tqdm(total=max(p.max_frames for p in prompts) + max_delay, desc="generating", unit="frame",
                disable=not progress)
     while True:
         hidden = out.last_hidden_state[:, -1]
-        column = torch.full((len(prompts), num_streams), PAD_ID, dtype=torch.long)
-        for n in range(num_streams):  # stream 0 first: its stop decides the other streams' cells
-            logits = model.stream_logits(hidden, n).float()
-            if n == 0:
-                logits = logits + stop_allowed
-                choice = logits.argmax(-1)
-                if not is_text.all():
-                    choice = torch.where(is_text, choice, _sample(logits, sampling, generator))
-            else:
-                choice = _sample(logits, sampling, generator) + vocab.stream_range(n)[0]
-            choice = choice.cpu()
-            for b, seq in enumerate(sequences):
+        # stream 0 first: its stop decides the other streams' cells; the codebooks are sampled together
+        logits = model.stream_logits(hidden, 0).float() + stop_allowed
+        choice = logits.argmax(-1)
+        if not is_text.all():
+            choice = torch.where(is_text, choice, _sample(logits, sampling, generator))
+        codes = model.codebook_logits(hidden).transpose(0, 1).float()  # [K, B, size]
+        codes = _sample(codes.flatten(0, 1), sampling, generator).view(num_streams - 1, len(prompts))
+        chosen = torch.cat([choice[None], codes + codebook_starts], 0).T.tolist()  # [B][N]
+        for b, seq in enumerate(sequences):
+            for n in range(num_streams):
                 t = steps[b] - delays[n]
                 forced = seq.cell(n, t)
-                column[b, n] = int(choice[b]) if forced is None else forced
-                seq.put(n, t, int(column[b, n]))
+                if forced is not None:
+                    chosen[b][n] = forced
+                seq.put(n, t, chosen[b][n])
+        column = torch.tensor(chosen)
         steps = [s + 1 for s in steps]
         bar.update(1)
         if all(seq.finished(steps[b], d0, max_delay) for b, seq in enumerate(sequences)):

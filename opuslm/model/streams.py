@@ -95,6 +95,16 @@ class MultiStreamLM(nn.Module):
         weight, bias, _ = self.stream_heads()[stream]
         return nn.functional.linear(self.stream_rows(hidden, stream), weight, bias)
 
+    def codebook_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """`[..., D]` -> `[..., K, codebook_size]`: every codebook stream's logits in one product (what
+        `stream_logits(hidden, k + 1)` gives for each k; decoding scores all codebooks every frame)."""
+        weight, bias = self.joint_head()
+        codec = slice(*self.vocab.modality_range("codec"))
+        shape = (self.vocab.num_codebooks, self.vocab.codebook_size)
+        rows = hidden.unsqueeze(-2) + self.stream_offsets  # [..., K, D]
+        logits = torch.einsum("...kd,ksd->...ks", rows, weight[codec].view(*shape, -1))
+        return logits if bias is None else logits + bias[codec].view(shape)
+
     def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
              document_ids: torch.Tensor | None = None, heard: HeardTranscripts | None = None) -> LossOutput:
         """Next-frame loss on delayed `frames` `[B, N, S]`; `loss_mask` (delayed the same way) marks the
