@@ -1,8 +1,8 @@
 """Tokenization throughput of the embedded tokenizers, and the small codec's reconstruction figures.
 
-Prints audio seconds tokenized per CPU second (process time, all threads) for the semantic tokenizer,
-the codec (single vs batched encode, measured side by side), decoding, and the whole `tokenize`
-pipeline; then mel distance and SI-SNR of a codec trained here for --codec-steps (or the one given).
+Prints audio seconds tokenized per CPU second (process time, all threads) for the semantic tokenizers
+(log-mel and the embedded Whisper tiny.en), the codec (single vs batched encode, measured side by side),
+decoding, and the whole `tokenize` pipeline with either semantic tokenizer; then mel distance and SI-SNR of a codec trained here for --codec-steps (or the one given).
 
     python bench/tokenize_throughput.py [--hours 0.05] [--codec-steps 300] [--codec DIR]
 """
@@ -36,7 +36,7 @@ def main() -> None:
     from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
     from opuslm.tokenize.acoustic import SmallCodecTokenizer
     from opuslm.tokenize.codec_training import reconstruction_metrics, train_small_codec
-    from opuslm.tokenize.features import LogMelFeatures
+    from opuslm.tokenize.features import LogMelFeatures, WhisperFeatures
     from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import train_text_tokenizer
@@ -52,26 +52,34 @@ def main() -> None:
     train_text_tokenizer([u.text for u in utts], work / "text", 512)
     semantic = train_semantic_tokenizer(((w, 16000) for w in wavs), LogMelFeatures(), k=256)
     semantic.save(work / "semantic")
+    whisper = train_semantic_tokenizer(((w, 16000) for w in wavs), WhisperFeatures(), k=256)
+    whisper.save(work / "whisper")
     codec_dir = args.codec or train_small_codec(wavs, work / "codec", steps=args.codec_steps, progress=False)
     codec = SmallCodecTokenizer(codec_dir)
 
+    by_length = sorted(wavs, key=len)
     rows = [
         ("semantic encode (log-mel + k-means)", cpu_rate(lambda: [semantic.encode(w, 16000) for w in wavs], seconds)),
+        ("semantic encode (Whisper tiny.en + k-means)", cpu_rate(lambda: [whisper.encode(w, 16000) for w in wavs], seconds)),
         ("codec encode, one at a time", cpu_rate(lambda: [codec.encode(w, 16000) for w in wavs], seconds)),
-        ("codec encode, batches of 8", cpu_rate(
-            lambda: [codec.encode_batch(wavs[i:i + 8], 16000) for i in range(0, len(wavs), 8)], seconds)),
-        ("codec decode", cpu_rate(lambda: [codec.decode(codec.encode(w, 16000)) for w in wavs[:20]],
-                                  sum(len(w) for w in wavs[:20]) / 16000) ),
+        ("codec encode, batches of 8 by length", cpu_rate(  # as `tokenize` batches
+            lambda: [codec.encode_batch(by_length[i:i + 8], 16000) for i in range(0, len(wavs), 8)], seconds)),
     ]
+    codes = [codec.encode(w, 16000) for w in wavs[:20]]
+    rows.append(("codec decode", cpu_rate(lambda: [codec.decode(c) for c in codes], sum(len(w) for w in wavs[:20]) / 16000)))
     paths = TokenizerPaths(work / "text", work / "semantic", Path(codec_dir))
     all_seconds = sum(u.duration for u in utts)
-    rows.append(("whole `tokenize` pipeline, 1 process", cpu_rate(
+    rows.append(("whole `tokenize` pipeline, 1 process, log-mel", cpu_rate(
         lambda: tokenize_corpus(work / "corpus", work / "tokens", paths, shard_size=64, workers=1, progress=False),
         all_seconds)))
+    with_whisper = TokenizerPaths(work / "text", work / "whisper", Path(codec_dir))
+    rows.append(("whole `tokenize` pipeline, 1 process, Whisper", cpu_rate(
+        lambda: tokenize_corpus(work / "corpus", work / "tokens-whisper", with_whisper, shard_size=64, workers=1,
+                                progress=False), all_seconds)))
     print(f"{'what':44s} audio s / CPU s")
     for name, rate in rows:
         print(f"{name:44s} {rate:10.1f}")
-    print(f"batched / single codec encode ratio: {rows[2][1] / rows[1][1]:.2f}")
+    print(f"batched / single codec encode ratio: {rows[3][1] / rows[2][1]:.2f}")
     metrics = reconstruction_metrics(codec, dev, 16000)
     print(f"codec {codec.num_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz "
           f"({codec.num_codebooks * np.log2(codec.codebook_size) * codec.frame_rate / 1000:.1f} kbit/s): "

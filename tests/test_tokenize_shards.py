@@ -83,11 +83,26 @@ def test_a_crashed_run_resumes_to_the_same_shards(corpus_with_broken_audio, tiny
 
 def test_a_batch_whose_every_utterance_is_rejected_is_listed_not_a_crash(corpus_with_broken_audio, tiny_tokenizers,
                                                                         tmp_path):
-    """With batches of 2, the NaN file and the missing one (items 10 and 11) make a whole batch."""
+    """The NaN file and the missing one, alone in a batch of 2; and the corpus around them in batches of 2."""
+    broken = [u for u in read_manifest(corpus_with_broken_audio) if u.id in ("nan-audio", "gone")]
+    items, rejects = pipeline.SpeechTokenizers(tiny_tokenizers).tokenize(broken, corpus_with_broken_audio.parent, 2)
+    assert items == [] and [r["id"] for r in rejects] == ["nan-audio", "gone"]
     summary = tokenize_corpus(corpus_with_broken_audio, tmp_path / "tok", tiny_tokenizers, shard_size=8, batch_size=2,
                               progress=False)
     assert summary == {"seen": 25, "accepted": 23, "rejected": 2, "frames": summary["frames"]}
     assert pipeline.SpeechTokenizers(tiny_tokenizers).acoustic.encode_batch([], 16000) == []
+
+
+def test_batches_of_similar_durations_keep_the_manifest_order_and_the_single_codes(corpus_with_broken_audio,
+                                                                                  tiny_tokenizers):
+    utterances = [u for u in read_manifest(corpus_with_broken_audio) if u.id not in ("nan-audio", "gone")][:9]
+    assert sorted(utterances, key=lambda u: u.duration) != utterances  # the batches are not in manifest order
+    direct = pipeline.SpeechTokenizers(tiny_tokenizers)
+    batched, _ = direct.tokenize(utterances, corpus_with_broken_audio.parent, batch_size=4)
+    assert [item.meta["id"] for item in batched] == [u.id for u in utterances]
+    for u, item in zip(utterances, batched):
+        [single], _ = direct.tokenize([u], corpus_with_broken_audio.parent, batch_size=1)
+        assert np.array_equal(item.codes, single.codes) and np.array_equal(item.semantic, single.semantic)
 
 
 def test_utterances_over_the_maximum_duration_are_rejected_and_listed(corpus_with_broken_audio, tiny_tokenizers,

@@ -1,6 +1,7 @@
 """Text, semantic and acoustic tokenizers: round trips, determinism, batching, alignment."""
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 
@@ -96,6 +97,19 @@ def test_small_codec_save_load_same_codes_and_decode_length(tiny_tokenizers, sma
         out = first.decode(codes)
         assert len(out) == codes.shape[1] * 640 and len(wav) <= len(out) < len(wav) + 640
         assert np.all(np.isfinite(out))
+
+
+def test_small_codec_decode_equals_vector_quantize_pytorchs_own_lookup_in_float64(tiny_tokenizers, small_corpus):
+    """Decoding looks codewords up itself (see `SmallCodec.decode`) and runs in float32: the same codes
+    through `ResidualVQ.get_output_from_indices` and the float64 decoder give the same audio."""
+    codec = SmallCodecTokenizer(tiny_tokenizers.acoustic)
+    for wav in _wavs(small_corpus, 2, split="dev"):
+        codes = torch.as_tensor(codec.encode(wav, 16000))[None]
+        quantized = codec.model.quantizer.get_output_from_indices(codes.transpose(1, 2))
+        expected = codec.model.decoder(quantized.transpose(1, 2).double())[0, 0]
+        got = codec.decode(codes[0].numpy())
+        assert got.dtype == np.float32 and len(got) == len(expected)
+        np.testing.assert_allclose(got, expected.detach().numpy(), atol=1e-5 * float(expected.abs().max()), rtol=0)
 
 
 def test_codec_rejects_codes_out_of_range(tiny_tokenizers):

@@ -12,6 +12,7 @@ single encodes), `decode(codes) -> wav` at `sample_rate`. Backends:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -79,7 +80,8 @@ class SmallCodecTokenizer(AcousticTokenizer):
         self.config = SmallCodecConfig(**meta["config"])
         self.model = SmallCodec(self.config)
         self.model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        self.model = self.model.double().eval()  # float64: see small_codec's docstring
+        self.synthesis = copy.deepcopy(self.model).float().eval()  # decoding needs no float64
+        self.model = self.model.double().eval()  # encoding in float64: see small_codec's docstring
         self.metrics = meta.get("metrics", {})
         self.sample_rate, self.frame_rate = self.config.sample_rate, self.config.frame_rate
         self.num_codebooks, self.codebook_size = self.config.num_codebooks, self.config.codebook_size
@@ -94,8 +96,16 @@ class SmallCodecTokenizer(AcousticTokenizer):
 
     @torch.no_grad()
     def decode(self, codes):
-        wav = self.model.decode(self._check_codes(codes)[None])
-        return wav[0, 0].float().numpy()
+        # oneDNN builds its convolution kernels for every new length, and every utterance has one: that
+        # took half the time of a first decode, which is the only one a clip gets; torch's own kernels
+        # are as fast once built
+        onednn = torch.backends.mkldnn.enabled  # (its `flags()` context warns about TF32 on every call)
+        torch.backends.mkldnn.enabled = False
+        try:
+            wav = self.synthesis.decode(self._check_codes(codes)[None])
+        finally:
+            torch.backends.mkldnn.enabled = onednn
+        return wav[0, 0].numpy()
 
 
 class HFCodecTokenizer(AcousticTokenizer):

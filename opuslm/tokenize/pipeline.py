@@ -88,30 +88,37 @@ class SpeechTokenizers:
 
     def tokenize(self, utterances: list[Utterance], manifest_dir: Path, batch_size: int,
                  max_seconds: float = MAX_SECONDS):
-        items, rejects = [], []
-        for start in range(0, len(utterances), batch_size):
+        """(items, rejects) in manifest order. Batches hold utterances of similar duration (the codec pads
+        each batch to its longest clip), and the codes do not depend on what was batched together."""
+        outcome: dict[int, TokenizedUtterance | dict] = {}
+        by_duration = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
+        for start in range(0, len(by_duration), batch_size):
             batch, wavs = [], []
-            for u in utterances[start: start + batch_size]:
+            for i in by_duration[start: start + batch_size]:
+                u = utterances[i]
                 try:
                     wav, _ = u.load_audio(manifest_dir, target_rate=self.acoustic.sample_rate)
                 except AudioError as error:
-                    rejects.append({"id": u.id, "reason": str(error)})
+                    outcome[i] = {"id": u.id, "reason": str(error)}
                     continue
                 seconds = len(wav) / self.acoustic.sample_rate
                 if seconds > max_seconds:  # the encoders' memory grows with the clip; training rows are shorter
-                    rejects.append({"id": u.id, "reason": f"{seconds:.1f} s is longer than the maximum of {max_seconds:g} s; "
-                                                          "cut it into segments or raise --max-seconds"})
+                    outcome[i] = {"id": u.id, "reason": f"{seconds:.1f} s is longer than the maximum of {max_seconds:g} s; "
+                                                        "cut it into segments or raise --max-seconds"}
                     continue
-                batch.append(u)
+                batch.append(i)
                 wavs.append(wav)
-            for u, encoded in zip(batch, self.encode_audio(wavs)):
+            for i, encoded in zip(batch, self.encode_audio(wavs)):
+                u = utterances[i]
                 if isinstance(encoded, AudioError):
-                    rejects.append({"id": u.id, "reason": str(encoded)})
+                    outcome[i] = {"id": u.id, "reason": str(encoded)}
                     continue
                 meta = {"id": u.id, "text": u.text, "speaker": u.speaker, "split": u.split, "duration": u.duration,
                         "labels": u.labels, "words": u.words, "events": u.events, "answer": u.answer}
-                items.append(TokenizedUtterance(text_ids(self.text, u.text), *encoded, meta))
-        return items, rejects
+                outcome[i] = TokenizedUtterance(text_ids(self.text, u.text), *encoded, meta)
+        in_order = [outcome[i] for i in range(len(utterances))]
+        return ([o for o in in_order if isinstance(o, TokenizedUtterance)],
+                [o for o in in_order if not isinstance(o, TokenizedUtterance)])
 
 
 _WORKER: dict = {}

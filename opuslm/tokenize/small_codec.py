@@ -12,7 +12,8 @@ it trains to intelligible speech on a CPU in minutes.
 Batched encoding gives exactly the codes of single encodes: padding is zeros for both, the encoder
 multiplies activations by the padding mask after each stage, and since convolution kernels round
 differently for different batch shapes (about 1e-7 in float32), `encode` runs in float64, snaps the
-latents to a 2^-20 grid and picks nearest codewords in float64.
+latents to a 2^-20 grid and picks nearest codewords in float64. Decoding has no such need and runs
+in float32.
 """
 
 from __future__ import annotations
@@ -160,6 +161,10 @@ class SmallCodec(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, 1, T * hop]."""
-        quantized = self.quantizer.get_output_from_indices(codes.transpose(1, 2))
-        return self.decoder(quantized.transpose(1, 2).to(next(self.decoder.parameters()).dtype))
+        """codes [B, Q, T] -> wav [B, 1, T * hop], in the decoder's dtype. The codewords are looked up
+        here: `ResidualVQ.get_output_from_indices` builds an einx graph (a sympy solve) for every new
+        length, which took three quarters of the decoding time."""
+        dtype = next(self.decoder.parameters()).dtype
+        codebooks = self.quantizer.codebooks.to(dtype)  # [Q, K, D]
+        quantized = sum(codebooks[q][codes[:, q]] for q in range(codes.shape[1]))  # [B, T, D]
+        return self.decoder(self.quantizer.project_out(quantized).transpose(1, 2))
