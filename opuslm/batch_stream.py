@@ -31,7 +31,7 @@ import torch
 
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
-from opuslm.templates import (TARGET_WRITERS, UNDERSTANDING_TASKS, SpeakerPrompts, TemplateBuilder, TemplateError,
+from opuslm.templates import (TARGET_WRITERS, SpeakerPrompts, TemplateBuilder, TemplateError,
                               transcript)
 from opuslm.vocab import PAD_ID, JointVocab
 
@@ -155,7 +155,7 @@ class _Source:
                               f"{config.task} (skipped: {self.skipped or 'none'})")
 
     def _usable(self, meta: dict) -> bool:
-        spec = UNDERSTANDING_TASKS.get(self.config.task)
+        spec = self.builder.tasks.get(self.config.task)
         try:
             if spec is not None:
                 TARGET_WRITERS[spec.target](meta, spec)

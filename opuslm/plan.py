@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import Field
 
 from opuslm.errors import OpusLMError
-from opuslm.train.config import Strict, read_yaml, validate
+from opuslm.config_files import Strict, read_yaml, validate
 from opuslm.vocab import JointVocab
 
 PEAK_BF16_FLOPS = {"h100": 989e12, "h200": 989e12, "a100": 312e12}

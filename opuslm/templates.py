@@ -14,6 +14,8 @@ frames of the next. The layouts (OpusLM's, extended with OSUM's tasks and instru
     audio_lm    <sos> <task:audio_lm> <audio_start> AUDIO <eos> pad*
     OSUM tasks  <sos> <task:X> <text_start> instruction pad* <audio_start> audio pad*
                 <text_start> TARGET <eos> pad*
+    declared    <sos> <text_start> instruction pad* <audio_start> audio pad*
+                <text_start> TARGET <eos> pad*          (a user's task: see opuslm/tasks.py)
 
 Capitals mark the targets (the cells a `loss_region="target"` mask keeps). OSUM targets (plain text,
 see `opuslm.vocab` for why): ASR + X = `transcript<label>` (several labels in the task's key
@@ -31,7 +33,8 @@ import numpy as np
 from opuslm.errors import OpusLMError
 from opuslm.tokenize.shards import TokenizedUtterance
 from opuslm.tokenize.text import text_ids
-from opuslm.vocab import PAD_ID, TASKS, JointVocab
+from opuslm.tasks import GENERATIVE_TASKS, TaskTable
+from opuslm.vocab import PAD_ID, JointVocab
 
 ANSWER_MARKER = "<answer>"
 PROMPT_SECONDS = 3.0  # the TTS speaker prompt cropped from another utterance of the speaker
@@ -41,56 +44,6 @@ LOSS_REGIONS = ("whole", "target")
 class TemplateError(OpusLMError):
     """An example cannot be used for a task (a label or timestamps missing); the loader skips it with
     this reason and counts it."""
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What an understanding task asks for. `target`: how the answer is written (see TARGET_WRITERS)."""
-
-    name: str
-    target: str
-    label_keys: tuple[str, ...] = ()
-    instructions: tuple[str, ...] = ()
-
-
-_TAG_KEYS = ("event", "emotion", "style", "age", "gender")
-# OSUM's ASR + X tasks: the manifest label each one names, and the words an instruction uses for it
-_X = {"ved": ("event", "vocal event"), "ser": ("emotion", "emotion"), "ssr": ("style", "speaking style"),
-      "sgc": ("gender", "gender"), "sap": ("age", "age group")}
-LABEL_OF_TASK = {task: key for task, (key, _) in _X.items()}
-
-
-def _osum_specs() -> dict[str, TaskSpec]:
-    specs = {
-        "asr": TaskSpec("asr", "transcript", (), (
-            "Transcribe the audio.", "Write down exactly what is said.",
-            "What does the speaker say? Give the words only.", "Please transcribe this recording.")),
-        "srwt": TaskSpec("srwt", "timestamps", (), (
-            "Transcribe the audio with the start and end time of every word.",
-            "Write down what is said and when each word begins and ends, in seconds.",
-            "Give a word-level time-aligned transcript.")),
-        "sttc": TaskSpec("sttc", "transcript+answer", (), (
-            "Transcribe the question, then answer it.", "Write down what is asked and reply to it.",
-            "What is the speaker asking? Repeat it and give the answer.")),
-        "sttc_answer": TaskSpec("sttc_answer", "answer", (), (
-            "Answer the spoken question.", "Reply to what the speaker asks.", "What is the answer to this question?")),
-        "tags": TaskSpec("tags", "transcript+labels", _TAG_KEYS, (
-            "Transcribe the audio, then tag its event, emotion, style, age and gender.",
-            "Write down what is said and describe the speaker and the sounds.")),
-        "tags_label": TaskSpec("tags_label", "labels", _TAG_KEYS, (
-            "Tag the vocal event, emotion, speaking style, age and gender.",
-            "Describe the sounds and the speaker in tags.")),
-    }
-    for task, (key, words) in _X.items():
-        specs[task] = TaskSpec(task, "transcript+labels", (key,), (
-            f"Transcribe the audio, then name the {words}.", f"Write down what is said and tag the {words}.",
-            f"What is said, and what is the {words}?"))
-        specs[f"{task}_label"] = TaskSpec(f"{task}_label", "labels", (key,), (
-            f"What is the {words} in this recording?", f"Name the {words}.", f"Tag the {words} of this audio."))
-    return specs
-
-
-UNDERSTANDING_TASKS = _osum_specs()
 
 
 # ---------------------------------------------------------------- target text
@@ -134,8 +87,8 @@ def _answer(meta: dict) -> str:
 
 TARGET_WRITERS = {
     "transcript": lambda meta, spec: transcript(meta),
-    "transcript+labels": lambda meta, spec: transcript(meta) + label_tags(meta, spec.label_keys),
-    "labels": lambda meta, spec: label_tags(meta, spec.label_keys),
+    "transcript+labels": lambda meta, spec: transcript(meta) + label_tags(meta, tuple(spec.labels)),
+    "labels": lambda meta, spec: label_tags(meta, tuple(spec.labels)),
     "timestamps": lambda meta, spec: word_timestamps(meta),
     "transcript+answer": lambda meta, spec: transcript(meta) + ANSWER_MARKER + _answer(meta),
     "answer": lambda meta, spec: _answer(meta),
@@ -241,18 +194,20 @@ class TemplateBuilder:
     trailer after each segment; `prompt_frames`: the length of a TTS speaker prompt.
     """
 
-    def __init__(self, vocab: JointVocab, text_tokenizer, max_delay: int, prompt_frames: int = 75):
+    def __init__(self, vocab: JointVocab, text_tokenizer, max_delay: int, prompt_frames: int = 75,
+                 tasks: TaskTable | None = None):
         if len(text_tokenizer) != vocab.text_size:
             raise OpusLMError(f"the text tokenizer has {len(text_tokenizer)} tokens but the joint vocabulary's "
                               f"text range has {vocab.text_size}; use the tokenizer the data was built with")
         self.vocab, self.tokenizer = vocab, text_tokenizer
         self.max_delay, self.prompt_frames = max_delay, prompt_frames
+        self.tasks = tasks or TaskTable()
 
     @classmethod
     def for_model(cls, vocab: JointVocab, text_tokenizer, delays, frame_rate: float,
-                  prompt_seconds: float = PROMPT_SECONDS) -> TemplateBuilder:
+                  prompt_seconds: float = PROMPT_SECONDS, tasks: TaskTable | None = None) -> TemplateBuilder:
         """The builder for a model with these stream delays, speaker prompts timed at the codec's frame rate."""
-        return cls(vocab, text_tokenizer, max(delays), prompt_frames=prompt_frames(frame_rate, prompt_seconds))
+        return cls(vocab, text_tokenizer, max(delays), prompt_frames(frame_rate, prompt_seconds), tasks)
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.vocab.text(text_ids(self.tokenizer, text))
@@ -265,8 +220,8 @@ class TemplateBuilder:
         words, else a paraphrase drawn from `rng`. `speaker_prompt`: another utterance of the same
         speaker, for TTS. `prompt_only`: stop where the target begins (what generation continues;
         for text_lm and audio_lm the example itself is the prompt, without its end)."""
-        if task not in TASKS:
-            raise OpusLMError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        if task not in GENERATIVE_TASKS:
+            self.tasks.require(task)
         rng = rng or random.Random(0)
         if task == "text_lm":
             return self.text_lm(example, prompt_only)
@@ -334,14 +289,12 @@ class TemplateBuilder:
 
     def understanding(self, task: str, example: TokenizedUtterance, rng: random.Random,
                       instruction: str | None = None, prompt_only: bool = False) -> Frames:
-        """An OSUM task: instruction, audio, then the task's target text."""
-        spec = UNDERSTANDING_TASKS.get(task)
-        if spec is None:
-            raise OpusLMError(f"{task} is not an understanding task; those are: {', '.join(UNDERSTANDING_TASKS)}")
+        """An understanding task (OSUM's or a declared one): instruction, audio, then the task's target text."""
+        spec = self.tasks.require(task)
         target = None if prompt_only else self.encode_text(TARGET_WRITERS[spec.target](example.meta, spec))
         writer = _FrameWriter(self.vocab, self.max_delay)
         writer.begin("text")
-        writer.specials("<sos>", f"<task:{task}>", "<text_start>")
+        writer.specials("<sos>", *spec.marker)
         writer.tokens(self.encode_text(instruction or rng.choice(spec.instructions)))
         writer.end()
         writer.begin("audio")

@@ -11,10 +11,10 @@ from pathlib import Path
 import opuslm
 
 LAYERS = [
-    {"errors", "audio", "interleave"},
+    {"errors", "audio", "interleave", "config_files"},
     {"data"},  # corpora: manifests, the synthetic corpus, importers
     {"tokenize"},
-    {"vocab", "templates", "frames_view"},
+    {"vocab", "tasks", "templates", "frames_view"},
     {"batch_stream"},
     {"model"},
     {"infer"},

@@ -11,7 +11,8 @@ import torch
 
 from opuslm.frames_view import decoded_form
 from opuslm.interleave import delay
-from opuslm.templates import UNDERSTANDING_TASKS, SpeakerPrompts, TemplateBuilder, TemplateError, label_tags
+from opuslm.tasks import BUILTIN_TASKS
+from opuslm.templates import SpeakerPrompts, TemplateBuilder, TemplateError, label_tags
 from opuslm.tokenize.shards import TokenizedUtterance
 from opuslm.vocab import PAD_ID, TASKS, JointVocab
 
@@ -82,7 +83,7 @@ def test_golden_forms_read_as_documented(builder):
     assert forms["sttc"].endswith('<text_start> "hi yo<answer>ok" <eos> <pad>x2')
     assert forms["tags"].endswith('"hi yo<laugh><happy><fast><adult><female>" <eos> <pad>x2')
     instruction = forms["ser"].split('"')[1]
-    assert instruction in UNDERSTANDING_TASKS["ser"].instructions
+    assert instruction in BUILTIN_TASKS["ser"].instructions
 
 
 def random_example(tokenizer, vocab, rng: random.Random) -> TokenizedUtterance:
@@ -218,12 +219,12 @@ def test_the_tasks_that_read_the_words_skip_a_label_only_utterance():
 
     meta = {"id": "vocalsound-f0003_0_cough", "text": "", "labels": {"event": "cough"}}
     for task in ("asr", "sgc", "sttc"):
-        spec = UNDERSTANDING_TASKS[task]
+        spec = BUILTIN_TASKS[task]
         with pytest.raises(TemplateError, match="has no transcript"):
             TARGET_WRITERS[spec.target](meta, spec)
     with pytest.raises(TemplateError, match="vocalsound-f0003_0_cough has no transcript"):
         transcript(meta)
-    spec = UNDERSTANDING_TASKS["ved_label"]
+    spec = BUILTIN_TASKS["ved_label"]
     assert TARGET_WRITERS[spec.target](meta, spec) == "<cough>"
 
 
@@ -240,10 +241,10 @@ def test_instructions_are_drawn_by_seed_and_can_be_given(builder):
         return decoded_form(builder.build("ser", example, **kwargs).tokens, builder.vocab, builder.tokenizer).split('"')[1]
 
     assert instruction(rng=random.Random(5)) == instruction(rng=random.Random(5))
-    assert {instruction(rng=random.Random(s)) for s in range(30)} == set(UNDERSTANDING_TASKS["ser"].instructions)
+    assert {instruction(rng=random.Random(s)) for s in range(30)} == set(BUILTIN_TASKS["ser"].instructions)
     assert instruction(rng=random.Random(0), instruction="How does she feel?") == "How does she feel?"
     asr = decoded_form(builder.build("asr", example, instruct=True).tokens, builder.vocab, builder.tokenizer)
-    assert asr.split('"')[1] in UNDERSTANDING_TASKS["asr"].instructions
+    assert asr.split('"')[1] in BUILTIN_TASKS["asr"].instructions
 
 
 def test_speaker_prompts_come_from_another_utterance_of_the_same_speaker(builder):

@@ -7,6 +7,7 @@ from pathlib import Path
 from opuslm.cli import help_formatter
 from opuslm.errors import OpusLMError
 
+
 def register(subparsers) -> None:
     from opuslm.eval.runner import EVAL_TASKS
 
@@ -25,7 +26,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--judge", default="embedded",
                           help="judge for TTS: 'embedded' (Whisper tiny.en, greedy; the default), a CTranslate2 "
                           "Whisper folder, a local HF ASR folder, `opuslm judge train` output, or 'none' to skip TTS")
-    evaluate.add_argument("--tasks", default=",".join(EVAL_TASKS), help="comma-separated subset")
+    evaluate.add_argument("--tasks", help=f"comma-separated subset of {','.join(EVAL_TASKS)} and the tasks the model "
+                          "was fine-tuned on (its tasks.json); default: all of them")
     evaluate.add_argument("--limit", type=int, help="at most this many utterances per task (quick looks)")
     evaluate.add_argument("--base-llm", type=Path, help="the text LLM before speech training, for text comparisons")
     evaluate.add_argument("--run", type=Path, help="the schedule's out folder, for loss curves across stages")
@@ -50,8 +52,9 @@ def register(subparsers) -> None:
 
 def _eval(args) -> None:
     from opuslm.eval.judge import load_judge
-    from opuslm.eval.report import table
-    from opuslm.eval.runner import Evaluation, check_eval_tasks
+    from opuslm.eval.report import declared_table, table
+    from opuslm.eval.runner import DECLARED_SCORES, EVAL_TASKS, Evaluation, check_eval_tasks
+    from opuslm.tasks import TaskTable
 
     if args.suite:
         from opuslm.eval.suites import run_suite
@@ -62,12 +65,15 @@ def _eval(args) -> None:
         return
     if not args.corpus:
         raise OpusLMError("give --corpus (or --suite with --data-root)")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    check_eval_tasks(tasks)  # before loading a judge and a model
+    table_of_model = TaskTable.of_model(args.model)
+    scored = [name for name, spec in table_of_model.declared.items() if spec.score in DECLARED_SCORES]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else [*EVAL_TASKS, *scored]
+    check_eval_tasks(tasks, table_of_model)  # before loading a judge and a model
     judge = None if args.judge == "none" else load_judge(args.judge)
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit)
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))
+    print("\n".join(declared_table(results["declared"])))
     print(f"report: {args.out / 'report.md'}")
 
 

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     from opuslm.infer.sampling import Sampling
     from opuslm.model.config import STREAM0_SOFTMAX
     from opuslm.model.presets import PRESETS
-    from opuslm.templates import UNDERSTANDING_TASKS
+    from opuslm.tasks import BUILTIN_TASKS
 
     group = subparsers.add_parser("model", help="create a multi-stream model from an LLM; export its text part",
                                   description="Create, inspect and export OpusLM model folders.")
@@ -53,13 +53,14 @@ def register(subparsers) -> None:
     plan.add_argument("configs", type=Path, nargs="+", help="plan config YAML(s)")
     plan.set_defaults(func=_plan)
 
-    tasks = GENERATE_TASKS + tuple(UNDERSTANDING_TASKS)
+    tasks = GENERATE_TASKS + tuple(name for name in BUILTIN_TASKS if name != "asr")
     generate = subparsers.add_parser(
         "generate", formatter_class=help_formatter, help="ASR, TTS, continuation or an understanding task",
         description="Generate with a trained model. Inputs are WAV files for asr, continue-audio and the "
-        f"understanding tasks ({', '.join(UNDERSTANDING_TASKS)}), and texts for tts and continue-text. Text "
-        "is decoded greedily; audio is sampled (seeded) unless --greedy-audio.")
-    generate.add_argument("task", choices=tasks, metavar="TASK", help=f"one of: {', '.join(tasks)}")
+        f"understanding tasks (built in: {', '.join(BUILTIN_TASKS)}; and any the model was fine-tuned on, listed in "
+        "its tasks.json), and texts for tts and continue-text. Text is decoded greedily; audio is sampled "
+        "(seeded) unless --greedy-audio.")
+    generate.add_argument("task", metavar="TASK", help=f"one of: {', '.join(tasks)}, or a task the model declares")
     generate.add_argument("inputs", nargs="+", help="WAV files, or texts for tts / continue-text")
     generate.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
     generate.add_argument("--codec", type=Path, help="the codec folder, when not where the model recorded it")

@@ -132,9 +132,23 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
     lines = [f"# Evaluation of {results['model']}", "",
              f"Corpus {results['corpus']} (manifest {results['corpus_manifest_hash']}), vocabulary {results['model_vocab']}, "
              f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", "", table(metrics), ""]
+    lines += declared_table(results.get("declared", {}))
     lines += [f"![{p}]({p})" for p in plots]
     lines += sample_tables(results.get("samples", {}))
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def declared_table(declared: dict) -> list[str]:
+    """The tasks the model was fine-tuned on, each with its score, the majority label's share (chance for
+    a classifier) and the reference labels its train split never had."""
+    if not declared:
+        return []
+    lines = ["", "## Declared tasks (test split)", "", "| task | score | value | majority label's share | "
+             "labels unseen in training | utterances |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, d in declared.items():
+        lines.append(f"| {name} | {d['score']} | {_value(d['value'])} | {_value(d.get('majority'))} | "
+                     f"{', '.join(d.get('unseen_labels', [])) or ('none' if 'unseen_labels' in d else '')} | {d['utterances']} |")
+    return lines
 
 
 def _cell(text) -> str:

@@ -20,16 +20,34 @@ from opuslm.audio import resample, write_wav
 from opuslm.data.manifest import read_manifest
 from opuslm.errors import OpusLMError
 from opuslm.eval import metrics
-from opuslm.templates import LABEL_OF_TASK
+from opuslm.tasks import BUILTIN_TASKS, TaskSpec, TaskTable
+from opuslm.templates import TARGET_WRITERS, TemplateError
 
-CLASSIFICATION = LABEL_OF_TASK  # the ASR + X tasks, scored by the label they name
+# OSUM's ASR + X tasks, scored by the label they name; each with its tag-only variant `<task>_label`
+CLASSIFICATION = {name: spec.labels[0] for name, spec in BUILTIN_TASKS.items()
+                  if spec.target == "transcript+labels" and spec.score == "first_tag"}
 EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "text")  # what `run` can score, in its order
+DECLARED_SCORES = ("first_tag", "exact", "wer")  # how a declared task can be scored
 
 
-def check_eval_tasks(tasks: list[str]) -> None:
-    unknown = sorted(set(tasks) - set(EVAL_TASKS))
+def check_eval_tasks(tasks: list[str], table: TaskTable | None = None) -> None:
+    """Refuse a task `run` cannot score; `table`: the model's tasks, whose declared ones it scores too."""
+    declared = [name for name, spec in (table.declared if table else {}).items() if spec.score in DECLARED_SCORES]
+    unknown = sorted(set(tasks) - set(EVAL_TASKS) - set(declared))
     if unknown:
-        raise OpusLMError(f"unknown eval task(s) {', '.join(unknown)}; tasks: {', '.join(EVAL_TASKS)}")
+        known = ", ".join([*EVAL_TASKS, *declared])
+        raise OpusLMError(f"unknown eval task(s) {', '.join(unknown)}; tasks: {known} (a declared task is scored "
+                          f"when it names a score: {', '.join(DECLARED_SCORES)})")
+
+
+def target_text(spec: TaskSpec, utterance) -> str | None:
+    """What a task's answer for `utterance` is, or None when the utterance lacks what the task reads."""
+    meta = {"id": utterance.id, "text": utterance.text, "labels": utterance.labels, "words": utterance.words,
+            "answer": utterance.answer}
+    try:
+        return TARGET_WRITERS[spec.target](meta, spec)
+    except TemplateError:
+        return None
 
 
 class Evaluation:
@@ -117,6 +135,33 @@ class Evaluation:
             self._record("sttc", u, f"{u.text}<answer>{u.answer}", h, float(c))
         self.results["sttc_accuracy"] = float(np.mean(correct)) if utts else None
 
+    def declared(self, spec: TaskSpec, split: str) -> None:
+        """A task the model was fine-tuned on, scored as its declaration says: first-tag accuracy (beside
+        the majority label's share, with a confusion matrix, and the labels the corpus's train split never
+        has listed as unseen), normalised exact match, or WER."""
+        utts = self._utterances(split, lambda u: target_text(spec, u) is not None)
+        references = [target_text(spec, u) for u in utts]
+        hyps = self._batched(lambda a: self.lm.understand(spec.name, a), self._audio(utts), spec.name)
+        report = {"score": spec.score, "utterances": len(utts)}
+        if spec.score == "first_tag":
+            truth, predicted = [metrics.first_tag(r) for r in references], [metrics.first_tag(h) for h in hyps]
+            scores = [float(p == t) for p, t in zip(predicted, truth)]
+            seen = {metrics.first_tag(t) for t in map(lambda u: target_text(spec, u), read_manifest(self.corpus, split="train"))
+                    if t is not None}
+            counts = {label: truth.count(label) for label in set(truth)}
+            report.update(majority=max(counts.values()) / len(truth) if truth else None,
+                          unseen_labels=sorted(set(truth) - seen))
+            self.results.setdefault("confusion", {})[spec.name] = metrics.confusion(truth, predicted)
+        elif spec.score == "exact":
+            scores = [float(metrics.normalise(h) == metrics.normalise(r)) for r, h in zip(references, hyps)]
+        else:
+            scores = [e / max(w, 1) for e, w in (metrics.word_errors(r, h) for r, h in zip(references, hyps))]
+        for u, r, h, score in zip(utts, references, hyps, scores):
+            self._record(spec.name, u, r, h, score)
+        value = metrics.corpus_wer(references, hyps) if spec.score == "wer" else (float(np.mean(scores)) if utts else None)
+        self.results[f"{spec.name}_{'wer' if spec.score == 'wer' else 'accuracy'}"] = value
+        self.results.setdefault("declared", {})[spec.name] = {**report, "value": value}
+
     def tts(self, split: str) -> None:
         """Speak each test sentence in its speaker's voice (a prompt from another utterance of the same
         speaker), transcribe with the judge; the same judge on the codec's resynthesis and the original."""
@@ -189,7 +234,8 @@ class Evaluation:
         from opuslm.eval.report import write_report
         from opuslm.tokenize.identity import folder_hash
 
-        check_eval_tasks(tasks)
+        table = getattr(self.lm, "tasks", None)
+        check_eval_tasks(tasks, table)
         started = time.time()
         self.out.mkdir(parents=True, exist_ok=True)
         if "asr" in tasks:
@@ -206,12 +252,17 @@ class Evaluation:
             self.tts("test")
         if "text" in tasks:
             self.text("test", base_llm)
+        for name in tasks:
+            if table is not None and name in table.declared:
+                self.declared(table.declared[name], "test")
         confusion = self.results.pop("confusion", {})
+        declared = self.results.pop("declared", {})
         results = {
             "metrics": self.results, "model": str(self.model_folder), "model_vocab": self.lm.vocab.hash,
             "corpus": str(self.corpus), "corpus_manifest_hash": folder_hash(self.corpus / "manifest.jsonl"),
             "judge": getattr(self.judge, "info", None), "limit": self.limit, "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
+            "declared": declared,
             "samples": self.samples,
         }
         (self.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -18,7 +18,8 @@ from opuslm.audio import AudioError, resample
 from opuslm.errors import OpusLMError
 from opuslm.infer.decode import Generated, Prompt, generate
 from opuslm.infer.sampling import Sampling
-from opuslm.templates import PROMPT_SECONDS, UNDERSTANDING_TASKS, TemplateBuilder
+from opuslm.tasks import TaskTable
+from opuslm.templates import PROMPT_SECONDS, TemplateBuilder
 from opuslm.tokenize.shards import TokenizedUtterance
 from opuslm.tokenize.text import text_ids
 from opuslm.vocab import JointVocab
@@ -27,8 +28,10 @@ Audio = tuple[np.ndarray, int]  # waveform, sample rate
 
 
 class SpeechLM:
-    def __init__(self, model, tokenizers, sampling: Sampling | None = None, prompt_seconds: float = PROMPT_SECONDS):
+    def __init__(self, model, tokenizers, sampling: Sampling | None = None, prompt_seconds: float = PROMPT_SECONDS,
+                 tasks: TaskTable | None = None):
         self.model, self.tokenizers = model, tokenizers
+        self.tasks = tasks or TaskTable()
         self.sampling = sampling or Sampling()
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
@@ -36,7 +39,8 @@ class SpeechLM:
         vocab.require_same(data_vocab, "the tokenizers given")
         self.vocab = vocab
         self.frame_rate = tokenizers.acoustic.frame_rate
-        self.builder = TemplateBuilder.for_model(vocab, tokenizers.text, model.delays, self.frame_rate, prompt_seconds)
+        self.builder = TemplateBuilder.for_model(vocab, tokenizers.text, model.delays, self.frame_rate, prompt_seconds,
+                                                 self.tasks)
 
     @classmethod
     def load(cls, folder: str | Path, codec: str | Path | None = None, device: str = "cpu",
@@ -46,7 +50,7 @@ class SpeechLM:
 
         tokenizers = SpeechTokenizers(model_tokenizers(folder, codec))
         model = OpusLM.from_pretrained(folder).to(device).eval()
-        return cls(model, tokenizers, sampling)
+        return cls(model, tokenizers, sampling, tasks=TaskTable.of_model(folder))
 
     # ---- inputs ----
     def tokenize_audio(self, audio: Audio, text: str = "") -> TokenizedUtterance:
@@ -86,8 +90,7 @@ class SpeechLM:
         return [self._text(g) for g in self._run(prompts)]
 
     def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200) -> list[str]:
-        if task not in UNDERSTANDING_TASKS:
-            raise OpusLMError(f"unknown understanding task {task!r}; tasks: {', '.join(UNDERSTANDING_TASKS)}")
+        self.tasks.require(task)
         prompts = [self._prompt(task, self.tokenize_audio(a), "text", max_tokens, instruct=True, instruction=instruction)
                    for a in audios]
         return [self._text(g) for g in self._run(prompts)]

@@ -11,16 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from opuslm.config_files import Strict, read_yaml, validate
 from opuslm.errors import OpusLMError
 from opuslm.model.config import STREAM0_SOFTMAX
-from opuslm.vocab import TASKS
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+from opuslm.tasks import GENERATIVE_TASKS, TaskTable, read_tasks
 
 
 class SourceConfig(Strict):
@@ -34,13 +30,6 @@ class SourceConfig(Strict):
     weight: float = Field(1.0, gt=0)
     split: Literal["train", "dev", "test"] = "train"
     instruct: bool = False  # ASR with an instruction, as OSUM trains it
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, task: str) -> str:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
-        return task
 
 
 class DataConfig(Strict):
@@ -106,10 +95,12 @@ class StageConfig(Strict):
 
 
 class InitConfig(Strict):
-    """The model the first stage starts from: a local HF LLM folder, or a preset shape."""
+    """The model the first stage starts from: a local HF LLM folder, a preset shape, or a trained OpusLM
+    model folder (fine-tuning: its vocabulary, streams and tokenizers are kept)."""
 
     llm: str | None = None
     preset: str | None = None
+    model: str | None = None
     delays: list[int] | None = None
     seed: int = 0
     # the new codebook rows' scale at init; 0 starts an audio frame as its semantic row alone (see
@@ -122,10 +113,13 @@ class InitConfig(Strict):
     def _one_start(self):
         from opuslm.model.presets import PRESETS
 
-        if (self.llm is None) == (self.preset is None):
-            raise ValueError("name exactly one of llm (a local HF folder) or preset")
+        if sum(start is not None for start in (self.llm, self.preset, self.model)) != 1:
+            raise ValueError("name exactly one of llm (a local HF folder), preset, or model (an OpusLM model folder)")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+        growing = {"delays", "seed", "codebook_row_scale", "stream0_softmax"} & self.model_fields_set
+        if self.model is not None and growing:
+            raise ValueError(f"{', '.join(sorted(growing))} shape a new model; a trained model folder keeps its own")
         return self
 
 
@@ -137,31 +131,12 @@ class StageEntry(Strict):
 class ScheduleConfig(Strict):
     out: str
     datasets: dict[str, str]
-    tokens: str  # the dataset whose tokenizers and vocabulary the model is built with
+    # the dataset whose tokenizers and vocabulary a new model is built with (init from llm or preset)
+    tokens: str | None = None
     init: InitConfig
+    tasks: str | None = None  # a YAML file declaring understanding tasks (opuslm/tasks.py), beside the schedule
     stages: list[StageEntry] = Field(min_length=1)
     ablations: dict[str, list[SourceConfig]] = {}  # anneal data mixes to compare, by name
-
-
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise OpusLMError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise OpusLMError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise OpusLMError(f"{path} must hold a mapping of keys")
-    return data
-
-
-def validate(model: type[BaseModel], data: dict, where: str):
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors())
-        raise OpusLMError(f"{where}: {problems}") from None
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -185,6 +160,8 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
         stage = validate(StageConfig, merge(read_yaml(file), entry.overrides), f"{file} (with overrides from {path})")
         stages.append(stage)
     names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise OpusLMError(f"{path}: stage names must be unique, got {names}")
     for i, stage in enumerate(stages):
         if stage.start_from != "init" and stage.start_from not in names[:i]:
             raise OpusLMError(f"stage {stage.name} starts from {stage.start_from!r}, which is not an earlier stage "
@@ -193,7 +170,11 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
     readers = [(f"stage {stage.name}, source {source.name}", source) for stage in stages for source in stage.data.sources]
     readers += [(f"ablation {mix}, source {source.name}", source) for mix, sources in schedule.ablations.items()
                 for source in sources]
-    readers.append((f"{path}: tokens", SourceConfig(name="tokens", dataset=schedule.tokens, task="asr")))
+    if schedule.tokens is None and schedule.init.model is None:
+        raise OpusLMError(f"{path}: tokens (the dataset a new model takes its vocabulary from) is required unless "
+                          "init names a trained model folder")
+    if schedule.tokens is not None:
+        readers.append((f"{path}: tokens", SourceConfig(name="tokens", dataset=schedule.tokens, task="asr")))
     for where, source in readers:
         if source.dataset not in schedule.datasets:
             raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named in {path} "
@@ -201,6 +182,22 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
         source_text_file(Path(schedule.datasets[source.dataset]), source, where)
     if schedule.init.llm is not None and not (Path(schedule.init.llm) / "config.json").is_file():
         raise OpusLMError(f"{path}: init.llm {schedule.init.llm} is not a local HF model folder (no config.json)")
-    if len(set(names)) != len(names):
-        raise OpusLMError(f"{path}: stage names must be unique, got {names}")
+    if schedule.init.model is not None and not (Path(schedule.init.model) / "opuslm.json").is_file():
+        raise OpusLMError(f"{path}: init.model {schedule.init.model} is not an OpusLM model folder (no opuslm.json); "
+                          "for a text LLM use init.llm")
+    if schedule.tasks is not None:
+        schedule.tasks = str(path.parent / schedule.tasks if not Path(schedule.tasks).is_absolute() else schedule.tasks)
+    tasks = schedule_tasks(schedule)
+    for where, source in readers:
+        if source.task not in GENERATIVE_TASKS and source.task not in tasks:
+            raise OpusLMError(f"{where}: unknown task {source.task!r}; tasks: {', '.join(GENERATIVE_TASKS)}, "
+                              f"{', '.join(tasks.names())}" + ("" if schedule.tasks else
+                                                              f" (declare your own with `tasks: FILE` in {path})"))
     return schedule, stages
+
+
+def schedule_tasks(schedule: ScheduleConfig) -> TaskTable:
+    """The tasks a schedule's stages may train: the built-ins, the start model's declared ones, and the
+    schedule's own `tasks` file."""
+    table = TaskTable.of_model(schedule.init.model) if schedule.init.model is not None else TaskTable()
+    return table.merged(TaskTable(read_tasks(schedule.tasks))) if schedule.tasks is not None else table

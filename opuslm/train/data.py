@@ -34,10 +34,12 @@ def frame_rate_of(datasets: dict[str, str], sources) -> float:
 
 
 def stage_data(stage: StageConfig, datasets: dict[str, str], model, text_tokenizer, identity: dict,
-               rank: int, ranks: int, validation_sources=None) -> StageData:
+               rank: int, ranks: int, validation_sources=None, tasks=None) -> StageData:
     """`rank` of `ranks`: which rows of each global batch this process reads. `validation_sources`:
-    the sources to validate on, by default the stage's own (an ablation validates every mix on one set)."""
-    builder = TemplateBuilder.for_model(model.vocab, text_tokenizer, model.delays, frame_rate_of(datasets, stage.data.sources))
+    the sources to validate on, by default the stage's own (an ablation validates every mix on one set).
+    `tasks`: the TaskTable the sources' understanding tasks come from (default: the built-ins)."""
+    builder = TemplateBuilder.for_model(model.vocab, text_tokenizer, model.delays, frame_rate_of(datasets, stage.data.sources),
+                                        tasks=tasks)
     train = PackedLoader(stage.data, datasets, builder, model.delays, rank, ranks, tokenizers=identity)
     validation, notes = {}, []
     for source in validation_sources or stage.data.sources:

@@ -2,7 +2,8 @@
 
 Layout of a schedule's `out` folder:
 
-    init/model/            the text LLM grown to the joint vocabulary (or a preset from scratch)
+    init/model/            the text LLM grown to the joint vocabulary (or a preset from scratch), or a
+                           link to the trained model folder a fine-tuning run starts from
     <stage>/               log.jsonl, tensorboard/, checkpoints/, model/, summary.json (= finished)
     ablations/<stage>-<mix>/   one anneal run per data mix, then ablation.md and ablation.png
     summary.json, summary.md   per stage: steps, tokens, first/final losses, validation per task, time
@@ -16,7 +17,8 @@ import json
 from pathlib import Path
 
 from opuslm.errors import OpusLMError
-from opuslm.train.config import StageConfig, load_schedule
+from opuslm.tasks import TaskTable
+from opuslm.train.config import StageConfig, load_schedule, schedule_tasks
 
 
 def stage_model(out: Path, stage: str) -> Path:
@@ -34,9 +36,19 @@ def build_init(schedule, out: Path) -> Path:
     from opuslm.model.init import init_model
 
     folder = stage_model(out, "init")
+    init = schedule.init
+    if init.model is not None:  # fine-tuning: the trained model itself, linked, not copied
+        target = Path(init.model).resolve()
+        if folder.is_symlink() or folder.exists():
+            if folder.resolve() != target:
+                raise OpusLMError(f"{out} was started from {folder.resolve()}, not from init.model {target}; "
+                                  "use a new out folder")
+            return folder
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.symlink_to(target, target_is_directory=True)
+        return folder
     if (folder / "opuslm.json").is_file():
         return folder
-    init = schedule.init
     tmp = folder.with_name("model.tmp")
     init_model(schedule.datasets[schedule.tokens], tmp, init.llm, init.preset, init.delays, init.seed,
                init.codebook_row_scale, init.stream0_softmax)
@@ -52,7 +64,8 @@ def _peak_lr(stage: StageConfig, out: Path) -> float:
     return stage_summary(out, stage.start_from)["final_lr"]
 
 
-def run_stage(stage: StageConfig, datasets, out: Path, run_dir: Path, progress: bool, validation_sources=None) -> dict:
+def run_stage(stage: StageConfig, datasets, out: Path, run_dir: Path, progress: bool, validation_sources=None,
+              tasks: TaskTable | None = None) -> dict:
     from opuslm.train.trainer import StageRun
 
     if (run_dir / "summary.json").is_file():
@@ -60,7 +73,7 @@ def run_stage(stage: StageConfig, datasets, out: Path, run_dir: Path, progress: 
     start = stage_model(out, stage.start_from)
     if not (start / "opuslm.json").is_file():
         raise OpusLMError(f"stage {stage.name} starts from {stage.start_from}, whose model is missing at {start}")
-    run = StageRun(stage, datasets, start, run_dir, _peak_lr(stage, out), progress, validation_sources)
+    run = StageRun(stage, datasets, start, run_dir, _peak_lr(stage, out), progress, validation_sources, tasks)
     return run.run()
 
 
@@ -75,7 +88,8 @@ def run_schedule(path: str | Path, progress: bool = True) -> list[dict]:
     world.barrier()
     summaries = []
     for stage in stages:
-        summaries.append(run_stage(stage, schedule.datasets, out, out / stage.name, progress))
+        summaries.append(run_stage(stage, schedule.datasets, out, out / stage.name, progress,
+                                   tasks=schedule_tasks(schedule)))
     if world.main:
         write_summary(out, summaries)
     close_world(world)
@@ -122,7 +136,7 @@ def ablate(path: str | Path, stage_name: str, progress: bool = True) -> Path:
                 raise OpusLMError(f"ablation {mix}, source {source.name}: dataset {source.dataset!r} is not named in {path}")
         variant = stage.model_copy(update={"data": stage.data.model_copy(update={"sources": sources})})
         summary = run_stage(variant, schedule.datasets, out, out / "ablations" / f"{stage.name}-{mix}", progress,
-                            validation_sources=stage.data.sources)
+                            validation_sources=stage.data.sources, tasks=schedule_tasks(schedule))
         results[mix] = summary.get("final_validation", {})
     folder = out / "ablations"
     if world.main:

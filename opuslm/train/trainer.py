@@ -20,6 +20,7 @@ from torch import nn
 
 from opuslm.errors import OpusLMError
 from opuslm.model.loss import next_frame_mask
+from opuslm.tasks import TaskTable
 from opuslm.train.backend import training_backend
 from opuslm.train.checkpoint import Checkpointer
 from opuslm.train.config import StageConfig
@@ -53,17 +54,18 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
 
 class StageRun:
     def __init__(self, stage: StageConfig, datasets: dict[str, str], start: Path, run_dir: Path,
-                 peak_lr: float, progress: bool = True, validation_sources=None):
+                 peak_lr: float, progress: bool = True, validation_sources=None, tasks: TaskTable | None = None):
         from opuslm.model.multistream import model_identity, model_tokenizers
         from opuslm.tokenize.text import load_text_tokenizer
 
         self.stage, self.run_dir, self.start, self.peak_lr = stage, Path(run_dir), Path(start), peak_lr
         self.world: World = init_world()
         self.tokenizers = model_tokenizers(start)
+        self.tasks = TaskTable.of_model(start).merged(tasks or TaskTable())
         self.backend = training_backend(stage, self.world)
         self.model = self.backend.load(start)
         self.data = stage_data(stage, datasets, self.model, load_text_tokenizer(self.tokenizers.text), model_identity(start),
-                               *self.backend.data_split(), validation_sources)  # tensor-parallel peers share a batch
+                               *self.backend.data_split(), validation_sources, self.tasks)  # tensor-parallel peers share a batch
         self.forward = self.backend.wrap(LossForward(self.model), self.model)
         # after wrapping: FSDP2 replaces the parameters with sharded ones, which the optimiser must hold
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, stage.optim.weight_decay), lr=peak_lr,
@@ -164,6 +166,7 @@ class StageRun:
             final = OpusLM.from_pretrained(self.start)
             final.load_state_dict(state)
             final.save_pretrained(self.run_dir / "model", self.tokenizers)
+            self.tasks.save(self.run_dir / "model")
             summary = {"stage": self.stage.name, "steps": self.step, "from": str(self.start), **summarize(self.log.path),
                        "final_lr": self.peak_lr * lr_factor(self.stage.steps, self.stage.steps, self.stage.lr),
                        "seconds_this_run": round(seconds, 1), "data": self.data.train.describe(),

@@ -1,0 +1,134 @@
+"""Understanding tasks as data: what a task reads from the manifest, the answer it writes, how it is
+asked, and how `opuslm eval` scores it. OSUM's tasks are entries of `tasks.yaml` beside this file; a
+user declares their own in the same form, in a YAML file the schedule names (`tasks: my_tasks.yaml`):
+
+    sentence_type:                  # the task's name, used in stage sources and `opuslm eval --tasks`
+      labels: [sentence_type]       # manifest label keys it reads, in order
+      target: labels                # what the answer holds (TARGETS below)
+      score: first_tag              # how eval scores it (SCORES below); omit to leave it unscored
+      instructions:                 # paraphrases; training draws one per example
+        - Is this a statement, a question or a request?
+        - What kind of sentence is this?
+
+Targets: `transcript`; `labels` (`<value>` per key); `transcript+labels` (ASR + X); `timestamps`
+(`<0.00>word<0.34>` per word); `answer`; `transcript+answer` (`transcript<answer>answer`). Scores:
+`first_tag` (accuracy of the first `<tag>`, with a confusion matrix and the labels never seen in
+training listed), `exact` (normalised exact match), `wer` (word error rate), and the built-ins'
+`timestamps` (word WER and boundary shift) and `answer` (the answer after `<answer>`).
+
+A built-in task has its own task id `<task:NAME>` in the joint vocabulary. A declared task has none:
+adding ids would change the vocabulary's layout and so every checkpoint's hash. Its instructions tell
+it apart, as OSUM's do. A model folder keeps the tasks it was trained on (`tasks.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from opuslm.config_files import Strict, read_yaml, validate
+from opuslm.errors import OpusLMError
+from opuslm.vocab import TASKS
+
+TARGETS = ("transcript", "labels", "transcript+labels", "timestamps", "answer", "transcript+answer")
+SCORES = ("first_tag", "exact", "wer", "timestamps", "answer")
+GENERATIVE_TASKS = ("text_lm", "asr", "tts", "audio_lm")  # built by their own templates, not declared
+TASKS_FILE = "tasks.json"  # in a model folder: the declared tasks it was trained on
+
+
+class TaskSpec(Strict):
+    name: str = ""  # the key it is declared under
+    target: Literal[TARGETS]
+    labels: list[str] = []
+    score: Literal[SCORES] | None = None
+    instructions: list[str] = Field(min_length=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_named(cls, labels: list[str]) -> list[str]:
+        if any(not key.strip() for key in labels):
+            raise ValueError("label keys must be non-empty")
+        return labels
+
+    @property
+    def builtin(self) -> bool:
+        """Has a task id of its own in the vocabulary's layout."""
+        return self.name in TASKS
+
+    @property
+    def marker(self) -> tuple[str, ...]:
+        """The specials after `<sos>` that open the task's instruction."""
+        return (f"<task:{self.name}>", "<text_start>") if self.builtin else ("<text_start>",)
+
+    def check(self, where: str) -> TaskSpec:
+        if self.target in ("labels", "transcript+labels") and not self.labels:
+            raise OpusLMError(f"{where}: task {self.name} writes labels but names no label keys (labels: [key, ...])")
+        if self.score == "first_tag" and not self.labels:
+            raise OpusLMError(f"{where}: task {self.name} is scored by its first tag but writes no labels")
+        return self
+
+
+def _parse(data: dict, where: str) -> dict[str, TaskSpec]:
+    specs = {}
+    for name, fields in data.items():
+        if not isinstance(fields, dict):
+            raise OpusLMError(f"{where}: task {name} must be a mapping of keys (target, labels, score, instructions)")
+        specs[name] = validate(TaskSpec, {**fields, "name": name}, f"{where}, task {name}").check(where)
+    return specs
+
+
+BUILTIN_TASKS: dict[str, TaskSpec] = _parse(read_yaml(Path(__file__).with_name("tasks.yaml")), "opuslm/tasks.yaml")
+
+
+def read_tasks(path: str | Path) -> dict[str, TaskSpec]:
+    """A user's task declarations. A name may not reuse a built-in's or a generative task's."""
+    declared = _parse(read_yaml(path), str(path))
+    taken = sorted(set(declared) & (set(BUILTIN_TASKS) | set(GENERATIVE_TASKS) | set(TASKS)))
+    if taken:
+        raise OpusLMError(f"{path}: task name(s) {', '.join(taken)} are built in; choose other names")
+    return declared
+
+
+class TaskTable:
+    """The built-in tasks and the declared ones a model or a run knows."""
+
+    def __init__(self, declared: dict[str, TaskSpec] | None = None):
+        self.declared = dict(declared or {})
+        self.specs = {**BUILTIN_TASKS, **self.declared}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.specs
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self.specs.get(name)
+
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    def require(self, name: str) -> TaskSpec:
+        if name not in self.specs:
+            declared = f"; declared: {', '.join(self.declared)}" if self.declared else \
+                " (declare your own in a tasks YAML file: see opuslm/tasks.py)"
+            raise OpusLMError(f"unknown understanding task {name!r}; built in: {', '.join(BUILTIN_TASKS)}{declared}")
+        return self.specs[name]
+
+    def merged(self, other: TaskTable) -> TaskTable:
+        """Both tables' declared tasks; the same name declared differently is refused."""
+        for name, spec in other.declared.items():
+            if name in self.declared and self.declared[name] != spec:
+                raise OpusLMError(f"task {name} is declared twice, differently: {self.declared[name]} and {spec}")
+        return TaskTable({**self.declared, **other.declared})
+
+    # ---- a model folder's ----
+    def save(self, folder: str | Path) -> None:
+        path = Path(folder) / TASKS_FILE
+        if self.declared:
+            path.write_text(json.dumps({n: s.model_dump(exclude={"name"}) for n, s in self.declared.items()}, indent=1) + "\n")
+
+    @classmethod
+    def of_model(cls, folder: str | Path) -> TaskTable:
+        path = Path(folder) / TASKS_FILE
+        return cls(_parse(json.loads(path.read_text()), str(path)) if path.is_file() else None)
