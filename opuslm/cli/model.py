@@ -1,4 +1,4 @@
-"""`opuslm model init|export-text` and `opuslm generate`."""
+"""`opuslm model init|merge|export-text` and `opuslm generate`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ def register(subparsers) -> None:
     export.add_argument("--tokenizer", type=Path,
                         help="text tokenizer folder, when the model folder has none (checked against the model's)")
     export.set_defaults(func=_export)
+
+    merge = commands.add_parser("merge", formatter_class=help_formatter, help="fold LoRA adapters into the weights",
+                                description="Write a model folder whose backbone has its LoRA adapters (adapter/) "
+                                "folded into the base weights with peft's own merge: the same outputs, no adapters.")
+    merge.add_argument("--model", type=Path, required=True, help="OpusLM model folder with adapter/")
+    merge.add_argument("--out", type=Path, required=True, help="output model folder")
+    merge.set_defaults(func=_merge)
 
     plan = subparsers.add_parser(
         "plan", formatter_class=help_formatter, help="size, memory and FLOPs of a real-scale config, no weights",
@@ -114,6 +121,22 @@ def _export(args) -> None:
     model = OpusLM.from_pretrained(args.model)
     model.export_text_lm(args.out, tokenizer)
     print(f"text LLM ({model.vocab.text_size} tokens) -> {args.out}")
+
+
+def _merge(args) -> None:
+    from opuslm.errors import OpusLMError
+    from opuslm.model.lora import merge_lora
+    from opuslm.model.multistream import OpusLM, model_tokenizers
+    from opuslm.tasks import TaskTable
+
+    model = OpusLM.from_pretrained(args.model)
+    merged = merge_lora(model)
+    if not merged:
+        raise OpusLMError(f"{args.model} has no LoRA adapters (no adapter/ folder): nothing to merge")
+    has_tokenizers = (args.model / "tokenizers.json").is_file()
+    model.save_pretrained(args.out, model_tokenizers(args.model) if has_tokenizers else None)
+    TaskTable.of_model(args.model).save(args.out)
+    print(f"{merged} LoRA layers merged -> {args.out}")
 
 
 def _generate(args) -> None:

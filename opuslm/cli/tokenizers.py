@@ -75,12 +75,15 @@ def register(subparsers) -> None:
     tokenize = subparsers.add_parser("tokenize", formatter_class=help_formatter, help="a manifest -> token shards",
                                      description="Tokenize every utterance of a manifest into memory-mapped token "
                                      "shards (text ids, semantic ids, codec codes, labels). Resumable: a re-run "
-                                     "skips finished shards. Refuses shards made with other tokenizers.")
+                                     "skips finished shards. Refuses shards made with other tokenizers. Give the three "
+                                     "tokenizers, or --model: exactly the tokenizers a trained model folder was "
+                                     "trained with (what fine-tuning it needs).")
     tokenize.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
     tokenize.add_argument("--out", type=Path, required=True, help="output shard folder")
-    tokenize.add_argument("--text", type=Path, required=True, help="text tokenizer folder (the LLM's, or train-text's)")
-    tokenize.add_argument("--semantic", type=Path, required=True, help="semantic tokenizer folder")
-    tokenize.add_argument("--codec", type=Path, required=True, help="codec folder or encodec checkpoint")
+    tokenize.add_argument("--model", type=Path, help="an OpusLM model folder: use its tokenizers (--codec relocates its codec)")
+    tokenize.add_argument("--text", type=Path, help="text tokenizer folder (the LLM's, or train-text's)")
+    tokenize.add_argument("--semantic", type=Path, help="semantic tokenizer folder")
+    tokenize.add_argument("--codec", type=Path, help="codec folder or encodec checkpoint")
     tokenize.add_argument("--shard-size", type=int, default=256, help="utterances per shard")
     tokenize.add_argument("--max-seconds", type=float, default=60.0,
                           help="longer utterances are rejected (listed in rejects.jsonl): memory grows with the clip")
@@ -161,7 +164,16 @@ def _train_codec(args) -> None:
 def _tokenize(args) -> None:
     from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
 
-    summary = tokenize_corpus(args.manifest, args.out, TokenizerPaths(args.text, args.semantic, args.codec),
-                              args.shard_size, args.workers, max_seconds=args.max_seconds)
+    if args.model is not None:
+        from opuslm.model.multistream import model_tokenizers
+
+        if args.text or args.semantic:
+            raise OpusLMError("--model gives the text and semantic tokenizers; drop --text and --semantic")
+        paths = model_tokenizers(args.model, args.codec)
+    elif not (args.text and args.semantic and args.codec):
+        raise OpusLMError("give --text, --semantic and --codec, or --model (a trained model folder's tokenizers)")
+    else:
+        paths = TokenizerPaths(args.text, args.semantic, args.codec)
+    summary = tokenize_corpus(args.manifest, args.out, paths, args.shard_size, args.workers, max_seconds=args.max_seconds)
     print(f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']}; "
           f"{summary['frames']} frames -> {args.out}")

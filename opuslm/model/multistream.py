@@ -184,18 +184,25 @@ class OpusLM(MultiStreamLM):
 
     # ---- saving ----
     def save_pretrained(self, folder: str | Path, tokenizers=None) -> Path:
-        """A movable folder: the backbone in HF format (config.json, safetensors), `opuslm.json`,
+        """A movable folder: the backbone in HF format (config.json, safetensors; LoRA adapters apart in
+        `adapter/`, see `opuslm.model.lora`), `opuslm.json`,
         `vocab.json` and the stream offsets. With `tokenizers` (TokenizerPaths), the text and semantic
         tokenizers are copied in (small; a text tokenizer without its LLM's weights), the acoustic one is
         recorded by path (a codec can be hundreds of MB; `opuslm generate --codec` relocates it), and
         `tokenizers.json` records all three identities, which data and copies are checked against."""
         from safetensors.torch import save_file
 
+        from opuslm.model.lora import ADAPTER_FOLDER, base_state, has_lora, save_adapter
         from opuslm.tokenize.identity import NOT_TEXT_TOKENIZER
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(str(folder))
+        if has_lora(self):  # the base weights under their own names, the adapters beside them
+            self.backbone.save_pretrained(str(folder), state_dict=base_state(self.backbone))
+            save_adapter(self, folder)
+        else:
+            self.backbone.save_pretrained(str(folder))
+            shutil.rmtree(folder / ADAPTER_FOLDER, ignore_errors=True)
         save_file({"stream_offsets": self.stream_offsets.detach().contiguous().cpu()}, str(folder / "streams.safetensors"))
         self.vocab.save(folder / "vocab.json")
         (folder / "opuslm.json").write_text(json.dumps({"format": FORMAT, "vocab_hash": self.vocab.hash,
@@ -216,6 +223,8 @@ class OpusLM(MultiStreamLM):
         """Load a folder written by `save_pretrained`; `expect_vocab` refuses another layout by hash."""
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM
+
+        from opuslm.model.lora import ADAPTER_FOLDER, load_adapter
 
         folder = Path(folder)
         info_path = folder / "opuslm.json"
@@ -241,6 +250,8 @@ class OpusLM(MultiStreamLM):
                               "incomplete or damaged: copy it again") from error
         model = cls(backbone, vocab, MultiStreamConfig(**info["config"]))
         model.stream_offsets.data.copy_(offsets)
+        if (folder / ADAPTER_FOLDER).is_dir():
+            load_adapter(model, folder)
         return model
 
     def export_text_lm(self, folder: str | Path, text_tokenizer_dir: str | Path | None = None) -> Path:
@@ -254,7 +265,11 @@ class OpusLM(MultiStreamLM):
             if len(tokenizer) > self.vocab.text_size:
                 raise OpusLMError(f"the text tokenizer at {text_tokenizer_dir} has {len(tokenizer)} tokens but the model "
                                   f"{self.vocab.text_size} text rows: it is not this model's tokenizer")
-        text = copy.deepcopy(self.backbone)
+        from opuslm.model.lora import merge_lora
+
+        merged = copy.deepcopy(self)
+        merge_lora(merged)  # a plain HF model has no adapters
+        text = merged.backbone
         keep_text_rows(text, self.vocab)
         folder = Path(folder)
         text.save_pretrained(str(folder))

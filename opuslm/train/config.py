@@ -17,6 +17,7 @@ from opuslm.config_files import Strict, read_yaml, validate
 from opuslm.errors import OpusLMError
 from opuslm.model.config import STREAM0_SOFTMAX
 from opuslm.tasks import GENERATIVE_TASKS, TaskTable, read_tasks
+from opuslm.train.tuning import FREEZE_GROUPS
 
 
 class SourceConfig(Strict):
@@ -75,6 +76,23 @@ class ValidationConfig(Strict):
     split: Literal["train", "dev", "test"] = "dev"
 
 
+class LoraSettings(Strict):
+    """LoRA on the backbone's linear layers (opuslm.model.lora); alpha / rank scales the update."""
+
+    rank: int = Field(8, gt=0)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] | Literal["all-linear"] = "all-linear"  # module names (q_proj, ...) or every linear layer
+    seed: int = 0  # the adapters' initial A matrices
+
+
+class TuneConfig(Strict):
+    """What the stage trains (opuslm.train.tuning): LoRA adapters, and groups kept frozen."""
+
+    lora: LoraSettings | None = None
+    freeze: list[Literal[FREEZE_GROUPS]] = []
+
+
 class StageConfig(Strict):
     name: str
     start_from: str = Field("init", alias="from")  # "init" or an earlier stage's name
@@ -92,6 +110,13 @@ class StageConfig(Strict):
     parallel: Literal["ddp", "fsdp2", "megatron"] = "ddp"  # under torchrun with more than one process
     tensor: int = Field(1, gt=0)  # Megatron-Core tensor-parallel size (parallel: megatron)
     pipeline: int = Field(1, gt=0)  # Megatron-Core pipeline-parallel size (only 1 is supported so far)
+    tune: TuneConfig = TuneConfig()
+
+    @model_validator(mode="after")
+    def _tuning_on_hf(self):
+        if self.parallel == "megatron" and (self.tune.lora is not None or self.tune.freeze):
+            raise ValueError("tune (LoRA, freezing) runs on the HF backend (parallel: ddp or fsdp2), not megatron")
+        return self
 
 
 class InitConfig(Strict):

@@ -28,6 +28,7 @@ from opuslm.train.data import stage_data
 from opuslm.train.distributed import World, init_world
 from opuslm.train.run_log import RunLog, summarize
 from opuslm.train.schedule import lr_factor
+from opuslm.train.tuning import apply_tuning
 from opuslm.vocab import PAD_ID
 
 
@@ -44,11 +45,13 @@ class LossForward(nn.Module):
 
 
 def parameter_groups(model, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: not on embeddings, the head, norms, biases or stream offsets."""
+    """Weight decay on matrices only: not on embeddings, the head, norms, biases or stream offsets; frozen
+    parameters are left out."""
     exempt = {id(p) for p in model.table_parameters()} | {id(model.stream_offsets)}
     decay, no_decay = [], []
     for param in model.parameters():
-        (no_decay if param.ndim < 2 or id(param) in exempt else decay).append(param)
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or id(param) in exempt else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -64,6 +67,7 @@ class StageRun:
         self.tasks = TaskTable.of_model(start).merged(tasks or TaskTable())
         self.backend = training_backend(stage, self.world)
         self.model = self.backend.load(start)
+        apply_tuning(self.model, stage.tune)  # before wrapping: DDP and FSDP2 take what trains as they find it
         self.data = stage_data(stage, datasets, self.model, load_text_tokenizer(self.tokenizers.text), model_identity(start),
                                *self.backend.data_split(), validation_sources, self.tasks)  # tensor-parallel peers share a batch
         self.forward = self.backend.wrap(LossForward(self.model), self.model)
@@ -158,12 +162,16 @@ class StageRun:
 
     def _finish(self, seconds: float) -> dict:
         """Save the stage's model folder (with its tokenizers) and summary; returns the summary."""
+        from opuslm.model.lora import add_lora, has_lora
         from opuslm.model.multistream import OpusLM
 
         state = self.backend.opuslm_state(self.model)
         summary = {}
         if self.world.main:
             final = OpusLM.from_pretrained(self.start)
+            lora = self.stage.tune.lora
+            if lora is not None and not has_lora(final):
+                add_lora(final, lora.rank, lora.alpha, lora.dropout, lora.targets, lora.seed)
             final.load_state_dict(state)
             final.save_pretrained(self.run_dir / "model", self.tokenizers)
             self.tasks.save(self.run_dir / "model")

@@ -1,0 +1,69 @@
+"""What a stage trains: LoRA adapters on the backbone, and parameter groups frozen by config (OSUM trains
+in stages: the encoder side first, then the LLM through LoRA).
+
+Groups, each a set of rows or tensors of the multi-stream model:
+
+    audio_rows       the input embedding rows of semantic and codec ids (how audio is read: the encoder side)
+    text_rows        the input embedding rows of the specials and the text ids
+    backbone         the transformer's own weights (layers and norms); with LoRA only its adapters train
+    head             the output head (a tied head is the embedding table: freeze its rows instead)
+    stream_offsets   the per-stream offsets added before the codebook heads
+
+A frozen group's rows keep their values exactly: their gradient is zero, and the tables take no weight
+decay, so AdamW leaves them alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from opuslm.errors import OpusLMError
+
+FREEZE_GROUPS = ("audio_rows", "text_rows", "backbone", "head", "stream_offsets")
+
+
+def apply_tuning(model, tune) -> None:
+    """`tune` (a stage's TuneConfig): add LoRA when asked and not there yet, then freeze the groups named."""
+    from opuslm.model.lora import add_lora, has_lora
+
+    if tune.lora is not None and not has_lora(model):
+        lora = tune.lora
+        add_lora(model, lora.rank, lora.alpha, lora.dropout, lora.targets, lora.seed)
+    adapted = has_lora(model)
+    frozen = set(tune.freeze)
+    embeddings = model.backbone.get_input_embeddings().weight
+    head = model.backbone.get_output_embeddings().weight
+    tied = head is embeddings
+    if tied and "head" in frozen and not {"audio_rows", "text_rows"} <= frozen:
+        raise OpusLMError("this model's head is tied to its embeddings: freezing `head` would freeze the embedding "
+                          "rows too; freeze audio_rows and text_rows instead")
+    tables = {id(embeddings), id(head)}
+    for name, param in model.backbone.named_parameters():
+        if id(param) in tables:
+            continue
+        param.requires_grad_(".lora_" in name or (not adapted and "backbone" not in frozen))
+    model.stream_offsets.requires_grad_("stream_offsets" not in frozen)
+    if not tied:
+        head.requires_grad_("head" not in frozen)
+    _freeze_rows(embeddings, model.vocab, {"audio_rows", "text_rows"} & frozen)
+
+
+def _freeze_rows(table: torch.nn.Parameter, vocab, groups: set[str]) -> None:
+    if groups == {"audio_rows", "text_rows"}:
+        table.requires_grad_(False)
+        return
+    table.requires_grad_(True)
+    if not groups:
+        return
+    keep = torch.ones(table.shape[0], 1, dtype=table.dtype, device=table.device)
+    audio = slice(vocab.modality_range("semantic")[0], vocab.modality_range("codec")[1])
+    if "audio_rows" in groups:
+        keep[audio] = 0
+    else:  # the specials and the text rows: all but the audio ones (and padding rows past the vocabulary)
+        keep[:] = 0
+        keep[audio] = 1
+    table.register_hook(lambda grad: grad * keep)
+
+
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
