@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from opuslm.cli.main import main as cli
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
-from opuslm.model.lora import add_lora, has_lora, merge_lora
+from opuslm.model.lora import add_lora, has_lora
 from opuslm.model.multistream import OpusLM
 from opuslm.train.config import LoraSettings, TuneConfig
 from opuslm.train.trainer import parameter_groups
