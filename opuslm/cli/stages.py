@@ -60,8 +60,12 @@ def _check(args) -> None:
     from opuslm.train.config import load_schedule
 
     schedule, stages = load_schedule(args.schedule)
-    print(f"schedule {args.schedule}: out {schedule.out}, init {schedule.init.model_dump(exclude_none=True)}")
+    init = schedule.init.model_dump(exclude_none=True, include={"model"} if schedule.init.model else None)
+    tasks = f", tasks {schedule.tasks}" if schedule.tasks else ""
+    print(f"schedule {args.schedule}: out {schedule.out}, init {init}{tasks}")
     for stage in stages:
         sources = ", ".join(f"{s.name}({s.task} x{s.weight:g} on {s.dataset})" for s in stage.data.sources)
+        tune = stage.tune.model_dump(exclude_defaults=True)
         print(f"  {stage.name} from {stage.start_from}: {stage.steps} steps, lr {stage.lr.schedule} peak {stage.lr.peak}, "
-              f"{stage.data.rows} x {stage.data.row_frames} frames, loss on {stage.data.loss_region}; {sources}")
+              f"{stage.data.rows} x {stage.data.row_frames} frames, loss on {stage.data.loss_region}; {sources}"
+              + (f"; tune {tune}" if tune else ""))
