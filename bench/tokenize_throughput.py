@@ -54,6 +54,7 @@ def main() -> None:
     semantic.save(work / "semantic")
     whisper = train_semantic_tokenizer(((w, 16000) for w in wavs), WhisperFeatures(), k=256)
     whisper.save(work / "whisper")
+    whisper_int8 = train_semantic_tokenizer(((w, 16000) for w in wavs), WhisperFeatures(compute_type="int8"), k=256)
     codec_dir = args.codec or train_small_codec(wavs, work / "codec", steps=args.codec_steps, progress=False)
     codec = SmallCodecTokenizer(codec_dir)
 
@@ -61,6 +62,7 @@ def main() -> None:
     rows = [
         ("semantic encode (log-mel + k-means)", cpu_rate(lambda: [semantic.encode(w, 16000) for w in wavs], seconds)),
         ("semantic encode (Whisper tiny.en + k-means)", cpu_rate(lambda: [whisper.encode(w, 16000) for w in wavs], seconds)),
+        ("semantic encode (the same, int8 weights)", cpu_rate(lambda: [whisper_int8.encode(w, 16000) for w in wavs], seconds)),
         ("codec encode, one at a time", cpu_rate(lambda: [codec.encode(w, 16000) for w in wavs], seconds)),
         ("codec encode, batches of 8 by length", cpu_rate(  # as `tokenize` batches
             lambda: [codec.encode_batch(by_length[i:i + 8], 16000) for i in range(0, len(wavs), 8)], seconds)),
@@ -79,7 +81,7 @@ def main() -> None:
     print(f"{'what':44s} audio s / CPU s")
     for name, rate in rows:
         print(f"{name:44s} {rate:10.1f}")
-    print(f"batched / single codec encode ratio: {rows[3][1] / rows[2][1]:.2f}")
+    print(f"batched / single codec encode ratio: {rows[4][1] / rows[3][1]:.2f}")
     metrics = reconstruction_metrics(codec, dev, 16000)
     print(f"codec {codec.num_codebooks} x {codec.codebook_size} at {codec.frame_rate:g} Hz "
           f"({codec.num_codebooks * np.log2(codec.codebook_size) * codec.frame_rate / 1000:.1f} kbit/s): "

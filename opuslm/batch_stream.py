@@ -31,7 +31,7 @@ import torch
 
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
-from opuslm.templates import (TARGET_WRITERS, SpeakerPrompts, TemplateBuilder, TemplateError,
+from opuslm.templates import (TARGET_WRITERS, SpeakerPrompts, TemplateBuilder, TemplateError, label_values,
                               transcript)
 from opuslm.vocab import PAD_ID, JointVocab
 
@@ -147,12 +147,17 @@ class _Source:
 
                 check_identity(self.shards.info["tokenizers"], tokenizers, f"dataset {path}", "the model was trained with")
             self.items = [i for i, meta in enumerate(metas) if meta["split"] == config.split and self._usable(meta)]
+            self.metas = metas
             # prompts come from the same split's items only: a dev utterance never prompts training
             self.prompts = SpeakerPrompts([metas[i]["speaker"] for i in self.items]) if config.task == "tts" else None
             self._position = {item: p for p, item in enumerate(self.items)}
         if not self.items:
             raise NoUsableItems(f"source {config.name}: no usable {config.split} items in {path} for task "
                               f"{config.task} (skipped: {self.skipped or 'none'})")
+
+    def labels(self, keys: tuple[str, ...]) -> set[str]:
+        """The labels of `keys` that this source's usable items hold."""
+        return {value for item in self.items for value in label_values(self.metas[item], keys)}
 
     def _usable(self, meta: dict) -> bool:
         spec = self.builder.tasks.get(self.config.task)
@@ -315,6 +320,17 @@ class PackedLoader:
         self.next_k, self.counters = state["next_k"], list(state["counters"])
         self.too_long = dict(state["too_long"])
         self.buffer = [self._build(tuple(key)) for key in state["buffer"]]
+
+    def trained_labels(self) -> dict[str, list[str]]:
+        """Per understanding task that writes labels: the labels its items hold (what the model is taught
+        to write; eval lists the labels outside them as unseen)."""
+        found: dict[str, set[str]] = {}
+        for source in self.sources:
+            spec = source.builder.tasks.get(source.config.task)
+            if spec is None or not spec.labels or source.shards is None:
+                continue
+            found.setdefault(spec.name, set()).update(source.labels(tuple(spec.labels)))
+        return {task: sorted(labels) for task, labels in found.items()}
 
     def describe(self) -> str:
         parts = []

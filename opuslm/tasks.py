@@ -13,7 +13,7 @@ user declares their own in the same form, in a YAML file the schedule names (`ta
 Targets: `transcript`; `labels` (`<value>` per key); `transcript+labels` (ASR + X); `timestamps`
 (`<0.00>word<0.34>` per word); `answer`; `transcript+answer` (`transcript<answer>answer`). Scores:
 `first_tag` (accuracy of the first `<tag>`, with a confusion matrix and the labels never seen in
-training listed), `exact` (normalised exact match), `wer` (word error rate), and the built-ins'
+training listed), `exact` (normalised exact match), `wer` (word error rate); the built-ins also use
 `timestamps` (word WER and boundary shift) and `answer` (the answer after `<answer>`).
 
 A built-in task has its own task id `<task:NAME>` in the joint vocabulary. A declared task has none:
@@ -35,8 +35,10 @@ from opuslm.vocab import TASKS
 
 TARGETS = ("transcript", "labels", "transcript+labels", "timestamps", "answer", "transcript+answer")
 SCORES = ("first_tag", "exact", "wer", "timestamps", "answer")
+DECLARED_SCORES = SCORES[:3]  # `timestamps` and `answer` are the built-ins' own scorers (SRWT, STTC)
 GENERATIVE_TASKS = ("text_lm", "asr", "tts", "audio_lm")  # built by their own templates, not declared
 TASKS_FILE = "tasks.json"  # in a model folder: the declared tasks it was trained on
+LABELS_FILE = "trained_labels.json"  # in a model folder: per task, the labels its training data held
 
 
 class TaskSpec(Strict):
@@ -89,6 +91,10 @@ def read_tasks(path: str | Path) -> dict[str, TaskSpec]:
     taken = sorted(set(declared) & (set(BUILTIN_TASKS) | set(GENERATIVE_TASKS) | set(TASKS)))
     if taken:
         raise OpusLMError(f"{path}: task name(s) {', '.join(taken)} are built in; choose other names")
+    for name, spec in declared.items():
+        if spec.score is not None and spec.score not in DECLARED_SCORES:
+            raise OpusLMError(f"{path}: task {name} scores {spec.score}, which only the built-in tasks use; "
+                              f"choose {', '.join(DECLARED_SCORES)}, or leave score out")
     return declared
 
 
@@ -132,3 +138,18 @@ class TaskTable:
     def of_model(cls, folder: str | Path) -> TaskTable:
         path = Path(folder) / TASKS_FILE
         return cls(_parse(json.loads(path.read_text()), str(path)) if path.is_file() else None)
+
+
+def trained_labels(folder: str | Path) -> dict[str, list[str]]:
+    """Per task, the labels a model folder's training taught it to write (none recorded: {})."""
+    path = Path(folder) / LABELS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_trained_labels(folder: str | Path, start: str | Path, labels: dict[str, list[str]]) -> None:
+    """The labels of the model `start` was trained on, and those of this run's training data."""
+    merged = {task: set(values) for task, values in trained_labels(start).items()}
+    for task, values in labels.items():
+        merged.setdefault(task, set()).update(values)
+    if merged:
+        (Path(folder) / LABELS_FILE).write_text(json.dumps({t: sorted(v) for t, v in sorted(merged.items())}, indent=1) + "\n")

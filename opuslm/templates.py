@@ -47,9 +47,9 @@ class TemplateError(OpusLMError):
 
 
 # ---------------------------------------------------------------- target text
-def label_tags(meta: dict, keys: tuple[str, ...]) -> str:
-    """`<label>` per key, in key order, lowercase and without spaces between them; a key whose value
-    is a list (several events) gives several tags in the list's order."""
+def label_values(meta: dict, keys: tuple[str, ...]) -> list[str]:
+    """The labels of `keys`, in key order, lowercase; a key whose value is a list (several events) gives
+    several labels in the list's order."""
     labels = meta.get("labels") or {}
     out = []
     for key in keys:
@@ -60,8 +60,13 @@ def label_tags(meta: dict, keys: tuple[str, ...]) -> str:
             value = str(value).strip().lower()
             if not value or "<" in value or ">" in value:
                 raise TemplateError(f"utterance {meta.get('id')} has an unusable {key!r} label {value!r}")
-            out.append(f"<{value}>")
-    return "".join(out)
+            out.append(value)
+    return out
+
+
+def label_tags(meta: dict, keys: tuple[str, ...]) -> str:
+    """`<label>` per label of `label_values`, without spaces between them."""
+    return "".join(f"<{value}>" for value in label_values(meta, keys))
 
 
 def word_timestamps(meta: dict) -> str:

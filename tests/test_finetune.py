@@ -200,6 +200,8 @@ def test_the_walkthrough_your_clips_a_declared_task_lora_resume_eval_and_generat
     assert [r.get("loss") for r in logs[0]] == [r.get("loss") for r in logs[1]]
     model = folders[0]
     assert json.loads((model / "tasks.json").read_text()).keys() == {"sentence_type"}
+    taught = sorted({c["labels"]["sentence_type"] for c in clips if c["split"] == "train"})
+    assert json.loads((model / "trained_labels.json").read_text()) == {"sentence_type": taught}
     base_tables = load_file(base_model / "model.safetensors")
     tuned = load_file(model / "model.safetensors")
     table = "model.embed_tokens.weight"
@@ -213,6 +215,7 @@ def test_the_walkthrough_your_clips_a_declared_task_lora_resume_eval_and_generat
     declared = results["declared"]["sentence_type"]
     hyps = [json.loads(line) for line in (tmp_path / "eval" / "hyps.jsonl").read_text().splitlines()]
     assert declared["utterances"] == len(hyps) == 6 and declared["score"] == "first_tag"
+    assert declared["seen_in"] == "the model's training data"
     assert declared["value"] == np.mean([h["score"] for h in hyps]) == results["metrics"]["sentence_type_accuracy"]
     assert "## Declared tasks" in (tmp_path / "eval" / "report.md").read_text()
     wav = next(c["audio"] for c in clips if c["split"] == "test")

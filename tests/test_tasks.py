@@ -55,6 +55,7 @@ def test_a_declared_task_builds_instruction_audio_and_its_labels(char_tokenizer,
     ({"x": {**SENTENCE_TYPE["sentence_type"], "labels": []}}, "task x writes labels but names no label keys"),
     ({"x": {**SENTENCE_TYPE["sentence_type"], "instructions": []}}, "task x: instructions: List should have at least 1"),
     ({"x": "labels"}, "task x must be a mapping"),
+    ({"x": {**SENTENCE_TYPE["sentence_type"], "score": "timestamps"}}, "task x scores timestamps, which only the built-in"),
 ])
 def test_a_bad_declaration_is_refused_naming_the_file_and_the_task(tmp_path, tasks, message):
     path = write_tasks(tmp_path, tasks)
@@ -108,6 +109,10 @@ def test_eval_scores_a_declared_task_by_its_first_tag_beside_the_majority_and_un
     report = evaluation.results["declared"]["voice"]
     shares = [genders.count(g) / len(test) for g in set(genders)]
     assert report == {"score": "first_tag", "utterances": len(test), "majority": pytest.approx(max(shares)),
-                      "unseen_labels": ["robot"], "value": evaluation.results["voice_accuracy"]}
+                      "unseen_labels": ["robot"], "seen_in": "the corpus's train split",
+                      "value": evaluation.results["voice_accuracy"]}
+    (tmp_path / "trained_labels.json").write_text('{"voice": ["female", "robot"]}')  # the model folder's record wins
+    evaluation.declared(table.declared["voice"], "test")
+    assert evaluation.results["declared"]["voice"]["unseen_labels"] == ["male"]
     labels, counts = evaluation.results["confusion"]["voice"]
     assert counts[labels.index("robot")][labels.index("male")] == 1

@@ -48,6 +48,22 @@ def test_embedded_whisper_frames_fall_on_the_codec_grid_and_are_deterministic(em
     assert embedded.frame_rate == 25 and embedded.config()["path"] == "embedded"
 
 
+def test_int8_whisper_is_its_own_configuration_close_to_float32_and_refused_for_transformers(embedded, small_corpus,
+                                                                                           tmp_path):
+    from opuslm.tokenize.features import build_features
+
+    wav = _wavs(small_corpus, 1)[0]
+    int8 = WhisperFeatures(compute_type="int8")
+    quantised, exact = int8(wav), embedded(wav)
+    assert np.array_equal(quantised, int8(wav)) and not np.array_equal(quantised, exact)
+    cosine = (quantised * exact).sum(1) / np.linalg.norm(quantised, axis=1) / np.linalg.norm(exact, axis=1)
+    assert cosine.min() > 0.9  # the same encoder, its weights rounded
+    assert int8.config()["compute_type"] == "int8" and "compute_type" not in embedded.config()
+    assert np.array_equal(build_features(int8.config())(wav), quantised)
+    with pytest.raises(OpusLMError, match="transformers Whisper, which runs in float32"):
+        WhisperFeatures(_tiny_whisper(tmp_path / "whisper", seed=0), layer=1, compute_type="int8")
+
+
 def test_loading_ctranslate2_whisper_leaves_torchs_thread_count_alone():
     import torch
 

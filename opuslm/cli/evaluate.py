@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 def _eval(args) -> None:
     from opuslm.eval.judge import load_judge
     from opuslm.eval.report import declared_table, table
-    from opuslm.eval.runner import DECLARED_SCORES, EVAL_TASKS, Evaluation, check_eval_tasks
+    from opuslm.eval.runner import EVAL_TASKS, Evaluation, check_eval_tasks
     from opuslm.tasks import TaskTable
 
     if args.suite:
@@ -66,7 +66,7 @@ def _eval(args) -> None:
     if not args.corpus:
         raise OpusLMError("give --corpus (or --suite with --data-root)")
     table_of_model = TaskTable.of_model(args.model)
-    scored = [name for name, spec in table_of_model.declared.items() if spec.score in DECLARED_SCORES]
+    scored = [name for name, spec in table_of_model.declared.items() if spec.score is not None]
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else [*EVAL_TASKS, *scored]
     check_eval_tasks(tasks, table_of_model)  # before loading a judge and a model
     judge = None if args.judge == "none" else load_judge(args.judge)

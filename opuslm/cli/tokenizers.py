@@ -41,6 +41,8 @@ def register(subparsers) -> None:
                           "encoder layer (default: the last; other layers need a transformers-format Whisper)")
     semantic.add_argument("--features", choices=("whisper", "cepstral", "logmel"), default="whisper",
                           help="the features when no --ssl is given")
+    semantic.add_argument("--whisper-compute", choices=("float32", "int8"), default="float32",
+                          help="CTranslate2 Whisper: int8 weights encode about 1.7x faster on a CPU (other ids than float32)")
     semantic.add_argument("--hop", type=int, default=640, help="frame hop in samples at 16 kHz; match the codec")
     semantic.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
     semantic.add_argument("--seed", type=int, default=0)
@@ -120,7 +122,7 @@ def _train_semantic(args) -> None:
     if args.ssl:
         features = SSLFeatures(args.ssl, 6 if args.layer is None else args.layer)
     elif args.features == "whisper":
-        features = WhisperFeatures(args.whisper, args.layer, hop=args.hop)
+        features = WhisperFeatures(args.whisper, args.layer, hop=args.hop, compute_type=args.whisper_compute)
     else:
         features = SPECTRAL_FEATURES[args.features](hop=args.hop)
     tokenizer = train_semantic_tokenizer(_split_audio(args.manifest, "train"), features, args.clusters,

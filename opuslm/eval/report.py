@@ -144,10 +144,11 @@ def declared_table(declared: dict) -> list[str]:
     if not declared:
         return []
     lines = ["", "## Declared tasks (test split)", "", "| task | score | value | majority label's share | "
-             "labels unseen in training | utterances |", "| --- | --- | --- | --- | --- | --- |"]
+             "labels unseen in training (seen in) | utterances |", "| --- | --- | --- | --- | --- | --- |"]
     for name, d in declared.items():
-        lines.append(f"| {name} | {d['score']} | {_value(d['value'])} | {_value(d.get('majority'))} | "
-                     f"{', '.join(d.get('unseen_labels', [])) or ('none' if 'unseen_labels' in d else '')} | {d['utterances']} |")
+        unseen = f"{', '.join(d['unseen_labels']) or 'none'} ({d['seen_in']})" if "unseen_labels" in d else ""
+        lines.append(f"| {name} | {d['score']} | {_value(d['value'])} | {_value(d.get('majority'))} | {unseen} | "
+                     f"{d['utterances']} |")
     return lines
 
 

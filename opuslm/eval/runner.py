@@ -20,19 +20,18 @@ from opuslm.audio import resample, write_wav
 from opuslm.data.manifest import read_manifest
 from opuslm.errors import OpusLMError
 from opuslm.eval import metrics
-from opuslm.tasks import BUILTIN_TASKS, TaskSpec, TaskTable
+from opuslm.tasks import BUILTIN_TASKS, DECLARED_SCORES, TaskSpec, TaskTable, trained_labels
 from opuslm.templates import TARGET_WRITERS, TemplateError
 
 # OSUM's ASR + X tasks, scored by the label they name; each with its tag-only variant `<task>_label`
 CLASSIFICATION = {name: spec.labels[0] for name, spec in BUILTIN_TASKS.items()
                   if spec.target == "transcript+labels" and spec.score == "first_tag"}
 EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "text")  # what `run` can score, in its order
-DECLARED_SCORES = ("first_tag", "exact", "wer")  # how a declared task can be scored
 
 
 def check_eval_tasks(tasks: list[str], table: TaskTable | None = None) -> None:
     """Refuse a task `run` cannot score; `table`: the model's tasks, whose declared ones it scores too."""
-    declared = [name for name, spec in (table.declared if table else {}).items() if spec.score in DECLARED_SCORES]
+    declared = [name for name, spec in (table.declared if table else {}).items() if spec.score is not None]
     unknown = sorted(set(tasks) - set(EVAL_TASKS) - set(declared))
     if unknown:
         known = ", ".join([*EVAL_TASKS, *declared])
@@ -137,8 +136,9 @@ class Evaluation:
 
     def declared(self, spec: TaskSpec, split: str) -> None:
         """A task the model was fine-tuned on, scored as its declaration says: first-tag accuracy (beside
-        the majority label's share, with a confusion matrix, and the labels the corpus's train split never
-        has listed as unseen), normalised exact match, or WER."""
+        the majority label's share, with a confusion matrix, and the reference labels its training data
+        never held listed as unseen: the model folder's record, else the corpus's train split), normalised
+        exact match, or WER."""
         utts = self._utterances(split, lambda u: target_text(spec, u) is not None)
         references = [target_text(spec, u) for u in utts]
         hyps = self._batched(lambda a: self.lm.understand(spec.name, a), self._audio(utts), spec.name)
@@ -146,8 +146,12 @@ class Evaluation:
         if spec.score == "first_tag":
             truth, predicted = [metrics.first_tag(r) for r in references], [metrics.first_tag(h) for h in hyps]
             scores = [float(p == t) for p, t in zip(predicted, truth)]
-            seen = {metrics.first_tag(t) for t in map(lambda u: target_text(spec, u), read_manifest(self.corpus, split="train"))
-                    if t is not None}
+            recorded = trained_labels(self.model_folder).get(spec.name)
+            if recorded is not None:  # what the model's training data held
+                seen, report["seen_in"] = set(recorded), "the model's training data"
+            else:
+                trained = (target_text(spec, u) for u in read_manifest(self.corpus, split="train"))
+                seen, report["seen_in"] = {metrics.first_tag(t) for t in trained if t is not None}, "the corpus's train split"
             counts = {label: truth.count(label) for label in set(truth)}
             report.update(majority=max(counts.values()) / len(truth) if truth else None,
                           unseen_labels=sorted(set(truth) - seen))

@@ -20,7 +20,7 @@ from torch import nn
 
 from opuslm.errors import OpusLMError
 from opuslm.model.loss import next_frame_mask
-from opuslm.tasks import TaskTable
+from opuslm.tasks import TaskTable, save_trained_labels
 from opuslm.train.backend import training_backend
 from opuslm.train.checkpoint import Checkpointer
 from opuslm.train.config import StageConfig
@@ -175,6 +175,7 @@ class StageRun:
             final.load_state_dict(state)
             final.save_pretrained(self.run_dir / "model", self.tokenizers)
             self.tasks.save(self.run_dir / "model")
+            save_trained_labels(self.run_dir / "model", self.start, self.data.train.trained_labels())
             summary = {"stage": self.stage.name, "steps": self.step, "from": str(self.start), **summarize(self.log.path),
                        "final_lr": self.peak_lr * lr_factor(self.stage.steps, self.stage.steps, self.stage.lr),
                        "seconds_this_run": round(seconds, 1), "data": self.data.train.describe(),
