@@ -88,6 +88,27 @@ def test_kaldi_segments_cut_the_recording(tmp_path):
     assert "not after its start" in _reasons(tmp_path / "out")["c"]
 
 
+def test_kaldi_label_files_of_any_key_become_labels(tmp_path):
+    """utt2<key> files are labels (a key of your own included); Kaldi's utt2dur and the speaker are not."""
+    recording = tmp_path / "rec.wav"
+    sf.write(recording, _tone(2.0), SR, subtype="PCM_16")
+    data = tmp_path / "kaldi"
+    data.mkdir()
+    (data / "wav.scp").write_text(f"rec {recording}\n")
+    (data / "segments").write_text("a rec 0.0 1.0\nb rec 1.0 2.0\n")
+    (data / "text").write_text("a is it raining\nb it is raining\n")
+    (data / "utt2spk").write_text("a s\nb s\n")
+    (data / "utt2dur").write_text("a 1.0\nb 1.0\n")
+    (data / "utt2gender").write_text("a female\nb female\n")
+    (data / "utt2sentence_type").write_text("a question\n")
+    importers.import_corpus(importers.kaldi_candidates(data), tmp_path / "out", "train", progress=False)
+    a, b = read_manifest(tmp_path / "out")
+    assert a.labels == {"gender": "female", "sentence_type": "question"} and b.labels == {"gender": "female"}
+    (data / "utt2emotion").write_bytes(b"a caf\xe9\n")
+    with pytest.raises(OpusLMError, match="utt2emotion: utt2emotion line 1 is not UTF-8"):
+        importers.kaldi_candidates(data)
+
+
 def test_kaldi_folder_without_text_is_an_error_naming_the_file(tmp_path):
     (tmp_path / "wav.scp").write_text("")
     with pytest.raises(OpusLMError, match="text is missing"):

@@ -42,7 +42,8 @@ def register(subparsers) -> None:
 
     imp = commands.add_parser(
         "import", help="turn a real corpus into a manifest",
-        description="Turn a Kaldi data folder, a local Hugging Face dataset folder or OSUM raw JSON Lines into "
+        description="Turn a Kaldi data folder (labels from any utt2<key> file, e.g. utt2gender or a key of your "
+        "own), a local Hugging Face dataset folder (labels from --label-column) or OSUM raw JSON Lines into "
         "the project's manifest. Every audio file is read and checked; unusable entries go to rejects.jsonl "
         "with their reason.",
         formatter_class=help_formatter,

@@ -1,6 +1,7 @@
 """`opuslm data import`: real corpora into the project's manifest.
 
-Three sources: a Kaldi data folder (wav.scp, text, utt2spk, optional segments), a local Hugging Face
+Three sources: a Kaldi data folder (wav.scp, text, utt2spk, optional segments, labels in any
+`utt2<key>` file), a local Hugging Face
 dataset folder (parquet files or a `save_to_disk` folder), and OSUM's raw JSON Lines (key, wav, txt,
 task). Each source yields candidates; every candidate's audio is read and checked; whatever cannot be
 used goes to rejects.jsonl with its reason, so accepted + rejected = seen.
@@ -52,8 +53,28 @@ def _read_table(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     return table, invalid
 
 
+# utt2* files that are not labels: the speaker and Kaldi's own per-utterance measurements
+_KALDI_NOT_LABELS = ("utt2spk", "utt2dur", "utt2num_frames", "utt2uniq")
+
+
+def kaldi_labels(folder: Path) -> dict[str, dict[str, str]]:
+    """Label files `utt2<key>` (utt2gender, utt2emotion, utt2accent, ...: a key of your own) -> per
+    utterance, {key: value}."""
+    labels: dict[str, dict[str, str]] = {}
+    for path in sorted(folder.glob("utt2*")):
+        if path.name in _KALDI_NOT_LABELS or not path.is_file():
+            continue
+        table, invalid = _read_table(path)
+        if invalid:
+            raise OpusLMError(f"{path}: {next(iter(invalid.values()))}")
+        for utt, value in table.items():
+            labels.setdefault(utt, {})[path.name[len("utt2"):]] = value
+    return labels
+
+
 def kaldi_candidates(folder: Path) -> Iterator[Candidate]:
-    """Checks the folder now (a missing file fails before any work), then yields its utterances."""
+    """Checks the folder now (a missing file fails before any work), then yields its utterances, with
+    the labels of any `utt2<key>` files."""
     for name in ("wav.scp", "text", "utt2spk"):
         if not (folder / name).is_file():
             raise OpusLMError(f"{folder} is not a Kaldi data folder: {name} is missing")
@@ -70,10 +91,10 @@ def kaldi_candidates(folder: Path) -> Iterator[Candidate]:
     else:
         segments, bad_segments = {utt: (utt, None, None) for utt in wav_scp}, {}
     invalid = {**bad_spk, **bad_segments, **bad_text}  # by utterance; wav.scp's by recording
-    return _kaldi_iter(folder, wav_scp, text, utt2spk, segments, invalid, bad_wav)
+    return _kaldi_iter(folder, wav_scp, text, utt2spk, segments, invalid, bad_wav, kaldi_labels(folder))
 
 
-def _kaldi_iter(folder, wav_scp, text, utt2spk, segments, invalid, invalid_recordings) -> Iterator[Candidate]:
+def _kaldi_iter(folder, wav_scp, text, utt2spk, segments, invalid, invalid_recordings, labels) -> Iterator[Candidate]:
     for utt in sorted(set(segments) | set(text)):
         speaker = utt2spk.get(utt, "")
         if utt not in segments:
@@ -82,7 +103,7 @@ def _kaldi_iter(folder, wav_scp, text, utt2spk, segments, invalid, invalid_recor
         recording, start, end = segments[utt]
         location = wav_scp.get(recording)
         candidate = Candidate(utt, None, text.get(utt), speaker, offset=start,
-                              duration=None if end is None else end - start)
+                              duration=None if end is None else end - start, labels=dict(labels.get(utt, {})))
         if utt in invalid or recording in invalid_recordings:
             candidate.reason = invalid.get(utt) or invalid_recordings[recording]
         elif location is None:
