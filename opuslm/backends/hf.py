@@ -29,9 +29,13 @@ class HFTraining:
         self.stage, self.world = stage, world
 
     def load(self, start: Path):
+        """The start model with the stage's `tune` applied (LoRA, frozen groups) before any wrapping:
+        DDP and FSDP2 take what trains as they find it."""
         from opuslm.model.multistream import OpusLM
+        from opuslm.train.tuning import apply_tuning
 
         model = OpusLM.from_pretrained(start).to(self.world.device)
+        apply_tuning(model, self.stage.tune)
         if self.stage.activation_checkpointing:
             model.enable_activation_checkpointing()
         return model

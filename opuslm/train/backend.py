@@ -19,7 +19,8 @@ from opuslm.train.distributed import World
 
 class TrainingBackend(Protocol):
     def load(self, start: Path):
-        """The stage's start model folder, on this rank's device."""
+        """The stage's start model folder, on this rank's device, with the stage's `tune` applied where
+        the backend supports it (HF; Megatron stages refuse `tune`)."""
 
     def data_split(self) -> tuple[int, int]:
         """(this rank's index, the number of ranks) among those that read different batches."""

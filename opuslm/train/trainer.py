@@ -28,7 +28,6 @@ from opuslm.train.data import stage_data
 from opuslm.train.distributed import World, init_world
 from opuslm.train.run_log import RunLog, summarize
 from opuslm.train.schedule import lr_factor
-from opuslm.train.tuning import apply_tuning
 from opuslm.vocab import PAD_ID
 
 
@@ -67,7 +66,6 @@ class StageRun:
         self.tasks = TaskTable.of_model(start).merged(tasks or TaskTable())
         self.backend = training_backend(stage, self.world)
         self.model = self.backend.load(start)
-        apply_tuning(self.model, stage.tune)  # before wrapping: DDP and FSDP2 take what trains as they find it
         self.data = stage_data(stage, datasets, self.model, load_text_tokenizer(self.tokenizers.text), model_identity(start),
                                *self.backend.data_split(), validation_sources, self.tasks)  # tensor-parallel peers share a batch
         self.forward = self.backend.wrap(LossForward(self.model), self.model)
