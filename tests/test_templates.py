@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +289,12 @@ def test_vocab_and_templates_show_commands(tiny_shards, tmp_path, capsys):
 
     assert main(["templates", "show", "asr", "--tokens", str(tiny_shards), "--delays", "0,1"]) == 2
     assert "give 5 comma-separated integers" in capsys.readouterr().err
+
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("voice:\n  labels: [gender]\n  target: labels\n  instructions: ['Whose voice is it?']\n")
+    assert main(["templates", "show", "voice", "--tokens", str(tiny_shards), "--tasks", str(tasks)]) == 0
+    decoded = capsys.readouterr().out.splitlines()[1]
+    assert re.fullmatch(r'<sos> <text_start> "Whose voice is it\?" <pad>x4 <audio_start> \[audio x\d+\] <pad>x4 '
+                        r'<text_start> "<(male|female)>" <eos> <pad>x4', decoded)
+    assert main(["templates", "show", "voice", "--tokens", str(tiny_shards)]) == 2
+    assert "unknown understanding task 'voice'" in capsys.readouterr().err

@@ -34,7 +34,8 @@ def register(subparsers) -> None:
         description="Print the frames a task template makes from one utterance of a tokenized corpus: a one-line "
         "decoded form, then a table with a row per frame and a column per stream ('.' = pad, sN = semantic id N, "
         "cK:N = code N of codebook K, '*' = cell with target loss).")
-    preview.add_argument("task", choices=TASKS, metavar="TASK", help=f"one of: {', '.join(TASKS)}")
+    preview.add_argument("task", metavar="TASK", help=f"one of: {', '.join(TASKS)}, or one declared in --tasks")
+    preview.add_argument("--tasks", type=Path, help="a tasks YAML file declaring your own understanding tasks")
     preview.add_argument("--tokens", type=Path, required=True, help="token shard folder")
     which = preview.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, default=0, help="utterance number in the shards")
@@ -82,6 +83,7 @@ def _templates_show(args) -> None:
     from opuslm.templates import SpeakerPrompts, TemplateBuilder
     from opuslm.tokenize.shards import TokenShards
     from opuslm.tokenize.text import load_text_tokenizer
+    from opuslm.tasks import GENERATIVE_TASKS, TaskTable, read_tasks
     from opuslm.vocab import PAD_ID, JointVocab
 
     shards = TokenShards(args.tokens)
@@ -101,7 +103,10 @@ def _templates_show(args) -> None:
     if args.task == "tts":
         chosen = SpeakerPrompts([shards.meta(i)["speaker"] for i in range(len(shards))]).choose(index, rng)
         prompt = shards[chosen] if chosen is not None else None
-    builder = TemplateBuilder.for_model(vocab, tokenizer, delays, shards.info["frame_rate"])
+    table = TaskTable(read_tasks(args.tasks)) if args.tasks else TaskTable()
+    if args.task not in GENERATIVE_TASKS:
+        table.require(args.task)  # before anything is built: the error names the known tasks
+    builder = TemplateBuilder.for_model(vocab, tokenizer, delays, shards.info["frame_rate"], tasks=table)
     frames = builder.build(args.task, example.meta["text"] if args.task == "text_lm" else example, rng,
                            instruct=args.instruct, speaker_prompt=prompt)
     print(f"{args.task} of {example.meta['id']} ({example.meta['text']!r}): {frames.num_frames} frames x "
