@@ -88,7 +88,7 @@ BUILTIN_TASKS: dict[str, TaskSpec] = _parse(read_yaml(Path(__file__).with_name("
 def read_tasks(path: str | Path) -> dict[str, TaskSpec]:
     """A user's task declarations. A name may not reuse a built-in's or a generative task's."""
     declared = _parse(read_yaml(path), str(path))
-    taken = sorted(set(declared) & (set(BUILTIN_TASKS) | set(GENERATIVE_TASKS) | set(TASKS)))
+    taken = sorted(set(declared) & set(TASKS))  # the built-in and generative tasks are all named there
     if taken:
         raise OpusLMError(f"{path}: task name(s) {', '.join(taken)} are built in; choose other names")
     for name, spec in declared.items():

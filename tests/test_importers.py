@@ -70,15 +70,22 @@ def test_kaldi_import_accepts_good_audio_and_rejects_the_rest_with_reasons(tmp_p
     assert reasons["blank"] == "empty transcript and no labels: nothing to learn from it"  # every importer's rule
 
 
-def test_kaldi_segments_cut_the_recording(tmp_path):
+def _segmented_kaldi_folder(tmp_path, audio, segments: str, text: str):
+    """A Kaldi folder over one recording `rec` of `audio`, every segment spoken by speaker `s`."""
     recording = tmp_path / "rec.wav"
-    sf.write(recording, np.concatenate([_tone(1.0), _tone(2.0, 440)]), SR, subtype="PCM_16")
+    sf.write(recording, audio, SR, subtype="PCM_16")
     data = tmp_path / "kaldi"
     data.mkdir()
     (data / "wav.scp").write_text(f"rec {recording}\n")
-    (data / "segments").write_text("a rec 0.0 1.0\nb rec 1.0 2.5\nc rec 2.0 1.5\n")
-    (data / "text").write_text("a first\nb second\nc backwards\n")
-    (data / "utt2spk").write_text("a s\nb s\nc s\n")
+    (data / "segments").write_text(segments)
+    (data / "text").write_text(text)
+    (data / "utt2spk").write_text("".join(f"{line.split()[0]} s\n" for line in segments.splitlines()))
+    return data
+
+
+def test_kaldi_segments_cut_the_recording(tmp_path):
+    data = _segmented_kaldi_folder(tmp_path, np.concatenate([_tone(1.0), _tone(2.0, 440)]),
+                                   "a rec 0.0 1.0\nb rec 1.0 2.5\nc rec 2.0 1.5\n", "a first\nb second\nc backwards\n")
     summary = importers.import_corpus(importers.kaldi_candidates(data), tmp_path / "out", "dev", progress=False)
     assert (summary.accepted, summary.rejected) == (2, 1)
     a, b = read_manifest(tmp_path / "out")
@@ -90,14 +97,8 @@ def test_kaldi_segments_cut_the_recording(tmp_path):
 
 def test_kaldi_label_files_of_any_key_become_labels(tmp_path):
     """utt2<key> files are labels (a key of your own included); Kaldi's utt2dur and the speaker are not."""
-    recording = tmp_path / "rec.wav"
-    sf.write(recording, _tone(2.0), SR, subtype="PCM_16")
-    data = tmp_path / "kaldi"
-    data.mkdir()
-    (data / "wav.scp").write_text(f"rec {recording}\n")
-    (data / "segments").write_text("a rec 0.0 1.0\nb rec 1.0 2.0\n")
-    (data / "text").write_text("a is it raining\nb it is raining\n")
-    (data / "utt2spk").write_text("a s\nb s\n")
+    data = _segmented_kaldi_folder(tmp_path, _tone(2.0), "a rec 0.0 1.0\nb rec 1.0 2.0\n",
+                                   "a is it raining\nb it is raining\n")
     (data / "utt2dur").write_text("a 1.0\nb 1.0\n")
     (data / "utt2gender").write_text("a female\nb female\n")
     (data / "utt2sentence_type").write_text("a question\n")

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from opuslm.config_files import Strict, read_yaml, validate
 from opuslm.errors import OpusLMError
 from opuslm.model.config import STREAM0_SOFTMAX
+from opuslm.model.lora import ALL_LINEAR
 from opuslm.tasks import GENERATIVE_TASKS, TaskTable, read_tasks
 from opuslm.train.tuning import FREEZE_GROUPS
 
@@ -82,7 +83,7 @@ class LoraSettings(Strict):
     rank: int = Field(8, gt=0)
     alpha: float = Field(16.0, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
-    targets: list[str] | Literal["all-linear"] = "all-linear"  # module names (q_proj, ...) or every linear layer
+    targets: list[str] | Literal[ALL_LINEAR] = ALL_LINEAR  # module names (q_proj, ...) or every linear layer
     seed: int = 0  # the adapters' initial A matrices
 
 

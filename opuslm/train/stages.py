@@ -86,10 +86,9 @@ def run_schedule(path: str | Path, progress: bool = True) -> list[dict]:
     if world.main:
         build_init(schedule, out)
     world.barrier()
-    summaries = []
+    summaries, tasks = [], schedule_tasks(schedule)
     for stage in stages:
-        summaries.append(run_stage(stage, schedule.datasets, out, out / stage.name, progress,
-                                   tasks=schedule_tasks(schedule)))
+        summaries.append(run_stage(stage, schedule.datasets, out, out / stage.name, progress, tasks=tasks))
     if world.main:
         write_summary(out, summaries)
     close_world(world)
@@ -129,14 +128,14 @@ def ablate(path: str | Path, stage_name: str, progress: bool = True) -> Path:
         raise OpusLMError(f"{path} lists no ablations (a mapping of mix name -> sources)")
     out = Path(schedule.out)
     world = init_world()
-    results = {}
+    results, tasks = {}, schedule_tasks(schedule)
     for mix, sources in schedule.ablations.items():
         for source in sources:
             if source.dataset not in schedule.datasets:
                 raise OpusLMError(f"ablation {mix}, source {source.name}: dataset {source.dataset!r} is not named in {path}")
         variant = stage.model_copy(update={"data": stage.data.model_copy(update={"sources": sources})})
         summary = run_stage(variant, schedule.datasets, out, out / "ablations" / f"{stage.name}-{mix}", progress,
-                            validation_sources=stage.data.sources, tasks=schedule_tasks(schedule))
+                            validation_sources=stage.data.sources, tasks=tasks)
         results[mix] = summary.get("final_validation", {})
     folder = out / "ablations"
     if world.main:

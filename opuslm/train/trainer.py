@@ -28,6 +28,7 @@ from opuslm.train.data import stage_data
 from opuslm.train.distributed import World, init_world
 from opuslm.train.run_log import RunLog, summarize
 from opuslm.train.schedule import lr_factor
+from opuslm.train.tuning import add_stage_lora
 from opuslm.vocab import PAD_ID
 
 
@@ -160,16 +161,13 @@ class StageRun:
 
     def _finish(self, seconds: float) -> dict:
         """Save the stage's model folder (with its tokenizers) and summary; returns the summary."""
-        from opuslm.model.lora import add_lora, has_lora
         from opuslm.model.multistream import OpusLM
 
         state = self.backend.opuslm_state(self.model)
         summary = {}
         if self.world.main:
             final = OpusLM.from_pretrained(self.start)
-            lora = self.stage.tune.lora
-            if lora is not None and not has_lora(final):
-                add_lora(final, lora.rank, lora.alpha, lora.dropout, lora.targets, lora.seed)
+            add_stage_lora(final, self.stage.tune)  # the trained state holds the adapters
             final.load_state_dict(state)
             final.save_pretrained(self.run_dir / "model", self.tokenizers)
             self.tasks.save(self.run_dir / "model")

@@ -22,13 +22,21 @@ from opuslm.errors import OpusLMError
 FREEZE_GROUPS = ("audio_rows", "text_rows", "backbone", "head", "stream_offsets")
 
 
-def apply_tuning(model, tune) -> None:
-    """`tune` (a stage's TuneConfig): add LoRA when asked and not there yet, then freeze the groups named."""
+def add_stage_lora(model, tune) -> None:
+    """The stage's LoRA adapters (`tune.lora`) on `model`, unless it has adapters already (a start folder
+    saved with them): what training adds, and what the stage's saved model is rebuilt with."""
     from opuslm.model.lora import add_lora, has_lora
 
     if tune.lora is not None and not has_lora(model):
         lora = tune.lora
         add_lora(model, lora.rank, lora.alpha, lora.dropout, lora.targets, lora.seed)
+
+
+def apply_tuning(model, tune) -> None:
+    """`tune` (a stage's TuneConfig): add LoRA when asked and not there yet, then freeze the groups named."""
+    from opuslm.model.lora import has_lora
+
+    add_stage_lora(model, tune)
     adapted = has_lora(model)
     frozen = set(tune.freeze)
     embeddings = model.backbone.get_input_embeddings().weight
