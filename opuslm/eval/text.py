@@ -19,12 +19,12 @@ from opuslm.data.synth.sentences import FACTS
 def multiple_choice_set(seed: int = 0, count: int = 80) -> list[tuple[str, list[str], int]]:
     """(question, four options, index of the right one): the corpus's facts and small sums."""
     rng = random.Random(seed)
-    answers = sorted({fact.answer for fact in FACTS})
+    answers = sorted({answer for _, answer in FACTS})
     items = []
-    for fact in FACTS:
-        for question in fact.phrasings:
-            wrong = rng.sample([a for a in answers if a != fact.answer], 3)
-            items.append((question, wrong, fact.answer))
+    for phrasings, answer in FACTS:
+        for question in phrasings:
+            wrong = rng.sample([a for a in answers if a != answer], 3)
+            items.append((question, wrong, answer))
     while len(items) < count:
         a, b = rng.randrange(1, 10), rng.randrange(1, 10)
         answer = number_words(a + b)

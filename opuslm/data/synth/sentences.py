@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from opuslm.data.synth import lexicon as lx
 
@@ -132,73 +131,54 @@ def random_sentence(rng: random.Random, question_share: float = 0.25) -> Sentenc
     return Sentence(fill(rng.choice(STATEMENTS), rng), is_question=False)
 
 
-class Fact(NamedTuple):
-    phrasings: tuple[str, ...]  # the spoken questions
-    answer: str
-    statement: str  # the fact as a text LLM reads it in its corpus: subject first, answer after
-
-
-# Facts with one exact answer, each with several phrasings so a phrasing can be held out, and a
-# statement: knowledge a text LLM has read in some form, as a pretrained one has, which spoken
-# question answering must route a heard question to.
+# Facts with one exact answer, each with several phrasings so a phrasing can be held out.
 FACTS = (
-    Fact(("what color is the sky", "tell me the color of the sky"), "blue", "the sky is blue"),
-    Fact(("what color is grass", "tell me the color of grass"), "green", "grass is green"),
-    Fact(("what color is snow", "tell me the color of snow"), "white", "snow is white"),
-    Fact(("how many days are in a week", "how many days does a week have"), "seven", "a week has seven days"),
-    Fact(("how many months are in a year", "how many months does a year have"), "twelve", "a year has twelve months"),
-    Fact(("how many legs does a spider have", "tell me how many legs a spider has"), "eight", "a spider has eight legs"),
-    Fact(("how many legs does a dog have", "tell me how many legs a dog has"), "four", "a dog has four legs"),
-    Fact(("how many wheels does a bicycle have", "tell me how many wheels a bicycle has"), "two",
-         "a bicycle has two wheels"),
-    Fact(("what is the capital of france", "which city is the capital of france"), "paris", "the capital of france is paris"),
-    Fact(("what is the capital of italy", "which city is the capital of italy"), "rome", "the capital of italy is rome"),
-    Fact(("what is the capital of japan", "which city is the capital of japan"), "tokyo", "the capital of japan is tokyo"),
-    Fact(("what is the capital of spain", "which city is the capital of spain"), "madrid", "the capital of spain is madrid"),
-    Fact(("what is the capital of egypt", "which city is the capital of egypt"), "cairo", "the capital of egypt is cairo"),
-    Fact(("what animal says moo", "which animal says moo"), "cow", "the animal that says moo is the cow"),
-    Fact(("what animal barks", "which animal barks"), "dog", "the animal that barks is the dog"),
-    Fact(("what do bees make", "what do bees produce"), "honey", "bees make honey"),
-    Fact(("what season comes after winter", "which season follows winter"), "spring", "after winter comes spring"),
-    Fact(("what season comes after summer", "which season follows summer"), "autumn", "after summer comes autumn"),
-    Fact(("what day comes after monday", "which day follows monday"), "tuesday", "after monday comes tuesday"),
-    Fact(("what day comes after friday", "which day follows friday"), "saturday", "after friday comes saturday"),
-    Fact(("what is frozen water called", "what do we call frozen water"), "ice", "frozen water is called ice"),
-    Fact(("what planet do we live on", "which planet is our home"), "earth", "the planet we live on is earth"),
-    Fact(("how many hours are in a day", "how many hours does a day have"), "twenty four", "a day has twenty four hours"),
-    Fact(("how many minutes are in an hour", "how many minutes does an hour have"), "sixty",
-         "an hour has sixty minutes"),
+    (("what color is the sky", "tell me the color of the sky"), "blue"),
+    (("what color is grass", "tell me the color of grass"), "green"),
+    (("what color is snow", "tell me the color of snow"), "white"),
+    (("how many days are in a week", "how many days does a week have"), "seven"),
+    (("how many months are in a year", "how many months does a year have"), "twelve"),
+    (("how many legs does a spider have", "tell me how many legs a spider has"), "eight"),
+    (("how many legs does a dog have", "tell me how many legs a dog has"), "four"),
+    (("how many wheels does a bicycle have", "tell me how many wheels a bicycle has"), "two"),
+    (("what is the capital of france", "which city is the capital of france"), "paris"),
+    (("what is the capital of italy", "which city is the capital of italy"), "rome"),
+    (("what is the capital of japan", "which city is the capital of japan"), "tokyo"),
+    (("what is the capital of spain", "which city is the capital of spain"), "madrid"),
+    (("what is the capital of egypt", "which city is the capital of egypt"), "cairo"),
+    (("what animal says moo", "which animal says moo"), "cow"),
+    (("what animal barks", "which animal barks"), "dog"),
+    (("what do bees make", "what do bees produce"), "honey"),
+    (("what season comes after winter", "which season follows winter"), "spring"),
+    (("what season comes after summer", "which season follows summer"), "autumn"),
+    (("what day comes after monday", "which day follows monday"), "tuesday"),
+    (("what day comes after friday", "which day follows friday"), "saturday"),
+    (("what is frozen water called", "what do we call frozen water"), "ice"),
+    (("what planet do we live on", "which planet is our home"), "earth"),
+    (("how many hours are in a day", "how many hours does a day have"), "twenty four"),
+    (("how many minutes are in an hour", "how many minutes does an hour have"), "sixty"),
 )
 
-OPERATIONS = {"plus": int.__add__, "minus": int.__sub__, "times": int.__mul__}
-LARGEST_OPERAND = {"plus": 20, "minus": 20, "times": 10}
 
-
-def arithmetic_fact(a: int, operation: str, b: int) -> Fact:
-    """`what is a op b`, its answer, and `a op b is answer`."""
-    words = lx.number_words
-    asked, answer = f"{words(a)} {operation} {words(b)}", words(OPERATIONS[operation](a, b))
-    return Fact((f"what is {asked}",), answer, f"{asked} is {answer}")
-
-
-def _random_arithmetic(rng: random.Random) -> Fact:
-    operation = rng.choice(tuple(OPERATIONS))
-    a, b = (rng.randint(0, LARGEST_OPERAND[operation]) for _ in range(2))
-    if operation == "minus":
+def _arithmetic(rng: random.Random) -> tuple[str, str]:
+    op = rng.choice(("plus", "minus", "times"))
+    if op == "times":
+        a, b = rng.randint(0, 10), rng.randint(0, 10)
+        return f"what is {lx.number_words(a)} times {lx.number_words(b)}", lx.number_words(a * b)
+    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    if op == "minus":
         a, b = max(a, b), min(a, b)
-    return arithmetic_fact(a, operation, b)
-
-
-def random_fact(rng: random.Random) -> Fact:
-    """Half arithmetic, half the FACTS table."""
-    return _random_arithmetic(rng) if rng.random() < 0.5 else rng.choice(FACTS)
+        return f"what is {lx.number_words(a)} minus {lx.number_words(b)}", lx.number_words(a - b)
+    return f"what is {lx.number_words(a)} plus {lx.number_words(b)}", lx.number_words(a + b)
 
 
 def random_question_with_answer(rng: random.Random) -> Sentence:
-    fact = random_fact(rng)
-    # a sum's one phrasing draws nothing, so a seed still gives the corpus it gave before statements existed
-    question = fact.phrasings[0] if len(fact.phrasings) == 1 else rng.choice(fact.phrasings)
-    return Sentence(question, is_question=True, answer=fact.answer)
+    if rng.random() < 0.5:
+        question, answer = _arithmetic(rng)
+    else:
+        phrasings, answer = rng.choice(FACTS)
+        question = rng.choice(phrasings)
+    return Sentence(question, is_question=True, answer=answer)
 
 
 def vocabulary() -> set[str]:
@@ -215,7 +195,7 @@ def vocabulary() -> set[str]:
     out = {w for w in out if not w.startswith("{")}
     out |= {lx.plural(n) for n in nouns} | {lx.past(v) for v in verbs} | {"a", "an", "some", "the", "my", "his", "her", "our"}
     out |= set(lx.UNITS) | set(lx.TENS) | {"hundred"}
-    for fact in FACTS:
-        out |= words((*fact.phrasings, fact.answer, fact.statement))
+    for phrasings, answer in FACTS:
+        out |= words((*phrasings, answer))
     out |= set("what is plus minus times".split())
     return out

@@ -4,13 +4,10 @@ A real text LLM has read far more text than any speech corpus transcribes. The e
 LLM gets the same advantage from this file, so it learns the language rather than memorising the
 few thousand transcripts (which it did: its held-out loss rose after 100 steps on transcripts alone).
 
-Lines are transcripts as the speech corpus writes them, spoken questions followed by their answer
-(`what is two plus three five`) and facts stated (`two plus three is five`, `the sky is blue`): the
-knowledge a text LLM brings to spoken question answering. A line goes to `train.txt` or `dev.txt` by
-the speech corpus's own text hash (`text_split`), and lines that hash to test are left out, so no test
-transcript of the speech corpus is ever read as text. Statements are no transcript and all go to
-train: a held-out question's wording is never read, its fact always is, as a pretrained LLM has read
-the facts a spoken question asks for.
+Lines are transcripts as the speech corpus writes them, and spoken questions followed by their answer
+(`what is two plus three five`), the knowledge a text LLM brings to spoken question answering. A line
+goes to `train.txt` or `dev.txt` by the speech corpus's own text hash (`text_split`), and lines that
+hash to test are left out, so no test transcript of the speech corpus is ever read as text.
 """
 
 from __future__ import annotations
@@ -32,11 +29,8 @@ WRITTEN_SPLITS = ("train", "dev")
 def text_line(rng: random.Random, question_share: float) -> tuple[str, str]:
     """(line, the split its transcript hashes to)."""
     if rng.random() < question_share:
-        fact = sentences.random_fact(rng)
-        if rng.random() < 0.5:  # no speech transcript is a statement: every fact is known, whatever its questions' split
-            return fact.statement, "train"
-        question = rng.choice(fact.phrasings)
-        return f"{question} {fact.answer}", text_split(question)
+        sentence = sentences.random_question_with_answer(rng)
+        return f"{sentence.text} {sentence.answer}", text_split(sentence.text)
     sentence = sentences.random_sentence(rng)
     return sentence.text, text_split(sentence.text)
 
