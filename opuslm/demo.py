@@ -4,7 +4,7 @@ One function per step, each taking the config and the run's folders (`DemoPaths`
 line it reports. A step writes under `out` and is skipped when its output is already complete, so a
 re-run resumes. `opuslm demo` is this module behind argparse; its options are `DemoConfig`'s fields.
 
-    corpus/  text/  tokenizers/{text,semantic,codec,acoustic}/  tokens/  vocab.json   (acoustic: codec + pitch)
+    corpus/  text/  tokenizers/{text,semantic,codec}/  tokens/  vocab.json
     text_llm_schedule.yaml  text_llm/  llm/          the small text LLM (unless `llm` is given)
     schedule.yaml  run/{pretrain,anneal,instruct}/   the stages of stages/demo.yaml
     judge/  eval/                                    the CTC judge (with judge="ctc"), the report
@@ -51,8 +51,6 @@ class DemoConfig:
                                   "features; None: the embedded tiny.en")
     semantic_k: int = _option(256, "k-means clusters of the semantic tokenizer")
     codec: Path | None = _option(None, "a codec folder (HF EnCodec/DAC/Mimi) instead of training the small one")
-    pitch: bool = _option(True, "put a pitch codebook in front of the codec's (opuslm.tokenize.pitch): the small "
-                          "codec loses pitch, which age and emotion are heard in")
     ssl: Path | None = _option(None, "a local HF SSL model (HuBERT, WavLM) for the semantic features")
     ssl_layer: int = _option(6, "the SSL layer to cluster")
     corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
@@ -110,13 +108,7 @@ def tokenizer_paths(config: DemoConfig, paths: DemoPaths):
     from opuslm.tokenize.pipeline import TokenizerPaths
 
     root = paths.tokenizers
-    acoustic = root / "acoustic" if config.pitch else codec_path(config, paths)
-    return TokenizerPaths(config.llm or root / "text", root / "semantic", acoustic)
-
-
-def codec_path(config: DemoConfig, paths: DemoPaths) -> Path:
-    """The codec itself: the given one or the small one the demo trains (the pitch folder wraps it)."""
-    return config.codec or paths.tokenizers / "codec"
+    return TokenizerPaths(config.llm or root / "text", root / "semantic", config.codec or root / "codec")
 
 
 # ---- the steps ----
@@ -152,7 +144,6 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
     from opuslm.data.manifest import read_manifest
     from opuslm.tokenize.acoustic import SmallCodecTokenizer
     from opuslm.tokenize.codec_training import train_and_measure
-    from opuslm.tokenize.pitch import PITCH_FILE, add_pitch
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
@@ -163,8 +154,7 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
         grammar = [] if config.corpus else (paths.text / "train.txt").read_text(encoding="utf-8").splitlines()
         train_text_tokenizer(corpus_texts(utts) + grammar, tokenizers.text, 1024)
     need_semantic = not _done(tokenizers.semantic, "semantic.json")
-    codec = codec_path(config, paths)
-    need_codec = not config.codec and not _done(codec, "codec.json")
+    need_codec = not config.codec and not _done(tokenizers.acoustic, "codec.json")
     if need_semantic or need_codec:
         train = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "train"]
     if need_semantic:
@@ -174,16 +164,12 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
         dev = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "dev"][:50]
         staging = paths.tokenizers / "codec.tmp"
         train_and_measure(train, dev, staging, steps=config.codec_steps, seed=config.seed)
-        staging.rename(codec)
-    if config.pitch and not _done(tokenizers.acoustic, PITCH_FILE):
-        add_pitch(codec, tokenizers.acoustic)
-    described = f"the given codec {config.codec}" if config.codec else \
-        f"codec dev mel distance {SmallCodecTokenizer(codec).metrics['mel_distance']}"
-    if config.pitch:
-        described += " with a pitch codebook in front"
+        staging.rename(tokenizers.acoustic)
+    codec = f"the given codec {config.codec}" if config.codec else \
+        f"codec dev mel distance {SmallCodecTokenizer(tokenizers.acoustic).metrics['mel_distance']}"
     text = f"the LLM's tokenizer ({config.llm})" if config.llm else "text BPE 1024"
     semantic = json.loads((tokenizers.semantic / "semantic.json").read_text())  # not the encoder: a line needs no model
-    return f"{text}, semantic K={semantic['k']} on {semantic['features']['kind']} features, {described} -> {paths.tokenizers}"
+    return f"{text}, semantic K={semantic['k']} on {semantic['features']['kind']} features, {codec} -> {paths.tokenizers}"
 
 
 def tokenize(config: DemoConfig, paths: DemoPaths) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import types
 import typing
@@ -27,10 +26,8 @@ def register(subparsers) -> None:
     )
     defaults, hints = DemoConfig(), typing.get_type_hints(DemoConfig)
     for spec in dataclasses.fields(DemoConfig):
-        kind = _option_type(hints[spec.name])
-        parsing = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}  # --x / --no-x
-        demo.add_argument(f"--{spec.name.replace('_', '-')}", default=getattr(defaults, spec.name), **parsing,
-                          **spec.metadata)
+        demo.add_argument(f"--{spec.name.replace('_', '-')}", type=_option_type(hints[spec.name]),
+                          default=getattr(defaults, spec.name), **spec.metadata)
     demo.set_defaults(func=_run)
 
 

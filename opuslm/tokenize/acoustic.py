@@ -6,7 +6,6 @@ single encodes), `decode(codes) -> wav` at `sample_rate`. Backends:
 - `SmallCodecTokenizer`: the project's own codec (`opuslm tokenizers train-codec`), the embedded default.
 - `HFCodecTokenizer`: transformers' `EncodecModel`, `DacModel`, `MimiModel` from a local folder.
 - `MetaEncodecTokenizer`: Meta's `encodec` package with an original checkpoint (optional extra).
-- `PitchCodebook` (`opuslm.tokenize.pitch`): any of these with a pitch codebook in front.
 
 `load_acoustic_tokenizer(path)` picks the backend from what the path holds.
 """
@@ -230,11 +229,7 @@ class MetaEncodecTokenizer(AcousticTokenizer):
 
 
 def load_acoustic_tokenizer(path: str | Path, **options) -> AcousticTokenizer:
-    from opuslm.tokenize.pitch import PITCH_FILE, PitchCodebook
-
     path = Path(path)
-    if (path / PITCH_FILE).is_file():
-        return PitchCodebook(path, **options)
     if (path / "codec.json").is_file():
         return SmallCodecTokenizer(path)
     if (path / "config.json").is_file():
@@ -242,5 +237,4 @@ def load_acoustic_tokenizer(path: str | Path, **options) -> AcousticTokenizer:
     if path.is_file() and path.suffix in (".th", ".pt", ".pth"):
         return MetaEncodecTokenizer(path, **options)
     raise OpusLMError(f"{path} is not a codec: expected a folder with codec.json (train one with "
-                      "`opuslm tokenizers train-codec`), an HF EnCodec/DAC/Mimi folder, an encodec .th checkpoint, "
-                      f"or a folder with {PITCH_FILE} (`opuslm tokenizers add-pitch`)")
+                      "`opuslm tokenizers train-codec`), an HF EnCodec/DAC/Mimi folder, or an encodec .th checkpoint")
