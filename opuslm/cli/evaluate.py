@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--run", type=Path, help="the schedule's out folder, for loss curves across stages")
     evaluate.add_argument("--codec", type=Path, help="the codec folder, when not where the model recorded it")
     evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--beam", type=int, default=1, help="beam width for the text the model writes (1: greedy, "
+                          "the default and what the demo reports)")
     evaluate.set_defaults(func=_eval)
 
     judge = subparsers.add_parser("judge", help="the ASR judge that scores generated speech",
@@ -61,7 +63,8 @@ def _eval(args) -> None:
 
         if not args.data_root:
             raise OpusLMError("--suite needs --data-root (the folder holding <set>/manifest.jsonl)")
-        print(run_suite(args.suite, args.model, args.data_root, args.out, args.limit, args.batch_size, args.codec))
+        print(run_suite(args.suite, args.model, args.data_root, args.out, args.limit, args.batch_size, args.codec,
+                        args.beam))
         return
     if not args.corpus:
         raise OpusLMError("give --corpus (or --suite with --data-root)")
@@ -70,7 +73,8 @@ def _eval(args) -> None:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else [*EVAL_TASKS, *scored]
     check_eval_tasks(tasks, table_of_model)  # before loading a judge and a model
     judge = None if args.judge == "none" else load_judge(args.judge)
-    evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit)
+    evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit,
+                            beam=args.beam)
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))
     print("\n".join(declared_table(results["declared"])))

@@ -83,6 +83,7 @@ def register(subparsers) -> None:
     generate.add_argument("--top-p", type=float, default=defaults.top_p, help="audio nucleus (1: off)")
     generate.add_argument("--greedy-audio", action="store_true", help="greedy audio too (reproducible across batch sizes)")
     generate.add_argument("--seed", type=int, default=defaults.seed)
+    generate.add_argument("--beam", type=int, default=defaults.beam, help="text: beam width (1: greedy)")
     generate.add_argument("--device", default="cpu")
     generate.set_defaults(func=_generate)
 
@@ -145,7 +146,7 @@ def _generate(args) -> None:
     from opuslm.infer.speech_lm import SpeechLM
 
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                        greedy_audio=args.greedy_audio, seed=args.seed)
+                        greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam)
     lm = SpeechLM.load(args.model, args.codec, args.device, sampling)
     text_inputs = args.task in ("tts", "continue-text")
     speaker = load_audio(args.speaker) if args.speaker else None

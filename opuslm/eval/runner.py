@@ -53,11 +53,11 @@ class Evaluation:
     SAMPLES = 5  # TTS samples written under samples/ (and twice as many ASR rows) for the report
 
     def __init__(self, model_folder: Path, corpus: Path, out: Path, judge=None, codec=None, batch_size: int = 8,
-                 limit: int | None = None, progress: bool = True, lm=None):
+                 limit: int | None = None, progress: bool = True, lm=None, beam: int = 1):
         from opuslm.infer.sampling import Sampling
         from opuslm.infer.speech_lm import SpeechLM
 
-        self.lm = lm or SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0))
+        self.lm = lm or SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0, beam=beam))
         self.model_folder, self.corpus, self.out = Path(model_folder), Path(corpus), Path(out)
         self.judge, self.batch_size, self.limit, self.progress = judge, batch_size, limit, progress
         self.hyps: list[dict] = []

@@ -44,7 +44,7 @@ SUITES = {
 
 
 def run_suite(suite: str, model: Path, data_root: Path, out: Path, limit: int | None = None,
-              batch_size: int = 8, codec: Path | None = None) -> str:
+              batch_size: int = 8, codec: Path | None = None, beam: int = 1) -> str:
     """Evaluate every present set; returns the table (also written to `out/suite-<name>.md`)."""
     from opuslm.eval.runner import Evaluation
     from opuslm.infer.sampling import Sampling
@@ -58,7 +58,7 @@ def run_suite(suite: str, model: Path, data_root: Path, out: Path, limit: int | 
         if not (corpus / "manifest.jsonl").is_file():
             lines.append(f"| {entry.row} | not present ({corpus}) | {published} |")
             continue
-        lm = lm or SpeechLM.load(model, codec, sampling=Sampling(seed=0))
+        lm = lm or SpeechLM.load(model, codec, sampling=Sampling(seed=0, beam=beam))
         evaluation = Evaluation(model, corpus, out / entry.name, batch_size=batch_size, limit=limit, lm=lm)
         if entry.task == "asr":
             evaluation.asr("test")

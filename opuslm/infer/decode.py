@@ -17,6 +17,7 @@ positions, so a batch returns what single generations return (greedy).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,12 @@ class _Sequence:
         self.stopped = False
         self.num_streams = num_streams
 
+    def clone(self) -> _Sequence:
+        """An independent copy (a beam that branches)."""
+        other = copy.copy(self)
+        other.frames = [frame.copy() for frame in self.frames]
+        return other
+
     def cell(self, stream: int, t: int) -> int | None:
         """The forced id of stream `stream` at frame t, or None when the model chooses it."""
         if t < 0:
@@ -109,6 +116,55 @@ class _Sequence:
         return Generated(generated, self.stopped)
 
 
+def _check_prompts(model, prompts: list[Prompt]) -> None:
+    num_streams = model.vocab.num_streams
+    for p in prompts:
+        if p.target not in TARGET_KINDS:
+            raise OpusLMError(f"prompt target must be one of {TARGET_KINDS}, got {p.target!r}")
+        if p.frames.shape[0] != num_streams or p.frames.shape[1] == 0:
+            raise OpusLMError(f"a prompt needs [{num_streams} streams, >= 1 frame], got {p.frames.shape}")
+
+
+def _stream0_allowed(model, prompts: list[Prompt], device) -> torch.Tensor:
+    """`[B, V]`: 0 where stream 0 may choose an id (the target's range and the prompt's stop id), -inf elsewhere."""
+    vocab = model.vocab
+    allowed = {kind: torch.full((vocab.size,), float("-inf"), device=device) for kind in TARGET_KINDS}
+    allowed["text"][slice(*vocab.modality_range("text"))] = 0
+    allowed["audio"][slice(*vocab.modality_range("semantic"))] = 0
+    return torch.stack([allowed[p.target].clone().index_fill_(0, torch.tensor([p.stop_id], device=device), 0)
+                        for p in prompts])
+
+
+def _prefill(model, sequences: list[_Sequence], device):
+    """Run the prompts' known delayed columns, left-padded to a common length: (model output with its
+    KV cache, attention mask, last positions, the delayed step each sequence produces next)."""
+    delays, num_streams = model.delays, model.vocab.num_streams
+    known = [len(s.frames) + delays[0] for s in sequences]  # delayed columns [0, P + d0) are fully known
+    length = max(known)
+    columns = torch.full((len(sequences), num_streams, length), PAD_ID, dtype=torch.long)
+    mask = torch.zeros(len(sequences), length, dtype=torch.long)
+    for b, seq in enumerate(sequences):  # those columns hold prompt frames and the ramp's pad only
+        frames = torch.as_tensor(seq.prompt.frames, dtype=torch.long)
+        columns[b, :, length - known[b]:] = delay(frames, delays, PAD_ID)[:, :known[b]]
+        mask[b, length - known[b]:] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(columns.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)
+    return out, mask, positions[:, -1:], known
+
+
+def _advance(sequences: list[_Sequence], steps: list[int], chosen: list[list[int]], delays) -> torch.Tensor:
+    """Write each sequence's cells of its delayed step (forced ones replace what was chosen); the
+    column `[B, N]` to feed back."""
+    for b, seq in enumerate(sequences):
+        for n in range(len(delays)):
+            t = steps[b] - delays[n]
+            forced = seq.cell(n, t)
+            if forced is not None:
+                chosen[b][n] = forced
+            seq.put(n, t, chosen[b][n])
+    return torch.tensor(chosen)
+
+
 @torch.no_grad()
 def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, progress: bool = False) -> list[Generated]:
     """Continue every prompt until its stop id (and the lagging streams' last frames) or max_frames."""
@@ -116,34 +172,15 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
 
     if not prompts:
         return []
+    _check_prompts(model, prompts)
     sampling = sampling or Sampling()
     vocab, delays = model.vocab, model.delays
     num_streams, d0, max_delay = vocab.num_streams, delays[0], max(delays)
     device = next(model.parameters()).device
-    for p in prompts:
-        if p.target not in TARGET_KINDS:
-            raise OpusLMError(f"prompt target must be one of {TARGET_KINDS}, got {p.target!r}")
-        if p.frames.shape[0] != num_streams or p.frames.shape[1] == 0:
-            raise OpusLMError(f"a prompt needs [{num_streams} streams, >= 1 frame], got {p.frames.shape}")
     sequences = [_Sequence(p, num_streams) for p in prompts]
-    allowed = {kind: torch.full((vocab.size,), float("-inf"), device=device) for kind in TARGET_KINDS}
-    allowed["text"][slice(*vocab.modality_range("text"))] = 0
-    allowed["audio"][slice(*vocab.modality_range("semantic"))] = 0
-    stop_allowed = torch.stack([allowed[p.target].clone().index_fill_(0, torch.tensor([p.stop_id], device=device), 0)
-                                for p in prompts])
+    stop_allowed = _stream0_allowed(model, prompts, device)
     generator = torch.Generator(device=device).manual_seed(sampling.seed)
-
-    # delayed prompt columns [0, P + d0) are fully known; left-pad to a common length
-    known = [len(s.frames) + d0 for s in sequences]
-    length = max(known)
-    columns = torch.full((len(prompts), num_streams, length), PAD_ID, dtype=torch.long)
-    mask = torch.zeros(len(prompts), length, dtype=torch.long)
-    for b, p in enumerate(prompts):  # those columns hold prompt frames and the ramp's pad only
-        columns[b, :, length - known[b]:] = delay(torch.as_tensor(p.frames, dtype=torch.long), delays, PAD_ID)[:, :known[b]]
-        mask[b, length - known[b]:] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(columns.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)
-    steps = list(known)  # the delayed step each sequence produces next
+    out, mask, positions, steps = _prefill(model, sequences, device)
     is_text = torch.tensor([p.target == "text" for p in prompts], device=device)
     codebook_starts = torch.tensor([vocab.stream_range(n)[0] for n in range(1, num_streams)], device=device)[:, None]
     bar = tqdm(total=max(p.max_frames for p in prompts) + max_delay, desc="generating", unit="frame",
@@ -158,20 +195,13 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
         codes = model.codebook_logits(hidden).transpose(0, 1).float()  # [K, B, size]
         codes = _sample(codes.flatten(0, 1), sampling, generator).view(num_streams - 1, len(prompts))
         chosen = torch.cat([choice[None], codes + codebook_starts], 0).T.tolist()  # [B][N]
-        for b, seq in enumerate(sequences):
-            for n in range(num_streams):
-                t = steps[b] - delays[n]
-                forced = seq.cell(n, t)
-                if forced is not None:
-                    chosen[b][n] = forced
-                seq.put(n, t, chosen[b][n])
-        column = torch.tensor(chosen)
+        column = _advance(sequences, steps, chosen, delays)
         steps = [s + 1 for s in steps]
         bar.update(1)
         if all(seq.finished(steps[b], d0, max_delay) for b, seq in enumerate(sequences)):
             break
         mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=torch.long)], 1)
-        positions = positions[:, -1:] + 1
+        positions = positions + 1
         out = model(column[:, :, None].to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                     past_key_values=out.past_key_values, use_cache=True)
     bar.close()

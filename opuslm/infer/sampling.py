@@ -1,4 +1,5 @@
-"""How audio is sampled in decoding: the one place its defaults are written (the CLI reads them here)."""
+"""How decoding chooses ids: the one place its defaults are written (the CLI reads them here). Audio is
+sampled; text is greedy, or a beam search when `beam` > 1 (`opuslm.infer.beam`)."""
 
 from __future__ import annotations
 
@@ -12,3 +13,4 @@ class Sampling:
     top_p: float = 1.0  # 1: off
     greedy_audio: bool = False
     seed: int = 0
+    beam: int = 1  # text targets: the beam width (1: greedy)

@@ -16,6 +16,7 @@ import numpy as np
 
 from opuslm.audio import AudioError, resample
 from opuslm.errors import OpusLMError
+from opuslm.infer.beam import beam_search
 from opuslm.infer.decode import Generated, Prompt, generate
 from opuslm.infer.sampling import Sampling
 from opuslm.tasks import TaskTable
@@ -82,6 +83,8 @@ class SpeechLM:
         return self.tokenizers.acoustic.decode(self.vocab.to_codes(frames[1:]))
 
     def _run(self, prompts: list[Prompt], progress: bool = False) -> list[Generated]:
+        if self.sampling.beam > 1 and all(p.target == "text" for p in prompts):
+            return beam_search(self.model, prompts, self.sampling.beam)
         return generate(self.model, prompts, self.sampling, progress)
 
     # ---- verbs ----
