@@ -51,6 +51,23 @@ def test_generate_command_writes_wavs_and_prints_text(tiny_model_folder, small_c
     assert rate == 16000 and 0 < len(samples) and np.isfinite(samples).all()
 
 
+def test_generate_beam_searches_text_and_refuses_it_for_audio(tiny_model_folder, small_corpus, tmp_path, capsys):
+    from opuslm.audio import load_audio
+    from opuslm.infer.sampling import Sampling
+    from opuslm.infer.speech_lm import SpeechLM
+
+    wavs = corpus_wavs(small_corpus, 3)
+    lm = SpeechLM.load(tiny_model_folder, sampling=Sampling(beam=3))
+    audios = [load_audio(path) for path in wavs]
+    assert lm.transcribe(audios, max_tokens=5) == [lm.transcribe([a], max_tokens=5)[0] for a in audios]
+    assert main(["generate", "asr", *wavs, "--model", str(tiny_model_folder), "--max-tokens", "5", "--beam", "3"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == [f"{w}\t{t}" for w, t in zip(wavs, lm.transcribe(audios, 5))]
+    assert main(["generate", "tts", "hello", "--model", str(tiny_model_folder), "--out", str(tmp_path), "--beam", "2"]) == 2
+    assert "--beam searches text; tts samples audio" in capsys.readouterr().err
+    assert main(["generate", "asr", wavs[0], "--model", str(tiny_model_folder), "--beam", "0"]) == 2
+    assert "must be at least 1, got 0" in capsys.readouterr().err
+
+
 def test_generate_refuses_a_missing_file_and_a_moved_codec(tiny_model_folder, tmp_path, capsys):
     assert main(["generate", "asr", str(tmp_path / "nope.wav"), "--model", str(tiny_model_folder)]) == 2
     assert "nope.wav" in capsys.readouterr().err

@@ -142,9 +142,13 @@ def _merge(args) -> None:
 
 def _generate(args) -> None:
     from opuslm.audio import load_audio, write_wav
+    from opuslm.errors import OpusLMError
     from opuslm.infer.sampling import Sampling
     from opuslm.infer.speech_lm import SpeechLM
 
+    if args.beam > 1 and args.task in ("tts", "continue-audio"):
+        raise OpusLMError(f"--beam searches text; {args.task} samples audio (--temperature, --top-k, --top-p, "
+                          "--greedy-audio)")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam)
     lm = SpeechLM.load(args.model, args.codec, args.device, sampling)

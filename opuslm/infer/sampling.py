@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opuslm.errors import OpusLMError
+
 
 @dataclass
 class Sampling:
@@ -14,3 +16,7 @@ class Sampling:
     greedy_audio: bool = False
     seed: int = 0
     beam: int = 1  # text targets: the beam width (1: greedy)
+
+    def __post_init__(self):
+        if self.beam < 1:
+            raise OpusLMError(f"the beam width (--beam) must be at least 1, got {self.beam}")
