@@ -24,10 +24,11 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from opuslm.infer.decode import Prompt, generate
 from opuslm.infer.sampling import Sampling
-from opuslm.interleave import delay
 from opuslm.model.config import MultiStreamConfig
 from opuslm.model.multistream import OpusLM
 from opuslm.vocab import PAD_ID, JointVocab
+
+from gpu_step import audio_rows  # the random audio rows both benchmarks train on (bench/ is on the path)
 
 
 def smollm_like(layers: int, text_size: int) -> LlamaConfig:
@@ -54,11 +55,7 @@ def training_step(args) -> None:
     restricted = OpusLM.from_llm(smollm_like(args.layers, vocab.text_size), vocab, MultiStreamConfig(stream0_softmax="modality"))
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab.text_size, (args.batch, args.frames), generator=g)
-    undelayed = torch.empty(args.batch, vocab.num_streams, args.frames - 8, dtype=torch.long)
-    undelayed[:, 0] = vocab.semantic_offset + torch.randint(0, 5000, (args.batch, args.frames - 8), generator=g)
-    for k in range(8):
-        undelayed[:, k + 1] = vocab.codebook_offset(k) + torch.randint(0, 1024, (args.batch, args.frames - 8), generator=g)
-    frames = delay(undelayed, multi.delays, PAD_ID)  # exactly args.frames steps
+    frames = audio_rows(vocab, multi.delays, args.batch, args.frames, g)  # exactly args.frames steps
     mask = frames != PAD_ID
 
     def plain_step():

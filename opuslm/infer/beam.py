@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 
 from opuslm.errors import OpusLMError
-from opuslm.infer.decode import Generated, Prompt, _advance, _check_prompts, _prefill, _Sequence, _stream0_allowed
+from opuslm.infer.decode import (Generated, Prompt, _advance, _check_prompts, _feed, _prefill, _Sequence,
+                                 _stream0_allowed)
 from opuslm.vocab import PAD_ID
 
 
@@ -84,9 +85,6 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
         if all(done):
             break
         steps = [step + 1 for step in steps]
-        mask = torch.cat([mask, torch.ones(len(beams), 1, dtype=torch.long)], 1)
-        positions = positions + 1
-        out = model(column[:, :, None].to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    past_key_values=cache, use_cache=True)
+        out, mask, positions = _feed(model, column, mask, positions, cache, device)
         hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
     return [max(hypotheses, key=lambda item: item[0])[1] for hypotheses in finished]

@@ -165,6 +165,15 @@ def _advance(sequences: list[_Sequence], steps: list[int], chosen: list[list[int
     return torch.tensor(chosen)
 
 
+def _feed(model, column: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache, device):
+    """One delayed column `[B, N]` more through the model on its KV cache: (output, mask, positions)."""
+    mask = torch.cat([mask, torch.ones(len(column), 1, dtype=torch.long)], 1)
+    positions = positions + 1
+    out = model(column[:, :, None].to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                past_key_values=cache, use_cache=True)
+    return out, mask, positions
+
+
 @torch.no_grad()
 def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, progress: bool = False) -> list[Generated]:
     """Continue every prompt until its stop id (and the lagging streams' last frames) or max_frames."""
@@ -200,9 +209,6 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
         bar.update(1)
         if all(seq.finished(steps[b], d0, max_delay) for b, seq in enumerate(sequences)):
             break
-        mask = torch.cat([mask, torch.ones(len(prompts), 1, dtype=torch.long)], 1)
-        positions = positions + 1
-        out = model(column[:, :, None].to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    past_key_values=out.past_key_values, use_cache=True)
+        out, mask, positions = _feed(model, column, mask, positions, out.past_key_values, device)
     bar.close()
     return [seq.result() for seq in sequences]
