@@ -2,7 +2,8 @@
 
 Prints audio seconds tokenized per CPU second (process time, all threads) for the semantic tokenizers
 (log-mel and the embedded Whisper tiny.en), the codec (single vs batched encode, measured side by side),
-decoding, and the whole `tokenize` pipeline with either semantic tokenizer; then mel distance and SI-SNR of a codec trained here for --codec-steps (or the one given).
+decoding, and the whole `tokenize` pipeline with either semantic tokenizer, at torch's thread count and
+on one thread (as each `tokenize --workers N` process runs); then mel distance and SI-SNR of a codec trained here for --codec-steps (or the one given).
 
     python bench/tokenize_throughput.py [--hours 0.05] [--codec-steps 300] [--codec DIR]
 """
@@ -23,6 +24,19 @@ def cpu_rate(fn, audio_seconds: float) -> float:
     start = time.process_time()
     fn()
     return audio_seconds / max(time.process_time() - start, 1e-9)
+
+
+def on_one_thread(fn):
+    """`fn` with torch (and the OpenMP pool CTranslate2 shares) on one thread, as each `tokenize
+    --workers N` process runs: idle OpenMP threads spin, which counts as CPU time."""
+    def run():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            fn()
+        finally:
+            torch.set_num_threads(threads)
+    return run
 
 
 def main() -> None:
@@ -78,6 +92,13 @@ def main() -> None:
     rows.append(("whole `tokenize` pipeline, 1 process, Whisper", cpu_rate(
         lambda: tokenize_corpus(work / "corpus", work / "tokens-whisper", with_whisper, shard_size=64, workers=1,
                                 progress=False), all_seconds)))
+    rows.append(("the same on 1 thread (a --workers process)", cpu_rate(on_one_thread(
+        lambda: tokenize_corpus(work / "corpus", work / "tokens-whisper-1", with_whisper, shard_size=64, workers=1,
+                                progress=False)), all_seconds)))
+    rows.append(("Whisper semantic encode on 1 thread", cpu_rate(
+        on_one_thread(lambda: [whisper.encode(w, 16000) for w in wavs]), seconds)))
+    rows.append(("codec encode, one at a time, on 1 thread", cpu_rate(
+        on_one_thread(lambda: [codec.encode(w, 16000) for w in wavs]), seconds)))
     print(f"{'what':44s} audio s / CPU s")
     for name, rate in rows:
         print(f"{name:44s} {rate:10.1f}")
