@@ -3,7 +3,8 @@
 Prints audio seconds tokenized per CPU second (process time, all threads) for the semantic tokenizers
 (log-mel and the embedded Whisper tiny.en), the codec (single vs batched encode, measured side by side),
 decoding, and the whole `tokenize` pipeline with either semantic tokenizer, at torch's thread count and
-on one thread (as each `tokenize --workers N` process runs); then mel distance and SI-SNR of a codec trained here for --codec-steps (or the one given).
+on one thread (as each `tokenize --workers N` process runs); then mel distance and SI-SNR of a codec
+trained here for --codec-steps (or the one given).
 
     python bench/tokenize_throughput.py [--hours 0.05] [--codec-steps 300] [--codec DIR]
 """
