@@ -36,7 +36,7 @@ class DemoConfig:
     hours: float = _option(2.0, "size of the synthetic corpus in hours")
     seed: int = _option(0, "seed for every step")
     workers: int = _option(lambda: min(4, os.cpu_count() or 1), "parallel processes")
-    codec_steps: int = _option(400, "training steps of the small codec")
+    codec_frames: int = _option(30000, "40 ms frames of training audio the mel-pitch codec's codebooks are fit on")
     steps_scale: float = _option(1.0, "multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
     text_lines: int = _option(100000, "lines of grammar text for the text LLM")
     llm_steps: int = _option(120, "training steps of the text LLM (its held-out loss is flat from step 100 on the "
@@ -139,11 +139,12 @@ def _semantic_features(config: DemoConfig):
 
 
 def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
-    """Text BPE, k-means on Whisper-encoder (or cepstral, or `ssl`) features and the small codec; each
-    skipped when its folder is complete or a real asset (`llm`, `codec`) replaces it."""
+    """Text BPE, k-means on Whisper-encoder (or cepstral, or `ssl`) features and the mel-pitch codec,
+    with the codec's report on dev clips (`tokenizers/codec.report/`); each skipped when its folder is
+    complete or a real asset (`llm`, `codec`) replaces it."""
     from opuslm.data.manifest import read_manifest
-    from opuslm.tokenize.acoustic import SmallCodecTokenizer
-    from opuslm.tokenize.codec_training import train_and_measure
+    from opuslm.tokenize.codec_report import codec_report, summary_line
+    from opuslm.tokenize.mel_pitch import MelPitchConfig, fit_mel_pitch_codec
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
@@ -161,12 +162,19 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
         train_semantic_tokenizer(((w, 16000) for w in train), _semantic_features(config), k=config.semantic_k,
                                  seed=config.seed).save(tokenizers.semantic)
     if need_codec:
-        dev = [u.load_audio(corpus, target_rate=16000)[0] for u in utts if u.split == "dev"][:50]
         staging = paths.tokenizers / "codec.tmp"
-        train_and_measure(train, dev, staging, steps=config.codec_steps, seed=config.seed)
+        fit_mel_pitch_codec(train, staging, MelPitchConfig(seed=config.seed), max_frames=config.codec_frames)
         staging.rename(tokenizers.acoustic)
-    codec = f"the given codec {config.codec}" if config.codec else \
-        f"codec dev mel distance {SmallCodecTokenizer(tokenizers.acoustic).metrics['mel_distance']}"
+    report = paths.tokenizers / "codec.report"
+    if not (report / "report.json").is_file():
+        from opuslm.eval.judge import WhisperJudge
+        from opuslm.tokenize.acoustic import load_acoustic_tokenizer
+
+        dev = [(u.id, u.load_audio(corpus, target_rate=16000)[0], u.text) for u in utts if u.split == "dev"][:50]
+        codec_report(load_acoustic_tokenizer(tokenizers.acoustic), dev, WhisperJudge(), report, workers=config.workers)
+    figures = json.loads((report / "report.json").read_text())
+    codec = f"the given codec {config.codec}" if config.codec else "the mel-pitch codec"
+    codec += f" ({summary_line(figures)})"
     text = f"the LLM's tokenizer ({config.llm})" if config.llm else "text BPE 1024"
     semantic = json.loads((tokenizers.semantic / "semantic.json").read_text())  # not the encoder: a line needs no model
     return f"{text}, semantic K={semantic['k']} on {semantic['features']['kind']} features, {codec} -> {paths.tokenizers}"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 
-TINY = ["--hours", "0.03", "--codec-steps", "2", "--llm-steps", "3", "--judge-steps", "3", "--steps-scale", "0.01",
+TINY = ["--hours", "0.03", "--codec-frames", "2000", "--llm-steps", "3", "--judge-steps", "3", "--steps-scale", "0.01",
         "--text-lines", "2000", "--workers", "1", "--seed", "3"]
 
 

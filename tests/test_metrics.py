@@ -144,3 +144,11 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
     report = (tmp_path / "report.md").read_text()
     assert "## TTS samples" in report and f"[generated]({samples[0]['generated']})" in report
     assert f"| {test[0].text} |" in report
+
+
+def test_length_outcomes_count_runaway_and_silent_generations():
+    out = metrics.length_outcomes([3.0, 6.0, 0.1, 2.0], [3.0, 3.0, 3.0, 2.0], [0.1, 0.1, 0.1, 0.0])
+    assert out["tts_runaway_share"] == 0.25  # the 6 s one: twice its reference
+    assert out["tts_silent_share"] == 0.5  # the 0.1 s one, and the one with no energy
+    assert out["tts_length_ratio"] == pytest.approx((1 + 2 + 0.1 / 3 + 1) / 4)
+    assert metrics.length_outcomes([], [], [])["tts_runaway_share"] is None

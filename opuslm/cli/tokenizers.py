@@ -62,17 +62,35 @@ def register(subparsers) -> None:
     probe.add_argument("--words", type=int, default=60, help="the most frequent words probed (default: 60)")
     probe.set_defaults(func=_probe_semantic)
 
-    codec = commands.add_parser("train-codec", formatter_class=help_formatter, help="the small RVQ codec",
-                                description="Train the project's small convolutional codec with residual VQ on "
-                                "the train split (CPU, minutes) and report mel distance and SI-SNR on dev.")
+    codec = commands.add_parser("train-codec", formatter_class=help_formatter,
+                                help="the acoustic tokenizer: mel-pitch (default) or the small neural codec",
+                                description="Fit the demo's acoustic tokenizer on the train split: --kind mel-pitch "
+                                "(a pitch codebook and residual k-means log-mel codebooks, decoded by a harmonic-plus-"
+                                "noise synthesiser; about a minute on a CPU) or --kind neural (the small convolutional "
+                                "codec with residual VQ; --steps of training). Then the codec's report on dev clips: "
+                                "the judge's WER on original and resynthesis, F0 agreement, bitrate and speed, printed "
+                                "and saved with the clips under --report.")
     codec.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
     codec.add_argument("--out", type=Path, required=True, help="output codec folder")
-    codec.add_argument("--steps", type=int, default=1500)
-    codec.add_argument("--batch-size", type=int, default=8)
-    codec.add_argument("--codebooks", type=int, default=8)
-    codec.add_argument("--codebook-size", type=int, default=256)
-    codec.add_argument("--seed", type=int, default=0)
+    codec.add_argument("--kind", choices=("mel-pitch", "neural"), default="mel-pitch", help="which tokenizer to fit")
+    codec.add_argument("--steps", type=int, default=1500, help="--kind neural: training steps")
+    codec.add_argument("--batch-size", type=int, default=8, help="--kind neural: crops per step")
+    codec.add_argument("--codebooks", type=int, default=8, help="codebooks per frame (mel-pitch: the pitch one included)")
+    codec.add_argument("--codebook-size", type=int, default=256, help="ids per codebook")
+    codec.add_argument("--seed", type=int, default=0, help="seed of the fit (k-means, or training)")
+    _report_options(codec, "where the codec's report goes (default: OUT.report beside the codec folder, which "
+                    "keeps the codec's identity hash free of it)")
     codec.set_defaults(func=_train_codec)
+
+    probe_codec = commands.add_parser("probe-codec", formatter_class=help_formatter,
+                                      help="the codec report for any codec folder (mel-pitch, small codec, EnCodec/DAC/Mimi)",
+                                      description="Encode and decode dev clips with a codec folder and report what "
+                                      "train-codec reports: the judge's WER on original and resynthesis, F0 agreement, "
+                                      "bitrate and speed; the clips and their transcripts are saved under --report.")
+    probe_codec.add_argument("--codec", type=Path, required=True, help="codec folder or encodec checkpoint")
+    probe_codec.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
+    _report_options(probe_codec, "where the report goes (default: CODEC.report beside the codec folder)")
+    probe_codec.set_defaults(func=_probe_codec)
 
     tokenize = subparsers.add_parser("tokenize", formatter_class=help_formatter, help="a manifest -> token shards",
                                      description="Tokenize every utterance of a manifest into memory-mapped token "
@@ -150,17 +168,50 @@ def _probe_semantic(args) -> None:
           f"({result['words']} words, {result['references']} train references; chance {result['chance']:.3f})")
 
 
-def _train_codec(args) -> None:
-    from opuslm.tokenize.codec_training import train_and_measure
-    from opuslm.tokenize.small_codec import SmallCodecConfig
+def _report_options(parser, report_help: str) -> None:
+    parser.add_argument("--report", type=Path, help=report_help)
+    parser.add_argument("--split", default="dev", help="the clips the report encodes and decodes")
+    parser.add_argument("--clips", type=int, default=50, help="how many of them")
+    parser.add_argument("--judge", default="embedded", help="'embedded' (Whisper tiny.en) or a judge folder "
+                        "(CTranslate2 Whisper, HF ASR, or `opuslm judge train`'s)")
 
-    config = SmallCodecConfig(num_codebooks=args.codebooks, codebook_size=args.codebook_size)
+
+def _report(args, codec_folder: Path) -> None:
+    from opuslm.data.manifest import read_manifest
+    from opuslm.eval.judge import load_judge
+    from opuslm.tokenize.acoustic import load_acoustic_tokenizer
+    from opuslm.tokenize.codec_report import codec_report, summary_line
+
+    folder = args.manifest if args.manifest.is_dir() else args.manifest.parent
+    utterances = read_manifest(args.manifest, split=args.split)[: args.clips]
+    if not utterances:
+        raise OpusLMError(f"{args.manifest} has no {args.split} utterances for the codec report (--split)")
+    clips = [(u.id, u.load_audio(folder, target_rate=16000)[0], u.text) for u in utterances]
+    report = args.report or codec_folder.with_name(codec_folder.name + ".report")
+    figures = codec_report(load_acoustic_tokenizer(codec_folder), clips, load_judge(args.judge), report)
+    print(f"{codec_folder}: {summary_line(figures)}; clips and transcripts -> {report}")
+
+
+def _train_codec(args) -> None:
     train = [wav for wav, _ in _split_audio(args.manifest, "train")]
-    dev = [wav for wav, _ in _split_audio(args.manifest, "dev")][:50]
-    metrics = train_and_measure(train, dev, args.out, config, steps=args.steps, batch_size=args.batch_size,
-                                seed=args.seed)
-    print(f"codec ({config.num_codebooks} x {config.codebook_size} at {config.frame_rate:g} Hz) -> {args.out}; "
-          f"dev mel distance {metrics['mel_distance']}, SI-SNR {metrics['si_snr_db']} dB")
+    if args.kind == "mel-pitch":
+        from opuslm.tokenize.mel_pitch import MelPitchConfig, fit_mel_pitch_codec
+
+        fit_mel_pitch_codec(train, args.out, MelPitchConfig(num_codebooks=args.codebooks,
+                                                            codebook_size=args.codebook_size, seed=args.seed))
+    else:
+        from opuslm.tokenize.codec_training import train_small_codec
+        from opuslm.tokenize.small_codec import SmallCodecConfig
+
+        train_small_codec(train, args.out, SmallCodecConfig(num_codebooks=args.codebooks,
+                                                            codebook_size=args.codebook_size),
+                          steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    print(f"{args.kind} codec ({args.codebooks} x {args.codebook_size}) -> {args.out}")
+    _report(args, args.out)
+
+
+def _probe_codec(args) -> None:
+    _report(args, args.codec)
 
 
 def _tokenize(args) -> None:

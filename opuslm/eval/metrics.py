@@ -15,6 +15,7 @@ import re
 from functools import lru_cache
 
 import jiwer
+import numpy as np
 
 TAG = re.compile(r"<([^<>]+)>")
 TIMED_WORD = re.compile(r"<(\d+(?:\.\d+)?)>([^<>]+?)<(\d+(?:\.\d+)?)>")
@@ -104,3 +105,20 @@ def confusion(references: list[str], predictions: list[str | None]) -> tuple[lis
     for ref, pred in zip(references, predictions, strict=True):
         counts[index[ref]][index[pred if pred is not None else "(none)"]] += 1
     return labels, counts
+
+
+RUNAWAY_RATIO = 2.0  # generated speech twice its reference's length did not end where it should
+SILENT_SECONDS, SILENT_RMS = 0.25, 1e-3
+
+
+def length_outcomes(generated_seconds: list[float], reference_seconds: list[float], generated_rms: list[float]) -> dict:
+    """Generated audio against its reference: the mean length ratio, and the shares that ran away (at
+    least RUNAWAY_RATIO times the reference) or are silent (shorter than SILENT_SECONDS or RMS under
+    SILENT_RMS)."""
+    if not generated_seconds:
+        return {"tts_length_ratio": None, "tts_runaway_share": None, "tts_silent_share": None}
+    ratios = [g / max(r, 1e-9) for g, r in zip(generated_seconds, reference_seconds)]
+    silent = [g < SILENT_SECONDS or rms < SILENT_RMS for g, rms in zip(generated_seconds, generated_rms)]
+    runaway = [ratio >= RUNAWAY_RATIO and not quiet for ratio, quiet in zip(ratios, silent)]
+    return {"tts_length_ratio": float(np.mean(ratios)), "tts_runaway_share": float(np.mean(runaway)),
+            "tts_silent_share": float(np.mean(silent))}

@@ -24,6 +24,9 @@ ROWS = (
     ("sttc_accuracy", "STTC answer accuracy", 0.80, True),
     ("tts_wer", "TTS judge WER (corpus)", None, False),
     ("tts_wer_mean_utterance", "TTS judge WER (mean per utterance)", None, False),
+    ("tts_runaway_share", "TTS share that ran away (>= 2x the original's length)", 0.02, False),
+    ("tts_silent_share", "TTS share silent (< 0.25 s or no energy)", 0.02, False),
+    ("tts_length_ratio", "TTS length / the original's (mean)", None, False),
     ("tts_ceiling_resynthesis_wer", "judge WER on codec resynthesis (ceiling)", None, False),
     ("tts_judge_original_wer", "judge WER on the original audio", 0.20, False),
     ("tts_judge_original_wer_normal", "judge WER on the original audio, normal style", 0.10, False),
@@ -45,8 +48,11 @@ def targets_met(metrics: dict) -> dict[str, bool]:
     for key, _, target, higher in ROWS:
         if target is not None and metrics.get(key) is not None:
             met[key] = metrics[key] >= target if higher else metrics[key] <= target
-    if metrics.get("tts_wer") is not None and metrics.get("tts_ceiling_resynthesis_wer") is not None:
-        met["tts_wer"] = metrics["tts_wer"] <= 2 * max(metrics["tts_ceiling_resynthesis_wer"], 0.01)
+    ceiling, original = metrics.get("tts_ceiling_resynthesis_wer"), metrics.get("tts_judge_original_wer")
+    if metrics.get("tts_wer") is not None and ceiling is not None:
+        met["tts_wer"] = metrics["tts_wer"] <= min(1.5 * ceiling, 0.6)
+    if ceiling is not None and original is not None:
+        met["tts_ceiling_resynthesis_wer"] = ceiling <= 1.3 * original
     if metrics.get("text_perplexity") is not None and metrics.get("text_perplexity_base_llm") is not None:
         met["text_perplexity"] = metrics["text_perplexity"] <= 1.10 * metrics["text_perplexity_base_llm"]
     return met
@@ -60,7 +66,9 @@ def table(metrics: dict) -> str:
             continue
         goal = ("" if target is None else (">= " if higher else "<= ") + _value(target))
         if key == "tts_wer":
-            goal = "<= 2x ceiling"
+            goal = "<= 1.5x ceiling and <= 0.6"
+        if key == "tts_ceiling_resynthesis_wer":
+            goal = "<= 1.3x original"
         if key == "text_perplexity":
             goal = "<= 1.1x base LLM"
         lines.append(f"| {label} | {_value(metrics[key])} | {goal} | {'' if key not in met else ('yes' if met[key] else 'NO')} |")
@@ -136,6 +144,51 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
     lines += [f"![{p}]({p})" for p in plots]
     lines += sample_tables(results.get("samples", {}))
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    if results.get("samples", {}).get("tts"):
+        write_listening_page(out, results["samples"]["tts"], plt)
+
+
+LISTENED = (("prompt", "speaker prompt", None), ("original", "original", "judge_original"),
+            ("resynthesis", "codec resynthesis", "judge_resynthesis"), ("generated", "generated (TTS)", "judge_generated"))
+
+
+def write_listening_page(out: Path, samples: list[dict], plt) -> Path:
+    """`report.html`: each TTS sample's prompt, original, codec resynthesis and generated audio as players,
+    each with its spectrogram and what the judge heard."""
+    import html
+
+    import numpy as np
+    import soundfile as sf
+
+    rows = []
+    for sample in samples:
+        cells = []
+        for key, title, heard in LISTENED:
+            if not sample.get(key):
+                cells.append(f"<td>no {title}</td>")
+                continue
+            audio, rate = sf.read(str(out / sample[key]), dtype="float32")
+            image = sample[key].replace(".wav", ".png")
+            figure, axis = plt.subplots(figsize=(3.2, 1.6))
+            if len(audio) > 256:
+                with np.errstate(divide="ignore"):  # digital silence has no level: -inf dB, drawn black
+                    axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap="magma")
+            axis.set_axis_off()
+            figure.tight_layout(pad=0.1)
+            figure.savefig(out / image, dpi=80)
+            plt.close(figure)
+            said = f"<p>judge: {html.escape(sample.get(heard) or '')}</p>" if heard else ""
+            cells.append(f'<td><b>{title}</b><br><audio controls preload="metadata" src="{html.escape(sample[key])}">'
+                         f'</audio><br><img src="{html.escape(image)}" alt="spectrogram of {title}">{said}</td>')
+        rows.append(f"<tr><td>{html.escape(sample['text'])}</td>{''.join(cells)}</tr>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>TTS samples</title><style>body{font-family:sans-serif}"
+            "td{vertical-align:top;padding:6px;border-bottom:1px solid #ccc}p{margin:2px;font-size:90%}</style></head>"
+            "<body><h1>TTS samples</h1><p>Each row: the text, the speaker prompt, the original utterance, its codec "
+            "resynthesis (what the acoustic tokens can say at best) and the model's speech, with what the judge heard."
+            "</p><table>" + "".join(rows) + "</table></body></html>\n")
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
 
 
 def declared_table(declared: dict) -> list[str]:
@@ -161,12 +214,14 @@ def sample_tables(samples: dict) -> list[str]:
     audio, and what the judge heard in each), and ASR hypotheses beside their references."""
     lines = []
     if samples.get("tts"):
-        lines += ["", "## TTS samples", "", "| text | prompt | generated | judge heard | original | judge heard |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "## TTS samples (players and spectrograms: [report.html](report.html))", "",
+                  "| text | prompt | generated | judge heard | resynthesis | judge heard | original | judge heard |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for s in samples["tts"]:
             prompt = f"[prompt]({s['prompt']})" if s.get("prompt") else ""
+            resynthesis = f"[resynthesis]({s['resynthesis']}) | {_cell(s['judge_resynthesis'])}" if s.get("resynthesis") else " | "
             lines.append(f"| {_cell(s['text'])} | {prompt} | [generated]({s['generated']}) | {_cell(s['judge_generated'])} "
-                         f"| [original]({s['original']}) | {_cell(s['judge_original'])} |")
+                         f"| {resynthesis} | [original]({s['original']}) | {_cell(s['judge_original'])} |")
     if samples.get("asr"):
         lines += ["", "## ASR samples (test: unseen speakers)", "", "| reference | hypothesis | style, emotion |",
                   "| --- | --- | --- |"]

@@ -194,11 +194,13 @@ class Evaluation:
         for u, h in zip(utts, generated):
             errors, words = metrics.word_errors(u.text, h)
             self._record("tts", u, u.text, h, errors / max(words, 1))
+        lengths = metrics.length_outcomes([len(w) / rate for w in wavs], [len(w) / 16000 for w, _ in originals],
+                                          [float(np.sqrt(np.mean(np.square(w)))) if len(w) else 0.0 for w in wavs])
         self.results.update(
             tts_wer=metrics.corpus_wer(refs, generated), tts_wer_mean_utterance=metrics.mean_utterance_wer(refs, generated),
             tts_ceiling_resynthesis_wer=metrics.corpus_wer(refs, judged_resynthesis),
             tts_judge_original_wer=metrics.corpus_wer(refs, judged_original),
-            tts_seconds_generated=float(sum(len(w) for w in wavs) / rate))
+            tts_seconds_generated=float(sum(len(w) for w in wavs) / rate), **lengths)
         normal = [i for i, u in enumerate(utts) if u.labels.get("style") == "normal"]
         if normal:  # the plainest speech: whether the corpus can be heard at all
             self.results["tts_judge_original_wer_normal"] = metrics.corpus_wer(
@@ -209,10 +211,12 @@ class Evaluation:
         for i, (u, w) in enumerate(list(zip(utts, wavs))[:self.SAMPLES]):
             write_wav(folder / f"tts-{u.id}.wav", w, rate)
             write_wav(folder / f"original-{u.id}.wav", originals[i][0], 16000)
+            write_wav(folder / f"resynthesis-{u.id}.wav", resynthesised[i], 16000)
             if prompts[i] is not None:
                 write_wav(folder / f"prompt-{u.id}.wav", prompts[i][0], 16000)
             listed.append({"id": u.id, "text": u.text, "generated": f"samples/tts-{u.id}.wav",
-                           "original": f"samples/original-{u.id}.wav",
+                           "original": f"samples/original-{u.id}.wav", "resynthesis": f"samples/resynthesis-{u.id}.wav",
+                           "judge_resynthesis": judged_resynthesis[i],
                            "prompt": f"samples/prompt-{u.id}.wav" if prompts[i] is not None else None,
                            "judge_generated": generated[i], "judge_original": judged_original[i]})
         self.samples["tts"] = listed

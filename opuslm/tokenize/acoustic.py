@@ -3,7 +3,9 @@
 `encode(wav, sr) -> codes [num_codebooks, frames]`, `encode_batch(wavs, sr)` (exactly the codes of
 single encodes), `decode(codes) -> wav` at `sample_rate`. Backends:
 
-- `SmallCodecTokenizer`: the project's own codec (`opuslm tokenizers train-codec`), the embedded default.
+- `MelPitchTokenizer`: pitch + residual k-means log-mel codes with a harmonic-plus-noise synthesiser
+  (`opuslm tokenizers train-codec`, the embedded default; `opuslm/tokenize/mel_pitch.py`).
+- `SmallCodecTokenizer`: the project's small neural codec (`train-codec --kind neural`).
 - `HFCodecTokenizer`: transformers' `EncodecModel`, `DacModel`, `MimiModel` from a local folder.
 - `MetaEncodecTokenizer`: Meta's `encodec` package with an original checkpoint (optional extra).
 
@@ -82,7 +84,6 @@ class SmallCodecTokenizer(AcousticTokenizer):
         self.model.load_state_dict(load_file(str(folder / "model.safetensors")))
         self.synthesis = copy.deepcopy(self.model).float().eval()  # decoding needs no float64
         self.model = self.model.double().eval()  # encoding in float64: see small_codec's docstring
-        self.metrics = meta.get("metrics", {})
         self.sample_rate, self.frame_rate = self.config.sample_rate, self.config.frame_rate
         self.num_codebooks, self.codebook_size = self.config.num_codebooks, self.config.codebook_size
 
@@ -106,6 +107,24 @@ class SmallCodecTokenizer(AcousticTokenizer):
         finally:
             torch.backends.mkldnn.enabled = onednn
         return wav[0, 0].numpy()
+
+
+class MelPitchTokenizer(AcousticTokenizer):
+    """The mel-pitch codec: `codec.json` (type mel_pitch) + `mel_codebooks.npy` in a folder."""
+
+    def __init__(self, folder: str | Path):
+        from opuslm.tokenize.mel_pitch import MelPitchCodec
+
+        self.codec = MelPitchCodec.load(folder)
+        config = self.codec.config
+        self.sample_rate, self.frame_rate = config.sample_rate, config.frame_rate
+        self.num_codebooks, self.codebook_size = config.num_codebooks, config.codebook_size
+
+    def encode_batch(self, wavs, sample_rate):
+        return [self.codec.encode(resample(np.asarray(w, np.float32), sample_rate, self.sample_rate)) for w in wavs]
+
+    def decode(self, codes):
+        return self.codec.decode(self._check_codes(codes).numpy())
 
 
 class HFCodecTokenizer(AcousticTokenizer):
@@ -231,7 +250,10 @@ class MetaEncodecTokenizer(AcousticTokenizer):
 def load_acoustic_tokenizer(path: str | Path, **options) -> AcousticTokenizer:
     path = Path(path)
     if (path / "codec.json").is_file():
-        return SmallCodecTokenizer(path)
+        from opuslm.tokenize.mel_pitch import CODEC_TYPE
+
+        kind = json.loads((path / "codec.json").read_text()).get("type")
+        return MelPitchTokenizer(path) if kind == CODEC_TYPE else SmallCodecTokenizer(path)
     if (path / "config.json").is_file():
         return HFCodecTokenizer(path, **options)
     if path.is_file() and path.suffix in (".th", ".pt", ".pth"):

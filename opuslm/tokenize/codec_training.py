@@ -94,23 +94,3 @@ def train_small_codec(train_wavs: list[np.ndarray], out: str | Path, config: Sma
                          "seed": seed, "seconds": round(time.time() - started, 1)}}
     (out / "codec.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
-
-
-def record_metrics(folder: str | Path, metrics: dict) -> None:
-    """Store held-out reconstruction figures in codec.json."""
-    path = Path(folder) / "codec.json"
-    meta = json.loads(path.read_text())
-    meta["metrics"] = metrics
-    path.write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def train_and_measure(train_wavs: list[np.ndarray], dev_wavs: list[np.ndarray], out: str | Path,
-                      config: SmallCodecConfig | None = None, **training) -> dict:
-    """Train the codec into `out`, measure reconstruction on `dev_wavs`, record and return the figures."""
-    from opuslm.tokenize.acoustic import SmallCodecTokenizer
-
-    train_small_codec(train_wavs, out, config, **training)
-    codec = SmallCodecTokenizer(out)
-    metrics = reconstruction_metrics(codec, dev_wavs, codec.sample_rate)
-    record_metrics(out, metrics)
-    return metrics

@@ -1,0 +1,259 @@
+"""The mel-pitch codec: the demo's acoustic tokenizer, fit in a minute with no neural training.
+
+Each 40 ms frame (25 Hz, 1:1 with the semantic stream) gets `num_codebooks` ids of `codebook_size`:
+
+    codebook 0      its pitch: 0 = unvoiced, 1 .. K-1 = log-spaced F0 from f0_floor to f0_ceil
+                    (WORLD's dio + stonemask through pyworld, on 10 ms sub-frames; the median of the
+                    voiced ones, voiced when at least 2 of 4 are)
+    codebooks 1 ..  residual k-means (scikit-learn) over the frame's four 10 ms log-mel sub-frames
+                    stacked (80 mel bands each: 320 numbers)
+
+Decoding is a harmonic-plus-noise synthesiser: each voiced 10 ms sub-frame is a sum of harmonics of
+its frame's F0 whose amplitudes are read off the spectral envelope that the decoded mel implies (the
+mel filter bank's pseudo-inverse), with a fixed random phase per harmonic (zero phases make a buzz:
+judge WER 0.58 against 0.50 on 60 test clips); unvoiced sub-frames are white noise shaped by the same
+envelope. Why this and not the small neural codec or Griffin-Lim, measured on the same 60 test clips
+with the Whisper tiny.en judge (`bench/acoustic_tokenizers.py` repeats the table):
+
+    | tokens, 8 x 256 at 25 Hz                  | judge WER | median-F0 corr | frame log-F0 | V/UV |
+    | original audio                            | 0.31      | 1              | 1            | 0    |
+    | small neural codec (400 steps)            | 0.98      | 0.57           | 0.01         | 0.56 |
+    | mel RVQ x 8, Griffin-Lim 32 it            | 0.52      | 0.78           | 0.36         | 0.25 |
+    | pitch + mel RVQ x 7, this synthesiser     | 0.50      | 0.86           | 0.51         | 0.14 |
+
+Griffin-Lim is as intelligible but loses pitch and decodes at 3x real time (this: about 20x); the
+synthesiser carries the pitch the encoder heard, and decodes frame by frame: the phase of every
+harmonic is a running sum of the F0 track, an unvoiced stretch holds the last voiced F0, and the
+noise is a fixed seeded sequence, so decoding a prefix of the codes gives a prefix of the audio up to
+the last sub-frame and the noise filter's window. F0 is measured against pyworld's harvest (a
+different tracker): dio and harvest themselves agree only to 0.63 frame log-F0 correlation on the
+original audio, which bounds that figure.
+
+Encoding is per utterance (batched codes equal single ones by construction), in float64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from opuslm.errors import OpusLMError
+
+CODEC_TYPE = "mel_pitch"
+CODEBOOK_FILE = "mel_codebooks.npy"
+
+
+@dataclass(frozen=True)
+class MelPitchConfig:
+    sample_rate: int = 16000
+    hop: int = 640  # samples per frame: 25 Hz
+    sub_hop: int = 160  # samples per sub-frame: 10 ms
+    n_fft: int = 1024
+    window: int = 640
+    n_mels: int = 80
+    num_codebooks: int = 8  # the pitch codebook and num_codebooks - 1 mel codebooks
+    codebook_size: int = 256
+    f0_floor: float = 60.0
+    f0_ceil: float = 500.0
+    seed: int = 0  # k-means and the synthesiser's phases and noise
+    output_gain: float = 1.0  # the synthesiser's level, calibrated on training audio by the fit
+
+    def __post_init__(self):
+        if self.hop % self.sub_hop:
+            raise OpusLMError(f"mel-pitch codec: hop {self.hop} must be a multiple of sub_hop {self.sub_hop}")
+        if self.num_codebooks < 2 or self.codebook_size < 3:
+            raise OpusLMError("mel-pitch codec: needs at least 2 codebooks (pitch + mel) of at least 3 ids")
+        if not 0 < self.f0_floor < self.f0_ceil < self.sample_rate / 2:
+            raise OpusLMError(f"mel-pitch codec: f0 range {self.f0_floor}..{self.f0_ceil} Hz is not a range")
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def sub_frames(self) -> int:
+        return self.hop // self.sub_hop
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def import_pyworld():
+    """pyworld, without the deprecation warning its `import pkg_resources` prints on every import."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import pyworld
+    return pyworld
+
+
+class MelPitchCodec:
+    """Encode and decode with fitted mel codebooks `[num_codebooks - 1, codebook_size, sub_frames * n_mels]`."""
+
+    def __init__(self, config: MelPitchConfig, mel_codebooks: np.ndarray):
+        from transformers.audio_utils import mel_filter_bank
+
+        expected = (config.num_codebooks - 1, config.codebook_size, config.sub_frames * config.n_mels)
+        if mel_codebooks.shape != expected:
+            raise OpusLMError(f"mel-pitch codec: codebooks of shape {mel_codebooks.shape}, config wants {expected}")
+        self.config, self.mel_codebooks = config, np.asarray(mel_codebooks, np.float64)
+        self.filters = mel_filter_bank(num_frequency_bins=config.n_fft // 2 + 1, num_mel_filters=config.n_mels,
+                                       min_frequency=0.0, max_frequency=config.sample_rate / 2,
+                                       sampling_rate=config.sample_rate, norm="slaney", mel_scale="slaney")  # [bins, mels]
+        self.inverse_filters = np.linalg.pinv(self.filters)  # [mels, bins]
+        self.window = torch.hann_window(config.window, dtype=torch.float64)
+        self.window_power = float((self.window**2).sum())
+        self.f0_levels = np.exp(np.linspace(math.log(config.f0_floor), math.log(config.f0_ceil), config.codebook_size - 1))
+
+    # ---- analysis ----
+    def _padded(self, wav: np.ndarray) -> np.ndarray:
+        frames = max(1, math.ceil(len(wav) / self.config.hop))
+        return np.pad(np.asarray(wav, np.float64), (0, frames * self.config.hop - len(wav)))
+
+    def log_mel(self, wav: np.ndarray) -> np.ndarray:
+        """Natural-log mel power of 10 ms sub-frames `[len(wav) / sub_hop, n_mels]` (`wav` padded to frames)."""
+        c = self.config
+        spec = torch.stft(torch.from_numpy(wav), c.n_fft, c.sub_hop, c.window, self.window, center=True,
+                          pad_mode="constant", return_complex=True)
+        power = spec.abs().pow(2).T.numpy()[: len(wav) // c.sub_hop]
+        return np.log(np.maximum(power @ self.filters, 1e-8))
+
+    def f0(self, wav: np.ndarray) -> np.ndarray:
+        """F0 in Hz of each 10 ms sub-frame (0: unvoiced), dio refined by stonemask."""
+        pyworld = import_pyworld()
+        c = self.config
+        period = 1000.0 * c.sub_hop / c.sample_rate
+        coarse, times = pyworld.dio(wav, c.sample_rate, f0_floor=c.f0_floor, f0_ceil=c.f0_ceil, frame_period=period)
+        return pyworld.stonemask(wav, coarse, times, c.sample_rate)[: len(wav) // c.sub_hop]
+
+    def stacked_mel(self, wav: np.ndarray) -> np.ndarray:
+        """`[frames, sub_frames * n_mels]`: what the mel codebooks quantise."""
+        wav = self._padded(wav)
+        return self.log_mel(wav).reshape(-1, self.config.sub_frames * self.config.n_mels)
+
+    def pitch_codes(self, f0: np.ndarray) -> np.ndarray:
+        groups = f0.reshape(-1, self.config.sub_frames)
+        voiced = (groups > 0).sum(1) >= 2
+        median = np.array([np.median(g[g > 0]) if v else self.config.f0_floor for g, v in zip(groups, voiced)])
+        level = np.abs(np.log(median)[:, None] - np.log(self.f0_levels)[None]).argmin(1)
+        return np.where(voiced, level + 1, 0)
+
+    def encode(self, wav: np.ndarray) -> np.ndarray:
+        """int64 codes `[num_codebooks, ceil(len(wav) / hop)]` of a mono waveform at `sample_rate`."""
+        codes = [self.pitch_codes(self.f0(self._padded(wav)))]
+        residual = self.stacked_mel(wav)
+        for codebook in self.mel_codebooks:
+            index = ((codebook**2).sum(-1)[None] - 2 * residual @ codebook.T).argmin(-1)
+            residual = residual - codebook[index]
+            codes.append(index)
+        return np.stack(codes).astype(np.int64)
+
+    # ---- synthesis ----
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """float32 waveform `[frames * hop]` at `sample_rate` for codes `[num_codebooks, frames]`."""
+        c = self.config
+        frames = codes.shape[1]
+        n, sub = frames * c.hop, frames * c.sub_frames
+        log_mel = sum(book[index] for book, index in zip(self.mel_codebooks, codes[1:]))
+        log_mel = np.asarray(log_mel, np.float64).reshape(sub, c.n_mels) if frames else np.zeros((0, c.n_mels))
+        power = np.maximum(np.exp(log_mel) @ self.inverse_filters, 0.0) + 1e-10  # [sub, bins]: the envelope
+        f0 = np.repeat(np.where(codes[0] > 0, self.f0_levels[np.maximum(codes[0] - 1, 0)], 0.0), c.sub_frames)
+        rng = np.random.default_rng(c.seed)
+        offsets = rng.uniform(0, 2 * np.pi, int(c.sample_rate / 2 / c.f0_floor) + 1)
+        noise = rng.standard_normal(n)  # drawn after the offsets: a fixed sequence, a prefix for a prefix
+        wav = self._harmonics(power, f0, offsets, n) + self._noise(power, f0 <= 0, noise)
+        return (c.output_gain * wav).astype(np.float32)
+
+    def _harmonics(self, power: np.ndarray, f0: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
+        c = self.config
+        centres, samples = np.arange(len(f0)) * c.sub_hop, np.arange(n)
+        held = f0.copy()  # an unvoiced sub-frame holds the last voiced F0, so the phase is causal
+        last = c.f0_floor
+        for i, value in enumerate(held):
+            last = held[i] = value if value > 0 else last
+        phase = np.cumsum(2 * np.pi * np.interp(samples, centres, held) / c.sample_rate) if n else np.zeros(0)
+        bin_width = c.sample_rate / c.n_fft
+        log_power = np.log(power)
+        rows = np.arange(len(f0))
+        out = np.zeros(n)
+        for k in range(1, len(offsets)):
+            frequency = k * f0
+            sounding = (f0 > 0) & (frequency < 0.49 * c.sample_rate)
+            if not sounding.any():
+                break
+            position = np.clip(frequency / bin_width, 0, power.shape[1] - 1.001)
+            low = position.astype(int)
+            frac = position - low
+            level = np.exp(log_power[rows, low] * (1 - frac) + log_power[rows, low + 1] * frac)
+            # a sinusoid of amplitude A carries n_fft * A^2 * sum(w^2) / 4 over its bins; the envelope's
+            # power per bin times the harmonics' spacing in bins is what one harmonic must carry
+            amplitude = np.sqrt(4 * level * (f0 / bin_width) / (c.n_fft * self.window_power)) * sounding
+            out += np.interp(samples, centres, amplitude) * np.cos(k * phase + offsets[k])
+        return out
+
+    def _noise(self, power: np.ndarray, unvoiced: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        c = self.config
+        if not len(noise):
+            return noise
+        spec = torch.stft(torch.from_numpy(noise), c.n_fft, c.sub_hop, c.window, self.window, center=True,
+                          pad_mode="constant", return_complex=True)[:, : len(power)]
+        gain = np.sqrt(power / self.window_power) * unvoiced[:, None]  # white noise: E|X|^2 = sum(w^2)
+        spec = spec * torch.from_numpy(gain.T)
+        if spec.shape[1] < len(power) + 1:  # istft wants the frame past the end; it adds nothing there
+            spec = torch.nn.functional.pad(spec, (0, len(power) + 1 - spec.shape[1]))
+        return torch.istft(spec, c.n_fft, c.sub_hop, c.window, self.window, center=True, length=len(noise)).numpy()
+
+    # ---- folders ----
+    def save(self, folder: str | Path, training: dict) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / CODEBOOK_FILE, self.mel_codebooks)
+        meta = {"type": CODEC_TYPE, "config": self.config.to_dict(), "training": training}
+        (folder / "codec.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> MelPitchCodec:
+        folder = Path(folder)
+        meta = json.loads((folder / "codec.json").read_text())
+        return cls(MelPitchConfig(**meta["config"]), np.load(folder / CODEBOOK_FILE))
+
+
+def fit_mel_pitch_codec(train_wavs: list[np.ndarray], out: str | Path, config: MelPitchConfig | None = None,
+                        max_frames: int = 30000, progress: bool = True) -> MelPitchCodec:
+    """Fit the mel codebooks by residual k-means on frames of `train_wavs` (mono at config.sample_rate),
+    `max_frames` of them drawn with the config's seed; save the codec to `out`."""
+    from sklearn.cluster import KMeans
+    from tqdm import tqdm
+
+    config = config or MelPitchConfig()
+    codec = MelPitchCodec(config, np.zeros((config.num_codebooks - 1, config.codebook_size,
+                                            config.sub_frames * config.n_mels)))
+    frames = np.concatenate([codec.stacked_mel(w) for w in train_wavs if len(w)]) if train_wavs else np.zeros((0, 1))
+    if len(frames) < config.codebook_size:
+        raise OpusLMError(f"mel-pitch codec: {len(frames)} frames of training audio, fewer than the "
+                          f"{config.codebook_size} codewords of a codebook; give more audio or a smaller --codebook-size")
+    rng = np.random.default_rng(config.seed)
+    residual = frames[np.sort(rng.choice(len(frames), min(max_frames, len(frames)), replace=False))]
+    books = []
+    for q in tqdm(range(config.num_codebooks - 1), desc="fitting mel codebooks", disable=not progress):
+        kmeans = KMeans(config.codebook_size, n_init=1, max_iter=30, random_state=config.seed + q).fit(residual)
+        books.append(kmeans.cluster_centers_.astype(np.float64))
+        residual = residual - books[-1][kmeans.labels_]
+    codec = MelPitchCodec(config, np.stack(books))
+    # the envelope's peaks at resolved low harmonics make the synthesiser louder than its input (about
+    # 2x); one gain, the median level ratio over training clips, puts it back
+    calibration = [w for w in train_wavs if len(w)][:: max(1, len(train_wavs) // 20)][:20]
+    ratios = [np.sqrt(np.mean(np.square(w, dtype=np.float64)) / max(np.mean(np.square(codec.decode(codec.encode(w))[: len(w)],
+              dtype=np.float64)), 1e-20)) for w in calibration]
+    config = replace(config, output_gain=round(float(np.median(ratios)), 4))
+    codec = MelPitchCodec(config, codec.mel_codebooks)
+    codec.save(out, {"frames": len(residual), "utterances": len(train_wavs), "kmeans": "scikit-learn KMeans, n_init 1, "
+                     "30 iterations"})
+    return codec
