@@ -133,6 +133,12 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
     evaluation.tts("test")
     normal = [u.text for u in test if u.labels["style"] == "normal"]
     assert normal and evaluation.results["tts_judge_original_wer_normal"] == pytest.approx(corpus_wer(normal, ["the"] * len(normal)))
+    # the scripted model speaks its prompt back and the codec is the identity: both similarities are 1,
+    # above the two references (the same speaker's other utterance, a different speaker)
+    results = evaluation.results
+    assert results["tts_speaker_sim"] == pytest.approx(1.0, abs=1e-5)
+    assert results["resynthesis_speaker_sim"] == pytest.approx(1.0, abs=1e-5)
+    assert results["tts_speaker_sim_different_speaker"] < results["tts_speaker_sim_same_speaker"] < 1.0
     samples = evaluation.samples["tts"]
     assert [s["id"] for s in samples] == [u.id for u in test[:Evaluation.SAMPLES]]
     for s in samples:
@@ -143,6 +149,8 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
     write_report(tmp_path, results)
     report = (tmp_path / "report.md").read_text()
     assert "## TTS samples" in report and f"[generated]({samples[0]['generated']})" in report
+    page = (tmp_path / "report.html").read_text()
+    assert all(f'src="{s[key]}"' in page for s in samples for key in ("original", "resynthesis", "generated"))
     assert f"| {test[0].text} |" in report
 
 

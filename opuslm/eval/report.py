@@ -27,6 +27,10 @@ ROWS = (
     ("tts_runaway_share", "TTS share that ran away (>= 2x the original's length)", 0.02, False),
     ("tts_silent_share", "TTS share silent (< 0.25 s or no energy)", 0.02, False),
     ("tts_length_ratio", "TTS length / the original's (mean)", None, False),
+    ("tts_speaker_sim", "TTS speaker similarity to the prompt", None, True),
+    ("tts_speaker_sim_same_speaker", "speaker similarity, same speaker's other utterance", None, True),
+    ("tts_speaker_sim_different_speaker", "speaker similarity, a different speaker", None, True),
+    ("resynthesis_speaker_sim", "speaker similarity of codec resynthesis to the original", 0.85, True),
     ("tts_ceiling_resynthesis_wer", "judge WER on codec resynthesis (ceiling)", None, False),
     ("tts_judge_original_wer", "judge WER on the original audio", 0.20, False),
     ("tts_judge_original_wer_normal", "judge WER on the original audio, normal style", 0.10, False),
@@ -51,6 +55,9 @@ def targets_met(metrics: dict) -> dict[str, bool]:
     ceiling, original = metrics.get("tts_ceiling_resynthesis_wer"), metrics.get("tts_judge_original_wer")
     if metrics.get("tts_wer") is not None and ceiling is not None:
         met["tts_wer"] = metrics["tts_wer"] <= min(1.5 * ceiling, 0.6)
+    same, different = metrics.get("tts_speaker_sim_same_speaker"), metrics.get("tts_speaker_sim_different_speaker")
+    if metrics.get("tts_speaker_sim") is not None and same is not None and different is not None:
+        met["tts_speaker_sim"] = metrics["tts_speaker_sim"] >= different + 0.5 * (same - different)
     if ceiling is not None and original is not None:
         met["tts_ceiling_resynthesis_wer"] = ceiling <= 1.3 * original
     if metrics.get("text_perplexity") is not None and metrics.get("text_perplexity_base_llm") is not None:
@@ -67,6 +74,8 @@ def table(metrics: dict) -> str:
         goal = ("" if target is None else (">= " if higher else "<= ") + _value(target))
         if key == "tts_wer":
             goal = "<= 1.5x ceiling and <= 0.6"
+        if key == "tts_speaker_sim":
+            goal = ">= different + half the gap to same"
         if key == "tts_ceiling_resynthesis_wer":
             goal = "<= 1.3x original"
         if key == "text_perplexity":

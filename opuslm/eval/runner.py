@@ -49,6 +49,33 @@ def target_text(spec: TaskSpec, utterance) -> str | None:
         return None
 
 
+def speaker_similarities(utts, prompts, generated, originals, resynthesised) -> dict:
+    """Speaker similarity (`opuslm/eval/speaker.py`) of the generated speech to its prompt, beside the two
+    references that say what a number means on this corpus: another utterance of the prompt's speaker
+    (the original of the same sentence) and an utterance of a different speaker (the next test utterance
+    by someone else); and of the codec's resynthesis to its original."""
+    from opuslm.eval.speaker import SpeakerEncoder
+
+    encoder = SpeakerEncoder()
+    embed = lambda wavs: [encoder.embed(w) if w is not None else None for w in wavs]  # noqa: E731
+    prompt_vectors = embed([p[0] if p is not None else None for p in prompts])
+    generated_vectors, original_vectors, resynthesis_vectors = embed(generated), embed(originals), embed(resynthesised)
+    same, different, spoken = [], [], []
+    for i, u in enumerate(utts):
+        if prompt_vectors[i] is None:
+            continue
+        others = [j for j in range(i + 1, len(utts)) if utts[j].speaker != u.speaker] + \
+                 [j for j in range(i) if utts[j].speaker != u.speaker]
+        spoken.append(float(generated_vectors[i] @ prompt_vectors[i]))
+        same.append(float(original_vectors[i] @ prompt_vectors[i]))
+        if others:
+            different.append(float(original_vectors[others[0]] @ prompt_vectors[i]))
+    mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
+    return {"tts_speaker_sim": mean(spoken), "tts_speaker_sim_same_speaker": mean(same),
+            "tts_speaker_sim_different_speaker": mean(different),
+            "resynthesis_speaker_sim": mean([float(a @ b) for a, b in zip(resynthesis_vectors, original_vectors)])}
+
+
 class Evaluation:
     SAMPLES = 5  # TTS samples written under samples/ (and twice as many ASR rows) for the report
 
@@ -191,6 +218,8 @@ class Evaluation:
         judged_original = self.judge.transcribe([w for w, _ in originals])
         judged_resynthesis = self.judge.transcribe(resynthesised)
         refs = [u.text for u in utts]
+        self.results.update(speaker_similarities(utts, prompts, [resample(w, rate, 16000) for w in wavs],
+                                                 [w for w, _ in originals], resynthesised))
         for u, h in zip(utts, generated):
             errors, words = metrics.word_errors(u.text, h)
             self._record("tts", u, u.text, h, errors / max(words, 1))

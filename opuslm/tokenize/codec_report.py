@@ -4,6 +4,7 @@ For each clip, decode(encode(x)) is written beside the original and both are tra
 (the project's Whisper by default); the report gives the judge's WER on both, F0 agreement between
 them (pyworld's harvest on each, 10 ms frames: the correlation of per-clip median F0, the mean
 within-clip correlation of log-F0 on frames voiced in both, the voiced/unvoiced disagreement), the
+speaker similarity of resynthesis to original (`opuslm/eval/speaker.py`), the
 bitrate, and encode and decode speed (audio seconds per second, one process). Any codec folder gets
 the same report (`opuslm tokenizers probe-codec`), so a real codec and the demo's can be compared.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from opuslm.audio import resample, write_wav
+from opuslm.eval.speaker import SpeakerEncoder
 from opuslm.tokenize.mel_pitch import import_pyworld
 
 SAMPLE_RATE = 16000
@@ -95,6 +97,8 @@ def codec_report(codec, clips: list[tuple[str, np.ndarray, str]], judge, out: st
     texts = [text for _, _, text in clips]
     judged_original, judged_resynthesis = judge.transcribe(originals), judge.transcribe(heard)
     reference_f0 = _tracks(harvest, originals, workers)
+    encoder = SpeakerEncoder()
+    similarity = [float(encoder.embed(a) @ encoder.embed(b)) for a, b in zip(originals, heard)]
     seconds = sum(len(w) for w in originals) / SAMPLE_RATE
     figures = {
         "clips": len(clips), "seconds": round(seconds, 2),
@@ -103,6 +107,7 @@ def codec_report(codec, clips: list[tuple[str, np.ndarray, str]], judge, out: st
         "judge_wer_resynthesis": corpus_wer(texts, judged_resynthesis),
         "f0": f0_agreement(reference_f0, _tracks(harvest, heard, workers)),
         "tracker_agreement": f0_agreement(reference_f0, _tracks(dio, originals, workers)),
+        "speaker_similarity": float(np.mean(similarity)) if similarity else None,
         "bitrate_bps": round(codec.num_codebooks * math.log2(codec.codebook_size) * codec.frame_rate, 1),
         "encode_realtime": round(seconds / max(encoding, 1e-9), 1),
         "decode_realtime": round(seconds / max(decoding, 1e-9), 1),
@@ -128,5 +133,6 @@ def summary_line(figures: dict) -> str:
 
     return (f"judge WER {figures['judge_wer_resynthesis']:.3f} on resynthesis vs {figures['judge_wer_original']:.3f} on "
             f"the original ({figures['clips']} clips); F0 median corr {number(f0['median_f0_corr'])}, frame log-F0 corr "
-            f"{number(f0['frame_log_f0_corr'])}, V/UV error {number(f0['vuv_error'])}; {figures['bitrate_bps']:g} bit/s; "
+            f"{number(f0['frame_log_f0_corr'])}, V/UV error {number(f0['vuv_error'])}; speaker similarity "
+            f"{number(figures['speaker_similarity'])}; {figures['bitrate_bps']:g} bit/s; "
             f"encode {figures['encode_realtime']:g}x, decode {figures['decode_realtime']:g}x real time")

@@ -1,0 +1,78 @@
+"""report.html, opened in a real headless Chromium: every audio player loads its file and every
+spectrogram its image (slow: needs Debian's chromium; skipped with the reason where it is absent)."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from opuslm.audio import write_wav
+
+CHECK = """<script>
+window.addEventListener('load', async () => {
+  const audios = [...document.querySelectorAll('audio')];
+  await Promise.all(audios.map(a => a.readyState >= 1 ? null : new Promise(done => {
+    a.addEventListener('loadedmetadata', done); a.addEventListener('error', done); a.load(); })));
+  const bad = [...audios.filter(a => !(a.duration > 0)).map(a => a.src),
+               ...[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)];
+  const out = document.createElement('pre');
+  out.id = 'check';
+  out.textContent = JSON.stringify({audios: audios.length, images: document.images.length, bad: bad});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def listening_page(folder):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from opuslm.eval.report import write_listening_page
+
+    (folder / "samples").mkdir()
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(2):
+        sample = {"text": f"sentence {i} <b>", "judge_original": "heard", "judge_resynthesis": "heard",
+                  "judge_generated": "heard"}
+        for key in ("prompt", "original", "resynthesis", "generated"):
+            sample[key] = f"samples/{key}-{i}.wav"
+            write_wav(folder / sample[key], 0.1 * rng.standard_normal(8000 + 1600 * i).astype(np.float32), 16000)
+        samples.append(sample)
+    samples[1]["prompt"] = None  # a sample without a prompt says so instead of a player
+    return write_listening_page(folder, samples, plt), samples
+
+
+def test_the_listening_page_has_a_player_and_a_spectrogram_per_clip(tmp_path):
+    page, samples = listening_page(tmp_path)
+    text = page.read_text()
+    assert text.count("<audio") == 7 and text.count("<img") == 7 and "no speaker prompt" in text
+    assert "sentence 0 &lt;b&gt;" in text  # the text is escaped
+    for sample in samples:
+        for key in ("original", "resynthesis", "generated"):
+            assert f'src="{sample[key]}"' in text
+            assert (tmp_path / sample[key].replace(".wav", ".png")).stat().st_size > 500
+
+
+@pytest.mark.slow
+def test_the_listening_page_loads_every_audio_and_image_in_chromium(tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium on this machine: `apt-get install chromium` (Debian) runs this test")
+    page, _ = listening_page(tmp_path)
+    check = tmp_path / "check.html"
+    check.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
+                          "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=20000",
+                          "--dump-dom", check.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="check">(.*?)</pre>', run.stdout)
+    assert found, run.stderr[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"'))
+    assert result == {"audios": 7, "images": 7, "bad": []}
