@@ -143,7 +143,7 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
     with the codec's report on dev clips (`tokenizers/codec.report/`); each skipped when its folder is
     complete or a real asset (`llm`, `codec`) replaces it."""
     from opuslm.data.manifest import read_manifest
-    from opuslm.tokenize.codec_report import codec_report, summary_line
+    from opuslm.eval.codec_report import codec_report, summary_line
     from opuslm.tokenize.mel_pitch import MelPitchConfig, fit_mel_pitch_codec
     from opuslm.tokenize.semantic import train_semantic_tokenizer
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer

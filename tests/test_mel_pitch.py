@@ -93,7 +93,7 @@ def test_bad_settings_and_too_little_audio_are_refused(small_corpus, tmp_path):
 def test_the_codec_report_scores_the_files_it_wrote_with_the_judge(mel_pitch_codec, small_corpus, tmp_path):
     from opuslm.eval.judge import WhisperJudge
     from opuslm.eval.metrics import corpus_wer
-    from opuslm.tokenize.codec_report import codec_report
+    from opuslm.eval.codec_report import codec_report
 
     utterances = read_manifest(small_corpus, split="dev")[:3]
     clips = [(u.id, u.load_audio(small_corpus, target_rate=16000)[0], u.text) for u in utterances]
@@ -111,7 +111,7 @@ def test_the_codec_report_scores_the_files_it_wrote_with_the_judge(mel_pitch_cod
 
 
 def test_f0_agreement_of_a_track_with_itself_is_perfect_and_counts_voicing_errors():
-    from opuslm.tokenize.codec_report import f0_agreement
+    from opuslm.eval.codec_report import f0_agreement
 
     rng = np.random.default_rng(0)
     tracks = [np.where(rng.random(100) < 0.7, rng.uniform(80, 300, 100), 0.0) for _ in range(5)]

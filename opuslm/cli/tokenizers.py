@@ -180,7 +180,7 @@ def _report(args, codec_folder: Path) -> None:
     from opuslm.data.manifest import read_manifest
     from opuslm.eval.judge import load_judge
     from opuslm.tokenize.acoustic import load_acoustic_tokenizer
-    from opuslm.tokenize.codec_report import codec_report, summary_line
+    from opuslm.eval.codec_report import codec_report, summary_line
 
     folder = args.manifest if args.manifest.is_dir() else args.manifest.parent
     utterances = read_manifest(args.manifest, split=args.split)[: args.clips]
