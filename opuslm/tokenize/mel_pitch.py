@@ -11,23 +11,25 @@ Each 40 ms frame (25 Hz, 1:1 with the semantic stream) gets `num_codebooks` ids 
 Decoding is a harmonic-plus-noise synthesiser: each voiced 10 ms sub-frame is a sum of harmonics of
 its frame's F0 whose amplitudes are read off the spectral envelope that the decoded mel implies (the
 mel filter bank's pseudo-inverse), with a fixed random phase per harmonic (zero phases make a buzz:
-judge WER 0.58 against 0.50 on 60 test clips); unvoiced sub-frames are white noise shaped by the same
-envelope. Why this and not the small neural codec or Griffin-Lim, measured on the same 60 test clips
-with the Whisper tiny.en judge (`bench/acoustic_tokenizers.py` repeats the table):
+judge WER 0.58 against 0.50 on 60 test clips in a probe); unvoiced sub-frames are white noise shaped
+by the same envelope. Why this and not the small neural codec or Griffin-Lim, measured on the same
+60 test clips with the Whisper tiny.en judge (`bench/acoustic_tokenizers.py`, 2026-12-02):
 
     | tokens, 8 x 256 at 25 Hz                  | judge WER | median-F0 corr | frame log-F0 | V/UV |
     | original audio                            | 0.31      | 1              | 1            | 0    |
-    | small neural codec (400 steps)            | 0.98      | 0.57           | 0.01         | 0.56 |
-    | mel RVQ x 8, Griffin-Lim 32 it            | 0.52      | 0.78           | 0.36         | 0.25 |
-    | pitch + mel RVQ x 7, this synthesiser     | 0.50      | 0.86           | 0.51         | 0.14 |
+    | small neural codec (400 steps)            | 1.11      | 0.51           | 0.03         | 0.60 |
+    | mel RVQ x 8, Griffin-Lim 32 it            | 0.46      | 0.79           | 0.33         | 0.24 |
+    | pitch + mel RVQ x 7, this synthesiser     | 0.57      | 0.87           | 0.50         | 0.12 |
 
-Griffin-Lim is as intelligible but loses pitch and decodes at 3x real time (this: about 20x); the
-synthesiser carries the pitch the encoder heard, and decodes frame by frame: the phase of every
-harmonic is a running sum of the F0 track, an unvoiced stretch holds the last voiced F0, and the
-noise is a fixed seeded sequence, so decoding a prefix of the codes gives a prefix of the audio up to
-the last sub-frame and the noise filter's window. F0 is measured against pyworld's harvest (a
-different tracker): dio and harvest themselves agree only to 0.63 frame log-F0 correlation on the
-original audio, which bounds that figure.
+Griffin-Lim is about as intelligible (its lead is within the +-0.1 of 60 clips) but loses pitch and
+decodes whole utterances at 3x real time. The synthesiser carries the pitch the encoder heard and
+decodes frame by frame at about 30x: the phase of every harmonic is a running sum of the F0 track,
+an unvoiced stretch holds the last voiced F0, and the noise is a fixed seeded sequence, so decoding
+a prefix of the codes gives a prefix of the audio up to the last sub-frame and the noise filter's
+window. F0 is measured against pyworld's harvest (a different tracker): dio and harvest themselves
+agree only to 0.63 frame log-F0 correlation on the original audio, which bounds that figure. No
+library fits this decoder: pyworld's `synthesize` wants WORLD's own envelope and aperiodicity, and
+librosa's mel inversion is Griffin-Lim.
 
 Encoding is per utterance (batched codes equal single ones by construction), in float64.
 """
