@@ -25,7 +25,7 @@ import numpy as np
 
 from opuslm.audio import resample, write_wav
 from opuslm.eval.speaker import SpeakerEncoder
-from opuslm.tokenize.mel_pitch import import_pyworld
+from opuslm.tokenize.mel_pitch import dio_f0, import_pyworld
 
 SAMPLE_RATE = 16000
 F0_RANGE = (60.0, 500.0)
@@ -39,10 +39,7 @@ def harvest(wav: np.ndarray) -> np.ndarray:
 
 
 def dio(wav: np.ndarray) -> np.ndarray:
-    pyworld = import_pyworld()
-    wav = np.asarray(wav, np.float64)
-    f0, times = pyworld.dio(wav, SAMPLE_RATE, f0_floor=F0_RANGE[0], f0_ceil=F0_RANGE[1], frame_period=10.0)
-    return pyworld.stonemask(wav, f0, times, SAMPLE_RATE)
+    return dio_f0(np.asarray(wav, np.float64), SAMPLE_RATE, *F0_RANGE, frame_period_ms=10.0)
 
 
 def f0_agreement(reference: list[np.ndarray], other: list[np.ndarray]) -> dict:

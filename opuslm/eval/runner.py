@@ -210,7 +210,8 @@ class Evaluation:
         items = list(zip([u.text for u in utts], prompts))
         wavs = self._batched(lambda b: self.lm.synthesize([t for t, _ in b], [p for _, p in b]), items, "tts")
         rate = self.lm.tokenizers.acoustic.sample_rate
-        generated = self.judge.transcribe([resample(w, rate, 16000) if len(w) else np.zeros(1600, np.float32) for w in wavs])
+        heard = [resample(w, rate, 16000) if len(w) else np.zeros(1600, np.float32) for w in wavs]  # judge and speaker encoder
+        generated = self.judge.transcribe(heard)
         originals = self._audio(utts)
         codec = self.lm.tokenizers.acoustic
         resynthesised = [resample(codec.decode(codec.encode(resample(w, 16000, rate), rate)), rate, 16000)
@@ -218,8 +219,7 @@ class Evaluation:
         judged_original = self.judge.transcribe([w for w, _ in originals])
         judged_resynthesis = self.judge.transcribe(resynthesised)
         refs = [u.text for u in utts]
-        self.results.update(speaker_similarities(utts, prompts, [resample(w, rate, 16000) for w in wavs],
-                                                 [w for w, _ in originals], resynthesised))
+        self.results.update(speaker_similarities(utts, prompts, heard, [w for w, _ in originals], resynthesised))
         for u, h in zip(utts, generated):
             errors, words = metrics.word_errors(u.text, h)
             self._record("tts", u, u.text, h, errors / max(words, 1))

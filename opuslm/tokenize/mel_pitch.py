@@ -95,6 +95,13 @@ def import_pyworld():
     return pyworld
 
 
+def dio_f0(wav: np.ndarray, sample_rate: int, f0_floor: float, f0_ceil: float, frame_period_ms: float) -> np.ndarray:
+    """F0 in Hz of each frame of a float64 waveform (0: unvoiced): WORLD's dio refined by stonemask."""
+    pyworld = import_pyworld()
+    coarse, times = pyworld.dio(wav, sample_rate, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=frame_period_ms)
+    return pyworld.stonemask(wav, coarse, times, sample_rate)
+
+
 class MelPitchCodec:
     """Encode and decode with fitted mel codebooks `[num_codebooks - 1, codebook_size, sub_frames * n_mels]`."""
 
@@ -128,11 +135,9 @@ class MelPitchCodec:
 
     def f0(self, wav: np.ndarray) -> np.ndarray:
         """F0 in Hz of each 10 ms sub-frame (0: unvoiced), dio refined by stonemask."""
-        pyworld = import_pyworld()
         c = self.config
         period = 1000.0 * c.sub_hop / c.sample_rate
-        coarse, times = pyworld.dio(wav, c.sample_rate, f0_floor=c.f0_floor, f0_ceil=c.f0_ceil, frame_period=period)
-        return pyworld.stonemask(wav, coarse, times, c.sample_rate)[: len(wav) // c.sub_hop]
+        return dio_f0(wav, c.sample_rate, c.f0_floor, c.f0_ceil, period)[: len(wav) // c.sub_hop]
 
     def stacked_mel(self, wav: np.ndarray) -> np.ndarray:
         """`[frames, sub_frames * n_mels]`: what the mel codebooks quantise."""
@@ -175,10 +180,9 @@ class MelPitchCodec:
     def _harmonics(self, power: np.ndarray, f0: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
         c = self.config
         centres, samples = np.arange(len(f0)) * c.sub_hop, np.arange(n)
-        held = f0.copy()  # an unvoiced sub-frame holds the last voiced F0, so the phase is causal
-        last = c.f0_floor
-        for i, value in enumerate(held):
-            last = held[i] = value if value > 0 else last
+        # an unvoiced sub-frame holds the last voiced F0 (f0_floor before the first), so the phase is causal
+        last_voiced = np.maximum.accumulate(np.where(f0 > 0, np.arange(len(f0)), -1)) if len(f0) else np.zeros(0, int)
+        held = np.where(last_voiced >= 0, f0[np.maximum(last_voiced, 0)], c.f0_floor)
         phase = np.cumsum(2 * np.pi * np.interp(samples, centres, held) / c.sample_rate) if n else np.zeros(0)
         bin_width = c.sample_rate / c.n_fft
         log_power = np.log(power)
