@@ -27,7 +27,13 @@ def test_corpus_wer_and_the_mean_of_utterance_wers_differ_as_defined():
 def test_first_tag_is_case_insensitive_and_only_the_first_counts():
     assert metrics.first_tag("what is nine<Happy><adult>") == "happy"
     assert metrics.first_tag("no tag at all") is None
-    assert metrics.strip_tags("hello there<anger>") == "hello there"
+
+
+def test_a_tag_in_a_hypothesis_separates_words_instead_of_gluing_them():
+    # Whisper's normaliser alone deletes "<0.44>" and scores "sheepdoes": one substitution for two words
+    assert metrics.normalise("about sheep<0.44>does<male>") == "about sheep does"
+    assert metrics.word_errors("about sheep does", "about sheep<0.44>does") == (0, 3)
+    assert metrics.word_errors("about sheep", "about sheep<0.44>does") == (1, 2)
 
 
 def test_aas_averages_start_and_end_shifts_of_matched_words():
@@ -95,6 +101,13 @@ def test_classification_scores_both_prompts_against_the_labels(small_corpus, tmp
     assert sum(map(sum, counts)) == len(test) and counts[labels.index("female")][labels.index("male")] == len(test) - males
     rows = [h for h in evaluation.hyps if h["task"] == "sgc_label"]
     assert [h["reference"] for h in rows] == [f"<{u.labels['gender']}>" for u in test]
+    # a second tag after the transcript is malformed even where the first is right; the tag-only answers are not
+    from opuslm.eval.runner import malformed_outputs
+
+    assert malformed_outputs(evaluation.hyps) == {
+        "sgc": {"malformed": len(test), "outputs": len(test), "share": 1.0,
+                "problems": {"2 labels where the task writes 1": len(test)}},
+        "sgc_label": {"malformed": 0, "outputs": len(test), "share": 0.0, "problems": {}}}
 
 
 def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_listen_to(small_corpus, tmp_path):

@@ -112,7 +112,9 @@ def test_eval_scores_a_declared_task_by_its_first_tag_beside_the_majority_and_un
                       "unseen_labels": ["robot"], "seen_in": "the corpus's train split",
                       "value": evaluation.results["voice_accuracy"]}
     (tmp_path / "trained_labels.json").write_text('{"voice": ["female", "robot"]}')  # the model folder's record wins
+    evaluation = Evaluation(tmp_path, corpus, tmp_path / "eval", lm=ScriptedLM(), batch_size=4, progress=False)
     evaluation.declared(table.declared["voice"], "test")
+    assert all(h["problems"] == ["unknown label <male>"] for h in evaluation.hyps)  # not among those it was taught
     assert evaluation.results["declared"]["voice"]["unseen_labels"] == ["male"]
     labels, counts = evaluation.results["confusion"]["voice"]
     assert counts[labels.index("robot")][labels.index("male")] == 1

@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--beam", type=int, default=1, help="beam width for the text the model writes (1: greedy, "
                           "the default and what the demo reports)")
+    evaluate.add_argument("--guard", action="store_true",
+                          help="score outputs ended where they leave the task's format (as `opuslm generate "
+                          "--guard`); the default scores what the model wrote, so the malformed rate is its own")
     evaluate.set_defaults(func=_eval)
 
     judge = subparsers.add_parser("judge", help="the ASR judge that scores generated speech",
@@ -54,7 +57,7 @@ def register(subparsers) -> None:
 
 def _eval(args) -> None:
     from opuslm.eval.judge import load_judge
-    from opuslm.eval.report import declared_table, table
+    from opuslm.eval.report import declared_table, malformed_table, table
     from opuslm.eval.runner import EVAL_TASKS, Evaluation, check_eval_tasks
     from opuslm.tasks import TaskTable
 
@@ -74,10 +77,10 @@ def _eval(args) -> None:
     check_eval_tasks(tasks, table_of_model)  # before loading a judge and a model
     judge = None if args.judge == "none" else load_judge(args.judge)
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit,
-                            beam=args.beam)
+                            beam=args.beam, guard=args.guard)
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))
-    print("\n".join(declared_table(results["declared"])))
+    print("\n".join(malformed_table(results["malformed"]) + declared_table(results["declared"])))
     print(f"report: {args.out / 'report.md'}")
 
 

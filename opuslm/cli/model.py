@@ -84,6 +84,13 @@ def register(subparsers) -> None:
     generate.add_argument("--greedy-audio", action="store_true", help="greedy audio too (reproducible across batch sizes)")
     generate.add_argument("--seed", type=int, default=defaults.seed)
     generate.add_argument("--beam", type=int, default=defaults.beam, help="text: beam width (1: greedy)")
+    generate.add_argument("--guard", action="store_true",
+                          help="text: end each output where it leaves the task's format (ASR: the transcript "
+                          "only; ASR + X: the transcript and the task's tags; SRWT: ordered timestamps within the "
+                          "clip; STTC: one answer), as if decoding had stopped there")
+    generate.add_argument("--json", action="store_true",
+                          help="one JSON object per input: for text tasks the output read as the task's format "
+                          "(transcript, labels, timestamps, answer) and its problems; for audio the WAV's path")
     generate.add_argument("--device", default="cpu")
     generate.set_defaults(func=_generate)
 
@@ -141,6 +148,8 @@ def _merge(args) -> None:
 
 
 def _generate(args) -> None:
+    import json
+
     from opuslm.audio import load_audio, write_wav
     from opuslm.errors import OpusLMError
     from opuslm.infer.sampling import Sampling
@@ -150,7 +159,7 @@ def _generate(args) -> None:
         raise OpusLMError(f"--beam searches text; {args.task} samples audio (--temperature, --top-k, --top-p, "
                           "--greedy-audio)")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                        greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam)
+                        greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam, guard=args.guard)
     lm = SpeechLM.load(args.model, args.codec, args.device, sampling)
     text_inputs = args.task in ("tts", "continue-text")
     speaker = load_audio(args.speaker) if args.speaker else None
@@ -169,10 +178,18 @@ def _generate(args) -> None:
             results = lm.understand(args.task, sources, args.instruction, args.max_tokens)
         for offset, (source, result) in enumerate(zip(batch, results)):
             if isinstance(result, str):
-                print(f"{source}\t{result}")
+                if not args.json:
+                    print(f"{source}\t{result}")
+                elif args.task == "continue-text":
+                    print(json.dumps({"input": source, "text": result}, ensure_ascii=False))
+                else:
+                    read = lm.read(args.task, result, sources[offset])
+                    print(json.dumps({"input": source, **read.fields()}, ensure_ascii=False))
             else:
                 args.out.mkdir(parents=True, exist_ok=True)
                 path = args.out / f"{args.task}-{start + offset:04d}.wav"
                 write_wav(path, result, lm.tokenizers.acoustic.sample_rate)
-                print(f"{source}\t{path} ({len(result) / lm.tokenizers.acoustic.sample_rate:.2f} s)")
+                seconds = len(result) / lm.tokenizers.acoustic.sample_rate
+                print(json.dumps({"input": source, "wav": str(path), "seconds": round(seconds, 3)}) if args.json
+                      else f"{source}\t{path} ({seconds:.2f} s)")
 

@@ -1,7 +1,9 @@
 """Scoring, by the conventions the field reports (see REFERENCE.md, section 4).
 
 - WER: jiwer over Whisper's English normaliser (whisper-normalizer, pinned), corpus-level (errors of
-  all utterances over their reference words) and as seed-tts-eval's mean of per-utterance WERs.
+  all utterances over their reference words) and as seed-tts-eval's mean of per-utterance WERs. A
+  `<tag>` in a hypothesis is a separator: the normaliser alone deletes it and glues the words on its
+  two sides into one, which hid stray tags (`sheep<0.44>does` is scored as "sheep does").
 - Classification: the FIRST `<tag>` of the hypothesis against the reference's, case-insensitive
   (OSUM's scoring); a hypothesis without a tag is wrong.
 - SRWT: WER of the words, and AAS, the mean absolute shift in ms of the start and end times of the
@@ -29,7 +31,9 @@ def _normaliser():
 
 
 def normalise(text: str) -> str:
-    return " ".join(_normaliser()(text).split())
+    from opuslm.infer.outputs import emitted_words
+
+    return " ".join(_normaliser()(emitted_words(text)).split())
 
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
@@ -59,10 +63,6 @@ def mean_utterance_wer(references: list[str], hypotheses: list[str]) -> float:
 def first_tag(text: str) -> str | None:
     match = TAG.search(text)
     return match.group(1).strip().lower() if match else None
-
-
-def strip_tags(text: str) -> str:
-    return " ".join(TAG.sub(" ", text).split())
 
 
 def timed_words(text: str) -> list[tuple[str, float, float]]:

@@ -11,16 +11,16 @@ ROWS = (
     ("asr_wer_dev", "ASR WER, seen speakers", None, False),
     ("sgc_accuracy", "SGC (gender) accuracy, after the transcript", 0.95, True),
     ("sgc_label_accuracy", "SGC (gender) accuracy, tag only", 0.95, True),
-    ("sap_accuracy", "SAP (age) accuracy, after the transcript", 0.85, True),
-    ("sap_label_accuracy", "SAP (age) accuracy, tag only", 0.85, True),
-    ("ser_accuracy", "SER (emotion) accuracy, after the transcript", 0.85, True),
-    ("ser_label_accuracy", "SER (emotion) accuracy, tag only", 0.85, True),
+    ("sap_accuracy", "SAP (age) accuracy, after the transcript", 0.75, True),
+    ("sap_label_accuracy", "SAP (age) accuracy, tag only", 0.75, True),
+    ("ser_accuracy", "SER (emotion) accuracy, after the transcript", 0.7, True),
+    ("ser_label_accuracy", "SER (emotion) accuracy, tag only", 0.7, True),
     ("ssr_accuracy", "SSR (style) accuracy, after the transcript", 0.85, True),
     ("ssr_label_accuracy", "SSR (style) accuracy, tag only", 0.85, True),
-    ("ved_accuracy", "VED (vocal event) accuracy, after the transcript", 0.90, True),
-    ("ved_label_accuracy", "VED (vocal event) accuracy, tag only", 0.90, True),
+    ("ved_accuracy", "VED (vocal event) accuracy, after the transcript", 0.95, True),
+    ("ved_label_accuracy", "VED (vocal event) accuracy, tag only", 0.95, True),
     ("srwt_aas_ms", "SRWT boundary shift (AAS, ms)", 60.0, False),
-    ("srwt_wer", "SRWT word WER", None, False),
+    ("srwt_wer", "SRWT word WER", 0.15, False),
     ("sttc_accuracy", "STTC answer accuracy", 0.80, True),
     ("tts_wer", "TTS judge WER (corpus)", None, False),
     ("tts_wer_mean_utterance", "TTS judge WER (mean per utterance)", None, False),
@@ -149,6 +149,7 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
     lines = [f"# Evaluation of {results['model']}", "",
              f"Corpus {results['corpus']} (manifest {results['corpus_manifest_hash']}), vocabulary {results['model_vocab']}, "
              f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", "", table(metrics), ""]
+    lines += malformed_table(results.get("malformed", {}))
     lines += declared_table(results.get("declared", {}))
     lines += [f"![{p}]({p})" for p in plots]
     lines += sample_tables(results.get("samples", {}))
@@ -211,6 +212,27 @@ def declared_table(declared: dict) -> list[str]:
         unseen = f"{', '.join(d['unseen_labels']) or 'none'} ({d['seen_in']})" if "unseen_labels" in d else ""
         lines.append(f"| {name} | {d['score']} | {_value(d['value'])} | {_value(d.get('majority'))} | {unseen} | "
                      f"{d['utterances']} |")
+    return lines
+
+
+def malformed_target(task: str) -> float:
+    """The share of malformed outputs a task may have: none for ASR and the tag-only tasks (the
+    simplest formats), 2% for the others."""
+    return 0.0 if task == "asr" or task.endswith("_label") else 0.02
+
+
+def malformed_table(malformed: dict) -> list[str]:
+    """Per task, the outputs that do not read as the task's format (`opuslm.infer.outputs`)."""
+    if not malformed:
+        return []
+    lines = ["", "## Malformed outputs (stray or unknown tags, bad timestamps, a missing answer)", "",
+             "| task | malformed | of | share | target | met | commonest problems |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for task, m in malformed.items():
+        target = malformed_target(task)
+        problems = "; ".join(f"{_cell(p)} x{n}" for p, n in m["problems"].items())
+        lines.append(f"| {task} | {m['malformed']} | {m['outputs']} | {m['share']:.3f} | <= {target:g} | "
+                     f"{'yes' if m['share'] <= target else 'NO'} | {problems} |")
     return lines
 
 

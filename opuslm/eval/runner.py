@@ -20,8 +20,9 @@ from opuslm.audio import resample, write_wav
 from opuslm.data.manifest import read_manifest
 from opuslm.errors import OpusLMError
 from opuslm.eval import metrics
+from opuslm.infer.outputs import TaskOutput, read_output
 from opuslm.tasks import BUILTIN_TASKS, DECLARED_SCORES, TaskSpec, TaskTable, trained_labels
-from opuslm.templates import TARGET_WRITERS, TemplateError
+from opuslm.templates import TARGET_WRITERS, TemplateError, label_values
 
 # OSUM's ASR + X tasks, scored by the label they name; each with its tag-only variant `<task>_label`
 CLASSIFICATION = {name: spec.labels[0] for name, spec in BUILTIN_TASKS.items()
@@ -47,6 +48,21 @@ def target_text(spec: TaskSpec, utterance) -> str | None:
         return TARGET_WRITERS[spec.target](meta, spec)
     except TemplateError:
         return None
+
+
+def malformed_outputs(hyps: list[dict], commonest: int = 3) -> dict:
+    """Per task read by its format (`opuslm.infer.outputs`): how many outputs are malformed, of how
+    many, and the commonest problems with their counts."""
+    from collections import Counter
+
+    out = {}
+    for task in dict.fromkeys(row["task"] for row in hyps if "malformed" in row):
+        rows = [row for row in hyps if row["task"] == task and "malformed" in row]
+        bad = sum(row["malformed"] for row in rows)
+        problems = Counter(problem for row in rows for problem in row["problems"])
+        out[task] = {"malformed": bad, "outputs": len(rows), "share": bad / len(rows),
+                     "problems": dict(problems.most_common(commonest))}
+    return out
 
 
 def speaker_similarities(utts, prompts, generated, originals, resynthesised) -> dict:
@@ -80,16 +96,17 @@ class Evaluation:
     SAMPLES = 5  # TTS samples written under samples/ (and twice as many ASR rows) for the report
 
     def __init__(self, model_folder: Path, corpus: Path, out: Path, judge=None, codec=None, batch_size: int = 8,
-                 limit: int | None = None, progress: bool = True, lm=None, beam: int = 1):
+                 limit: int | None = None, progress: bool = True, lm=None, beam: int = 1, guard: bool = False):
         from opuslm.infer.sampling import Sampling
         from opuslm.infer.speech_lm import SpeechLM
 
-        self.lm = lm or SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0, beam=beam))
+        self.lm = lm or SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0, beam=beam, guard=guard))
         self.model_folder, self.corpus, self.out = Path(model_folder), Path(corpus), Path(out)
         self.judge, self.batch_size, self.limit, self.progress = judge, batch_size, limit, progress
         self.hyps: list[dict] = []
         self.results: dict = {}
         self.samples: dict[str, list[dict]] = {}
+        self.taught: dict[str, tuple[set[str], str]] = {}  # per task, `_labels_taught`
 
     def _utterances(self, split: str, where=None):
         chosen = [u for u in read_manifest(self.corpus, split=split) if where is None or where(u)]
@@ -106,9 +123,36 @@ class Evaluation:
             out += fn(items[start:start + self.batch_size])
         return out
 
-    def _record(self, task: str, utterance, reference: str, hypothesis: str, score) -> None:
-        self.hyps.append({"id": utterance.id, "task": task, "split": utterance.split, "reference": reference,
-                          "hypothesis": hypothesis, "score": score})
+    def _record(self, task: str, utterance, reference: str, hypothesis: str, score, output: TaskOutput | None = None) -> None:
+        row = {"id": utterance.id, "task": task, "split": utterance.split, "reference": reference,
+               "hypothesis": hypothesis, "score": score}
+        if output is not None:
+            row |= {"malformed": output.malformed, "problems": output.problems}
+        self.hyps.append(row)
+
+    def _labels_taught(self, spec: TaskSpec) -> tuple[set[str], str]:
+        """The labels the model was taught to write for `spec` (its folder's record, else the corpus's
+        train split's), and which of the two they come from."""
+        if spec.name not in self.taught:
+            recorded = trained_labels(self.model_folder).get(spec.name)
+            if recorded is not None:
+                self.taught[spec.name] = set(recorded), "the model's training data"
+            else:
+                taught = set()
+                for u in read_manifest(self.corpus, split="train"):
+                    try:
+                        taught.update(label_values({"id": u.id, "labels": u.labels}, tuple(spec.labels)))
+                    except TemplateError:
+                        pass
+                self.taught[spec.name] = taught, "the corpus's train split"
+        return self.taught[spec.name]
+
+    def _read(self, spec: TaskSpec, reference: str, hypothesis: str, utterance=None) -> TaskOutput:
+        """The hypothesis read as the task's format: as many labels as the reference holds, from those the
+        model was taught; timestamps within the clip."""
+        known = self._labels_taught(spec)[0] if spec.labels else None
+        clip = utterance.duration if utterance is not None and spec.target == "timestamps" else None
+        return read_output(spec.target, hypothesis, len(metrics.TAG.findall(reference)), known, clip)
 
     # ---- tasks ----
     def asr(self, split: str) -> None:
@@ -116,7 +160,7 @@ class Evaluation:
         hyps = self._batched(lambda a: self.lm.transcribe(a), self._audio(utts), f"asr {split}")
         for u, h in zip(utts, hyps):
             errors, words = metrics.word_errors(u.text, h)
-            self._record("asr", u, u.text, h, errors / max(words, 1))
+            self._record("asr", u, u.text, h, errors / max(words, 1), self._read(BUILTIN_TASKS["asr"], u.text, h))
         self.results[f"asr_wer_{split}"] = metrics.corpus_wer([u.text for u in utts], hyps)
         if split == "test":
             self.samples["asr"] = [{"id": u.id, "reference": u.text, "hypothesis": h, "labels": u.labels}
@@ -133,7 +177,8 @@ class Evaluation:
             hyps = self._batched(lambda a: self.lm.understand(variant, a), audio, variant)
             predicted = [metrics.first_tag(h) for h in hyps]
             for u, h, p, r in zip(utts, hyps, predicted, references):
-                self._record(variant, u, reference(u, r), h, float(p == r))
+                self._record(variant, u, reference(u, r), h, float(p == r),
+                             self._read(BUILTIN_TASKS[variant], reference(u, r), h))
             correct = [p == r for p, r in zip(predicted, references)]
             self.results[f"{variant}_accuracy"] = float(np.mean(correct)) if utts else None
             self.results.setdefault("confusion", {})[variant] = metrics.confusion(references, predicted)
@@ -148,7 +193,8 @@ class Evaluation:
         for u, r, h in zip(utts, refs, hyps):
             mine = metrics.boundary_shifts(r, h)
             shifts += mine
-            self._record("srwt", u, r, h, float(np.mean(mine) * 1000) if mine else None)
+            self._record("srwt", u, r, h, float(np.mean(mine) * 1000) if mine else None,
+                         self._read(BUILTIN_TASKS["srwt"], r, h, u))
         plain = lambda text: " ".join(w for w, _, _ in metrics.timed_words(text))  # noqa: E731
         self.results["srwt_wer"] = metrics.corpus_wer([plain(r) for r in refs], [plain(h) for h in hyps])
         self.results["srwt_aas_ms"] = float(np.mean(shifts) * 1000) if shifts else None
@@ -158,7 +204,8 @@ class Evaluation:
         hyps = self._batched(lambda a: self.lm.understand("sttc", a), self._audio(utts), "sttc")
         correct = [metrics.answer_of(h) == metrics.normalise(u.answer) for u, h in zip(utts, hyps)]
         for u, h, c in zip(utts, hyps, correct):
-            self._record("sttc", u, f"{u.text}<answer>{u.answer}", h, float(c))
+            reference = f"{u.text}<answer>{u.answer}"
+            self._record("sttc", u, reference, h, float(c), self._read(BUILTIN_TASKS["sttc"], reference, h))
         self.results["sttc_accuracy"] = float(np.mean(correct)) if utts else None
 
     def declared(self, spec: TaskSpec, split: str) -> None:
@@ -173,12 +220,7 @@ class Evaluation:
         if spec.score == "first_tag":
             truth, predicted = [metrics.first_tag(r) for r in references], [metrics.first_tag(h) for h in hyps]
             scores = [float(p == t) for p, t in zip(predicted, truth)]
-            recorded = trained_labels(self.model_folder).get(spec.name)
-            if recorded is not None:  # what the model's training data held
-                seen, report["seen_in"] = set(recorded), "the model's training data"
-            else:
-                trained = (target_text(spec, u) for u in read_manifest(self.corpus, split="train"))
-                seen, report["seen_in"] = {metrics.first_tag(t) for t in trained if t is not None}, "the corpus's train split"
+            seen, report["seen_in"] = self._labels_taught(spec)
             counts = {label: truth.count(label) for label in set(truth)}
             report.update(majority=max(counts.values()) / len(truth) if truth else None,
                           unseen_labels=sorted(set(truth) - seen))
@@ -188,7 +230,7 @@ class Evaluation:
         else:
             scores = [e / max(w, 1) for e, w in (metrics.word_errors(r, h) for r, h in zip(references, hyps))]
         for u, r, h, score in zip(utts, references, hyps, scores):
-            self._record(spec.name, u, r, h, score)
+            self._record(spec.name, u, r, h, score, self._read(spec, r, h, u))
         value = metrics.corpus_wer(references, hyps) if spec.score == "wer" else (float(np.mean(scores)) if utts else None)
         self.results[f"{spec.name}_{'wer' if spec.score == 'wer' else 'accuracy'}"] = value
         self.results.setdefault("declared", {})[spec.name] = {**report, "value": value}
@@ -297,9 +339,11 @@ class Evaluation:
         results = {
             "metrics": self.results, "model": str(self.model_folder), "model_vocab": self.lm.vocab.hash,
             "corpus": str(self.corpus), "corpus_manifest_hash": folder_hash(self.corpus / "manifest.jsonl"),
-            "judge": getattr(self.judge, "info", None), "limit": self.limit, "seconds": round(time.time() - started, 1),
+            "judge": getattr(self.judge, "info", None), "limit": self.limit, "guard": getattr(getattr(self.lm, "sampling", None), "guard", False),
+            "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
             "declared": declared,
+            "malformed": malformed_outputs(self.hyps),
             "samples": self.samples,
         }
         (self.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -16,6 +16,7 @@ class Sampling:
     greedy_audio: bool = False
     seed: int = 0
     beam: int = 1  # text targets: the beam width (1: greedy)
+    guard: bool = False  # text targets: end where the output leaves the task's format (`opuslm.infer.outputs`)
 
     def __post_init__(self):
         if self.beam < 1:

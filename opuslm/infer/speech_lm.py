@@ -19,7 +19,8 @@ from opuslm.errors import OpusLMError
 from opuslm.infer.beam import beam_search
 from opuslm.infer.decode import Generated, Prompt, generate
 from opuslm.infer.sampling import Sampling
-from opuslm.tasks import TaskTable
+from opuslm.infer.outputs import TaskOutput, read_output
+from opuslm.tasks import TaskTable, trained_labels
 from opuslm.templates import PROMPT_SECONDS, TemplateBuilder
 from opuslm.tokenize.shards import TokenizedUtterance
 from opuslm.tokenize.text import text_ids
@@ -30,9 +31,10 @@ Audio = tuple[np.ndarray, int]  # waveform, sample rate
 
 class SpeechLM:
     def __init__(self, model, tokenizers, sampling: Sampling | None = None, prompt_seconds: float = PROMPT_SECONDS,
-                 tasks: TaskTable | None = None):
+                 tasks: TaskTable | None = None, labels_taught: dict[str, list[str]] | None = None):
         self.model, self.tokenizers = model, tokenizers
         self.tasks = tasks or TaskTable()
+        self.labels_taught = labels_taught or {}  # per task, the labels its training data held (the guard's)
         self.sampling = sampling or Sampling()
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
@@ -51,7 +53,7 @@ class SpeechLM:
 
         tokenizers = SpeechTokenizers(model_tokenizers(folder, codec))
         model = OpusLM.from_pretrained(folder).to(device).eval()
-        return cls(model, tokenizers, sampling, tasks=TaskTable.of_model(folder))
+        return cls(model, tokenizers, sampling, tasks=TaskTable.of_model(folder), labels_taught=trained_labels(folder))
 
     # ---- inputs ----
     def tokenize_audio(self, audio: Audio, text: str = "") -> TokenizedUtterance:
@@ -87,16 +89,30 @@ class SpeechLM:
             return beam_search(self.model, prompts, self.sampling.beam)
         return generate(self.model, prompts, self.sampling, progress)
 
+    def read(self, task: str, text: str, audio: Audio | None = None) -> TaskOutput:
+        """`text` read as `task`'s format: one label per label key, from the labels the model was taught
+        when its folder records them; timestamps within `audio`."""
+        spec = self.tasks.require(task)
+        taught = self.labels_taught.get(task)
+        seconds = len(audio[0]) / audio[1] if audio is not None else None
+        return read_output(spec.target, text, len(spec.labels), set(taught) if taught else None, seconds)
+
+    def _answers(self, task: str, generated: list[Generated], audios: list[Audio]) -> list[str]:
+        texts = [self._text(g) for g in generated]
+        if not self.sampling.guard:
+            return texts
+        return [self.read(task, text, audio).well_formed for text, audio in zip(texts, audios)]
+
     # ---- verbs ----
     def transcribe(self, audios: list[Audio], max_tokens: int = 200) -> list[str]:
         prompts = [self._prompt("asr", self.tokenize_audio(a), "text", max_tokens) for a in audios]
-        return [self._text(g) for g in self._run(prompts)]
+        return self._answers("asr", self._run(prompts), audios)
 
     def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200) -> list[str]:
         self.tasks.require(task)
         prompts = [self._prompt(task, self.tokenize_audio(a), "text", max_tokens, instruct=True, instruction=instruction)
                    for a in audios]
-        return [self._text(g) for g in self._run(prompts)]
+        return self._answers(task, self._run(prompts), audios)
 
     def synthesize(self, texts: list[str], speaker_prompts: list[Audio | None] | None = None,
                    max_seconds: float = 20.0) -> list[np.ndarray]:
