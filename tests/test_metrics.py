@@ -135,6 +135,9 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
         def synthesize(self, texts, prompts):
             return [p[0] if p is not None else np.zeros(800, np.float32) for p in prompts]
 
+        def continue_audio(self, prompts, max_seconds):
+            return [p[0] for p in prompts]
+
     class Judge:  # hears the first word of the reference in every clip
         info = {"kind": "scripted"}
 
@@ -152,6 +155,17 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
     assert results["tts_speaker_sim"] == pytest.approx(1.0, abs=1e-5)
     assert results["resynthesis_speaker_sim"] == pytest.approx(1.0, abs=1e-5)
     assert results["tts_speaker_sim_different_speaker"] < results["tts_speaker_sim_same_speaker"] < 1.0
+    # continuation: echoing the prompt is its own voice; the references are second halves of originals
+    from opuslm.eval.speaker import SpeakerEncoder
+
+    evaluation.continuation("test")
+    assert results["continuation_speaker_sim"] == pytest.approx(1.0, abs=1e-5)
+    encoder = SpeakerEncoder()
+    halves = [u.load_audio(small_corpus, target_rate=16000)[0] for u in test]
+    halves = [(w[:len(w) // 2], w[len(w) // 2:]) for w in halves]
+    same = [float(encoder.embed(b) @ encoder.embed(a)) for a, b in halves]
+    assert results["continuation_speaker_sim_same_speaker"] == pytest.approx(np.mean(same), abs=1e-5)
+    assert results["continuation_speaker_sim_different_speaker"] < results["continuation_speaker_sim_same_speaker"]
     samples = evaluation.samples["tts"]
     assert [s["id"] for s in samples] == [u.id for u in test[:Evaluation.SAMPLES]]
     for s in samples:

@@ -30,6 +30,9 @@ ROWS = (
     ("tts_speaker_sim", "TTS speaker similarity to the prompt", None, True),
     ("tts_speaker_sim_same_speaker", "speaker similarity, same speaker's other utterance", None, True),
     ("tts_speaker_sim_different_speaker", "speaker similarity, a different speaker", None, True),
+    ("continuation_speaker_sim", "audio continuation's speaker similarity to its prompt", None, True),
+    ("continuation_speaker_sim_same_speaker", "speaker similarity, the prompt's own second half", None, True),
+    ("continuation_speaker_sim_different_speaker", "speaker similarity, a different speaker's second half", None, True),
     ("resynthesis_speaker_sim", "speaker similarity of codec resynthesis to the original", 0.85, True),
     ("tts_ceiling_resynthesis_wer", "judge WER on codec resynthesis (ceiling)", None, False),
     ("tts_judge_original_wer", "judge WER on the original audio", 0.20, False),
@@ -55,9 +58,11 @@ def targets_met(metrics: dict) -> dict[str, bool]:
     ceiling, original = metrics.get("tts_ceiling_resynthesis_wer"), metrics.get("tts_judge_original_wer")
     if metrics.get("tts_wer") is not None and ceiling is not None:
         met["tts_wer"] = metrics["tts_wer"] <= min(1.5 * ceiling, 0.6)
-    same, different = metrics.get("tts_speaker_sim_same_speaker"), metrics.get("tts_speaker_sim_different_speaker")
-    if metrics.get("tts_speaker_sim") is not None and same is not None and different is not None:
-        met["tts_speaker_sim"] = metrics["tts_speaker_sim"] >= different + 0.5 * (same - different)
+    for task in ("tts", "continuation"):
+        spoken, same, different = (metrics.get(f"{task}_speaker_sim{suffix}")
+                                   for suffix in ("", "_same_speaker", "_different_speaker"))
+        if spoken is not None and same is not None and different is not None:
+            met[f"{task}_speaker_sim"] = spoken >= different + 0.5 * (same - different)
     if ceiling is not None and original is not None:
         met["tts_ceiling_resynthesis_wer"] = ceiling <= 1.3 * original
     if metrics.get("text_perplexity") is not None and metrics.get("text_perplexity_base_llm") is not None:
@@ -74,7 +79,7 @@ def table(metrics: dict) -> str:
         goal = ("" if target is None else (">= " if higher else "<= ") + _value(target))
         if key == "tts_wer":
             goal = "<= 1.5x ceiling and <= 0.6"
-        if key == "tts_speaker_sim":
+        if key in ("tts_speaker_sim", "continuation_speaker_sim"):
             goal = ">= different + half the gap to same"
         if key == "tts_ceiling_resynthesis_wer":
             goal = "<= 1.3x original"

@@ -27,7 +27,7 @@ from opuslm.templates import TARGET_WRITERS, TemplateError, label_values
 # OSUM's ASR + X tasks, scored by the label they name; each with its tag-only variant `<task>_label`
 CLASSIFICATION = {name: spec.labels[0] for name, spec in BUILTIN_TASKS.items()
                   if spec.target == "transcript+labels" and spec.score == "first_tag"}
-EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "text")  # what `run` can score, in its order
+EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "continuation", "text")  # what `run` can score, in its order
 
 
 def check_eval_tasks(tasks: list[str], table: TaskTable | None = None) -> None:
@@ -65,31 +65,43 @@ def malformed_outputs(hyps: list[dict], commonest: int = 3) -> dict:
     return out
 
 
-def speaker_similarities(utts, prompts, generated, originals, resynthesised) -> dict:
-    """Speaker similarity (`opuslm/eval/speaker.py`) of the generated speech to its prompt, beside the two
-    references that say what a number means on this corpus: another utterance of the prompt's speaker
-    (the original of the same sentence) and an utterance of a different speaker (the next test utterance
-    by someone else); and of the codec's resynthesis to its original."""
+def prompt_similarities(speakers: list[str], prompts: list, generated: list, same_speaker: list) -> dict:
+    """Speaker similarity (`opuslm/eval/speaker.py`) of generated speech to its prompt, beside the two
+    references that say what a number means on this corpus: speech of the prompt's own speaker
+    (`same_speaker`) and the same kind of speech by a different speaker (the next item by someone else).
+    A prompt of None is left out. Returns {"generated", "same_speaker", "different_speaker"} means."""
     from opuslm.eval.speaker import SpeakerEncoder
 
     encoder = SpeakerEncoder()
     embed = lambda wavs: [encoder.embed(w) if w is not None else None for w in wavs]  # noqa: E731
-    prompt_vectors = embed([p[0] if p is not None else None for p in prompts])
-    generated_vectors, original_vectors, resynthesis_vectors = embed(generated), embed(originals), embed(resynthesised)
+    prompt_vectors, generated_vectors, same_vectors = embed(prompts), embed(generated), embed(same_speaker)
     same, different, spoken = [], [], []
-    for i, u in enumerate(utts):
+    for i, speaker in enumerate(speakers):
         if prompt_vectors[i] is None:
             continue
-        others = [j for j in range(i + 1, len(utts)) if utts[j].speaker != u.speaker] + \
-                 [j for j in range(i) if utts[j].speaker != u.speaker]
+        others = [j for j in range(i + 1, len(speakers)) if speakers[j] != speaker] + \
+                 [j for j in range(i) if speakers[j] != speaker]
         spoken.append(float(generated_vectors[i] @ prompt_vectors[i]))
-        same.append(float(original_vectors[i] @ prompt_vectors[i]))
+        same.append(float(same_vectors[i] @ prompt_vectors[i]))
         if others:
-            different.append(float(original_vectors[others[0]] @ prompt_vectors[i]))
+            different.append(float(same_vectors[others[0]] @ prompt_vectors[i]))
     mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
-    return {"tts_speaker_sim": mean(spoken), "tts_speaker_sim_same_speaker": mean(same),
-            "tts_speaker_sim_different_speaker": mean(different),
-            "resynthesis_speaker_sim": mean([float(a @ b) for a, b in zip(resynthesis_vectors, original_vectors)])}
+    return {"generated": mean(spoken), "same_speaker": mean(same), "different_speaker": mean(different)}
+
+
+def speaker_similarities(utts, prompts, generated, originals, resynthesised) -> dict:
+    """TTS: the generated speech against its prompt (another utterance of the speaker), the references
+    being the original of the same sentence and a different speaker's original; and the codec's
+    resynthesis against its original."""
+    from opuslm.eval.speaker import SpeakerEncoder
+
+    tts = prompt_similarities([u.speaker for u in utts], [p[0] if p is not None else None for p in prompts],
+                              generated, originals)
+    encoder = SpeakerEncoder()
+    resynthesis = [float(encoder.embed(a) @ encoder.embed(b)) for a, b in zip(resynthesised, originals)]
+    return {"tts_speaker_sim": tts["generated"], "tts_speaker_sim_same_speaker": tts["same_speaker"],
+            "tts_speaker_sim_different_speaker": tts["different_speaker"],
+            "resynthesis_speaker_sim": float(np.mean(resynthesis)) if resynthesis else None}
 
 
 class Evaluation:
@@ -292,6 +304,24 @@ class Evaluation:
                            "judge_generated": generated[i], "judge_original": judged_original[i]})
         self.samples["tts"] = listed
 
+    def continuation(self, split: str) -> None:
+        """Audio continuation keeps the voice: the first half of each utterance is the prompt, continued for
+        as long again; the continuation's speaker similarity to the prompt, beside the utterance's own
+        second half (the same speaker) and a different speaker's second half."""
+        utts = self._utterances(split)
+        audio = [w for w, _ in self._audio(utts)]
+        halves = [len(w) // 2 for w in audio]
+        prompts = [(w[:half], 16000) for w, half in zip(audio, halves)]
+        seconds = float(np.mean(halves)) / 16000 if halves else 0.0
+        wavs = self._batched(lambda b: self.lm.continue_audio(b, max_seconds=seconds), prompts, "continuation")
+        rate = self.lm.tokenizers.acoustic.sample_rate
+        continued = [resample(w, rate, 16000) if len(w) else np.zeros(1600, np.float32) for w in wavs]
+        similar = prompt_similarities([u.speaker for u in utts], [p for p, _ in prompts], continued,
+                                      [w[half:] for w, half in zip(audio, halves)])
+        self.results.update({f"continuation_speaker_sim{'' if key == 'generated' else '_' + key}": value
+                             for key, value in similar.items()})
+        self.results["continuation_seconds_mean"] = float(np.mean([len(w) / rate for w in wavs])) if wavs else None
+
     def text(self, split: str, base_llm: Path | None) -> None:
         from opuslm.eval.text import TextScorer, multiple_choice_set
 
@@ -329,6 +359,8 @@ class Evaluation:
             self.sttc("test")
         if "tts" in tasks:
             self.tts("test")
+        if "continuation" in tasks:
+            self.continuation("test")
         if "text" in tasks:
             self.text("test", base_llm)
         for name in tasks:
