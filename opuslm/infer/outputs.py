@@ -18,9 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from opuslm.templates import ANSWER_MARKER
+
 PIECE = re.compile(r"(<[^<>]*>|[<>])")  # a text split on it alternates words and tags (or a lone bracket)
 TIME = re.compile(r"\d+(?:\.\d+)?")
-ANSWER = "answer"  # the tag between a transcript and its answer (`templates.ANSWER_MARKER`)
+ANSWER = ANSWER_MARKER[1:-1]  # the tag between a transcript and its answer, as `pieces` names it
 CLIP_SLACK = 0.1  # seconds a timestamp may pass the clip's end (a frame and a rounding)
 
 
