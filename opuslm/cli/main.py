@@ -7,11 +7,11 @@ import os
 import sys
 
 from opuslm import __version__
-from opuslm.cli import data, demo, evaluate, layout, model, stages, tokenizers
+from opuslm.cli import assets, data, demo, evaluate, layout, model, stages, tokenizers
 from opuslm.errors import OpusLMError
 
 # Each module contributes its subcommands through `register(subparsers)` and sets `func` on them.
-COMMAND_MODULES = (data, tokenizers, layout, model, stages, evaluate, demo)
+COMMAND_MODULES = (data, tokenizers, layout, model, stages, evaluate, demo, assets)
 
 
 def build_parser() -> argparse.ArgumentParser:
