@@ -26,7 +26,8 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
     results = json.loads((out / "eval" / "results.json").read_text())
     metrics = results["metrics"]
     for key in ("asr_wer_test", "asr_wer_dev", "sgc_accuracy", "tts_wer", "tts_ceiling_resynthesis_wer",
-                "text_perplexity", "text_perplexity_base_llm", "text_mc_accuracy"):
+                "text_perplexity", "text_perplexity_base_llm", "text_mc_accuracy", "english_perplexity",
+                "english_perplexity_base_llm", "facts_accuracy", "facts_accuracy_base_llm"):
         assert isinstance(metrics[key], float), key
     hyps = [json.loads(line) for line in (out / "eval" / "hyps.jsonl").read_text().splitlines()]
     assert {h["task"] for h in hyps} >= {"asr", "sgc", "ser", "tts"}

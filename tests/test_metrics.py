@@ -1,9 +1,11 @@
 """Metric code against hand-computed cases."""
 
+import re
+
 import pytest
 
 from opuslm.eval import metrics
-from opuslm.eval.text import multiple_choice_set
+from opuslm.eval.text import english_sentences, factual_questions, multiple_choice_set
 
 
 def test_wer_counts_substitutions_insertions_and_deletions():
@@ -62,6 +64,47 @@ def test_multiple_choice_set_is_fixed_and_well_formed():
     for question, options, answer in items:
         assert len(options) == 4 == len(set(options)) and 0 <= answer < 4
     assert any(q.startswith("what is") and "plus" in q for q, _, _ in items)
+
+
+def test_factual_questions_hold_each_facts_own_answer_and_right_sums():
+    from pathlib import Path
+
+    items = factual_questions()
+    assert items == factual_questions() and len(items) == 207 + 100
+    rows = [line.split("\t") for line in (Path(metrics.__file__).parent / "data" / "facts.tsv").read_text().splitlines()
+            if line and not line.startswith("#")]
+    answers = {question: answer for _, question, answer in rows}
+    for prompt, options, answer in items:
+        assert len(options) == 4 == len(set(options)) and 0 <= answer < 4
+        question = prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
+        arithmetic = re.fullmatch(r"What is (\d+) (plus|minus|times) (\d+)\?", question)
+        if arithmetic:
+            a, op, b = int(arithmetic[1]), arithmetic[2], int(arithmetic[3])
+            assert int(options[answer]) == {"plus": a + b, "minus": a - b, "times": a * b}[op] >= 0
+        else:
+            assert options[answer] == answers[question]
+
+
+def test_general_english_is_held_out_from_the_demo_grammar():
+    from opuslm.data.synth.sentences import vocabulary
+
+    grammar = vocabulary()
+    sentences = english_sentences()
+    assert len(sentences) == len(set(sentences)) == 194
+    for sentence in sentences:
+        words = set(re.sub(r"[^a-z' ]", " ", sentence.lower()).split())
+        assert words - grammar, sentence  # every sentence has words the grammar never writes
+
+
+def test_text_ability_targets_read_against_the_base_llm():
+    from opuslm.eval.report import table, targets_met
+
+    kept = {"english_perplexity": 10.9, "english_perplexity_base_llm": 10.0, "facts_accuracy": 0.56,
+            "facts_accuracy_base_llm": 0.60}
+    assert targets_met(kept) == {"english_perplexity": True, "facts_accuracy": True}
+    lost = {**kept, "english_perplexity": 11.1, "facts_accuracy": 0.54}
+    assert targets_met(lost) == {"english_perplexity": False, "facts_accuracy": False}
+    assert "| factual questions in text (4 options) | 0.540 | >= base LLM - 0.05 | NO |" in table(lost)
 
 
 def test_the_report_names_the_judge_in_one_line_without_its_lexicon():

@@ -41,7 +41,15 @@ ROWS = (
     ("text_perplexity_base_llm", "text perplexity of the LLM before speech", None, False),
     ("text_mc_accuracy", "text multiple-choice accuracy", None, True),
     ("text_mc_accuracy_base_llm", "multiple-choice accuracy of the LLM before speech", None, True),
+    ("english_perplexity", "perplexity of general English (held-out)", None, False),
+    ("english_perplexity_base_llm", "perplexity of general English, the LLM before speech", None, False),
+    ("facts_accuracy", "factual questions in text (4 options)", None, True),
+    ("facts_accuracy_base_llm", "factual questions in text, the LLM before speech", None, True),
 )
+
+# Text ability kept, against the LLM the model grew from: (metric, "ratio" or "points", allowance)
+KEPT_FROM_BASE = (("text_perplexity", "ratio", 1.10), ("english_perplexity", "ratio", 1.10),
+                  ("facts_accuracy", "points", 0.05))
 
 
 def _value(value) -> str:
@@ -65,8 +73,10 @@ def targets_met(metrics: dict) -> dict[str, bool]:
             met[f"{task}_speaker_sim"] = spoken >= different + 0.5 * (same - different)
     if ceiling is not None and original is not None:
         met["tts_ceiling_resynthesis_wer"] = ceiling <= 1.3 * original
-    if metrics.get("text_perplexity") is not None and metrics.get("text_perplexity_base_llm") is not None:
-        met["text_perplexity"] = metrics["text_perplexity"] <= 1.10 * metrics["text_perplexity_base_llm"]
+    for key, kind, allowance in KEPT_FROM_BASE:
+        value, base = metrics.get(key), metrics.get(f"{key}_base_llm")
+        if value is not None and base is not None:
+            met[key] = value <= allowance * base if kind == "ratio" else value >= base - allowance
     return met
 
 
@@ -83,8 +93,10 @@ def table(metrics: dict) -> str:
             goal = ">= different + half the gap to same"
         if key == "tts_ceiling_resynthesis_wer":
             goal = "<= 1.3x original"
-        if key == "text_perplexity":
-            goal = "<= 1.1x base LLM"
+        kept = {k: (kind, allowance) for k, kind, allowance in KEPT_FROM_BASE}
+        if key in kept:
+            kind, allowance = kept[key]
+            goal = f"<= {allowance:g}x base LLM" if kind == "ratio" else f">= base LLM - {allowance:g}"
         lines.append(f"| {label} | {_value(metrics[key])} | {goal} | {'' if key not in met else ('yes' if met[key] else 'NO')} |")
     return "\n".join(lines)
 

@@ -323,20 +323,24 @@ class Evaluation:
         self.results["continuation_seconds_mean"] = float(np.mean([len(w) / rate for w in wavs])) if wavs else None
 
     def text(self, split: str, base_llm: Path | None) -> None:
-        from opuslm.eval.text import TextScorer, multiple_choice_set
+        """The corpus's own text (its transcripts, its facts in words) and general English (eval/text.py),
+        by the model's text path and, with `base_llm`, by the LLM it grew from."""
+        from opuslm.eval.text import TextScorer, english_sentences, factual_questions, multiple_choice_set
 
         utts = self._utterances(split)
         texts = [u.text for u in utts] + [u.answer for u in utts if u.answer]
-        items = multiple_choice_set()
-        scorer = TextScorer(self.lm.model, self.lm.tokenizers.text)
-        self.results["text_perplexity"] = scorer.perplexity(texts)
-        self.results["text_mc_accuracy"], _ = scorer.multiple_choice(items)
+        scorers = {"": TextScorer(self.lm.model, self.lm.tokenizers.text)}
         if base_llm is not None:
             from transformers import AutoModelForCausalLM
 
-            base = TextScorer(AutoModelForCausalLM.from_pretrained(str(base_llm)).eval(), self.lm.tokenizers.text)
-            self.results["text_perplexity_base_llm"] = base.perplexity(texts)
-            self.results["text_mc_accuracy_base_llm"], _ = base.multiple_choice(items)
+            llm = AutoModelForCausalLM.from_pretrained(str(base_llm), local_files_only=True).eval()
+            scorers["_base_llm"] = TextScorer(llm, self.lm.tokenizers.text)
+        corpus_items, facts, english = multiple_choice_set(), factual_questions(), english_sentences()
+        for suffix, scorer in scorers.items():
+            self.results[f"text_perplexity{suffix}"] = scorer.perplexity(texts)
+            self.results[f"text_mc_accuracy{suffix}"], _ = scorer.multiple_choice(corpus_items)
+            self.results[f"english_perplexity{suffix}"] = scorer.perplexity(english)
+            self.results[f"facts_accuracy{suffix}"], _ = scorer.multiple_choice(facts)
 
     # ---- all ----
     def run(self, tasks: list[str], base_llm: Path | None = None, run_dir: Path | None = None) -> dict:

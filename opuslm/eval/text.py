@@ -1,6 +1,11 @@
 """Text ability kept through speech training: perplexity on held-out text, and multiple-choice accuracy
 by log-likelihood of each option after the question (the method lm-eval uses for MMLU).
 
+Two sets of each: the corpus's own (its test transcripts; its facts and small sums in words), which a
+model trained from scratch on the corpus can be judged on, and general English that no corpus here
+was written from (`data/english_heldout.txt`, 194 everyday sentences; `data/facts.tsv`, 207 short
+factual questions, plus sums in digits), which shows what a pretrained LLM knew and keeps.
+
 Both run on a plain HF causal LM or on the multi-stream model's text range (text-LM frames, stream 0),
 so the LLM before speech training and the model after every stage are measured the same way.
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import torch
 
@@ -35,6 +41,41 @@ def multiple_choice_set(seed: int = 0, count: int = 80) -> list[tuple[str, list[
         options = wrong + [answer]
         rng.shuffle(options)
         out.append((question, options, options.index(answer)))
+    return out
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def english_sentences() -> list[str]:
+    """Held-out everyday English, written for this project: perplexity of general text."""
+    return [line.strip() for line in (DATA / "english_heldout.txt").read_text().splitlines() if line.strip()]
+
+
+def factual_questions(seed: int = 0, sums: int = 100) -> list[tuple[str, list[str], int]]:
+    """(prompt, four options, index of the right one): `data/facts.tsv`, each fact's wrong options drawn from
+    its category's other answers, then `sums` small sums, differences and products in digits."""
+    rng = random.Random(seed)
+    facts = [line.split("\t") for line in (DATA / "facts.tsv").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    by_category: dict[str, set[str]] = {}
+    for category, _, answer in facts:
+        by_category.setdefault(category, set()).add(answer)
+    items = [(question, rng.sample(sorted(by_category[category] - {answer}), 3), answer)
+             for category, question, answer in facts]
+    operations = (("plus", lambda a, b: a + b), ("minus", lambda a, b: a - b), ("times", lambda a, b: a * b))
+    for _ in range(sums):
+        name, operation = rng.choice(operations)
+        a, b = rng.randrange(2, 13), rng.randrange(2, 13)
+        a, b = (a, b) if name != "minus" or a >= b else (b, a)
+        answer = operation(a, b)
+        near = [n for n in range(answer - 4, answer + 5) if n != answer and n >= 0]
+        items.append((f"What is {a} {name} {b}?", [str(n) for n in rng.sample(near, 3)], str(answer)))
+    out = []
+    for question, wrong, answer in items:
+        options = wrong + [answer]
+        rng.shuffle(options)
+        out.append((f"Question: {question}\nAnswer:", options, options.index(answer)))
     return out
 
 
