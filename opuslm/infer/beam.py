@@ -19,6 +19,7 @@ import torch
 from opuslm.errors import OpusLMError
 from opuslm.infer.decode import (Generated, Prompt, _advance, _check_prompts, _feed, _prefill, _Sequence,
                                  _stream0_allowed)
+from opuslm.model.multistream import returned_cache
 from opuslm.vocab import PAD_ID
 
 
@@ -37,7 +38,7 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
     starts = [_Sequence(p, num_streams) for p in prompts]
     out, mask, positions, steps = _prefill(model, starts, device)
     batch, width = len(prompts), beam
-    cache = out.past_key_values
+    cache = returned_cache(out)
     cache.batch_repeat_interleave(width)
     hidden = out.last_hidden_state[:, -1].repeat_interleave(width, 0)
     mask, positions = mask.repeat_interleave(width, 0), positions.repeat_interleave(width, 0)
@@ -86,5 +87,5 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
             break
         steps = [step + 1 for step in steps]
         out, mask, positions = _feed(model, column, mask, positions, cache, device)
-        hidden, cache = out.last_hidden_state[:, -1], out.past_key_values
+        hidden, cache = out.last_hidden_state[:, -1], returned_cache(out)
     return [max(hypotheses, key=lambda item: item[0])[1] for hypotheses in finished]

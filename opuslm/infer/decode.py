@@ -26,6 +26,7 @@ import torch
 from opuslm.errors import OpusLMError
 from opuslm.infer.sampling import Sampling
 from opuslm.interleave import delay
+from opuslm.model.multistream import returned_cache
 from opuslm.vocab import PAD_ID
 
 TARGET_KINDS = ("text", "audio")
@@ -209,6 +210,6 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
         bar.update(1)
         if all(seq.finished(steps[b], d0, max_delay) for b, seq in enumerate(sequences)):
             break
-        out, mask, positions = _feed(model, column, mask, positions, out.past_key_values, device)
+        out, mask, positions = _feed(model, column, mask, positions, returned_cache(out), device)
     bar.close()
     return [seq.result() for seq in sequences]

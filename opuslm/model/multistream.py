@@ -159,9 +159,9 @@ class OpusLM(MultiStreamLM):
         embeds = self.embed(frames)
         if document_ids is not None:
             attention_mask = self._packed_mask(document_ids, embeds.dtype)
-        return self.backbone.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
-                                           position_ids=position_ids, past_key_values=past_key_values,
-                                           use_cache=use_cache)
+        decoder = self.backbone.get_decoder()
+        return decoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids,
+                       use_cache=use_cache, **_cache_argument(decoder, past_key_values))
 
     def _check_positions(self, steps: int, position_ids, past_key_values) -> None:
         if position_ids is not None:
@@ -276,6 +276,22 @@ class OpusLM(MultiStreamLM):
         if tokenizer is not None:
             tokenizer.save_pretrained(str(folder))
         return folder
+
+
+def _cache_argument(decoder, cache) -> dict:
+    """The KV cache under the name the backbone's forward takes: transformers 5.24 renamed
+    `past_key_values` to `cache`, and warns on every call that passes the old name, even as None."""
+    if cache is None:
+        return {}
+    import inspect
+
+    return {"cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values": cache}
+
+
+def returned_cache(output):
+    """The KV cache a forward returned, under either name (see `_cache_argument`)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def model_identity(folder: str | Path) -> dict[str, str]:
