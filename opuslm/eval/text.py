@@ -52,9 +52,12 @@ def english_sentences() -> list[str]:
     return [line.strip() for line in (DATA / "english_heldout.txt").read_text().splitlines() if line.strip()]
 
 
+QUESTION_PROMPT = "Question: {}\nAnswer:"  # how a text LLM is asked the factual questions (lm-eval's form)
+
+
 def factual_questions(seed: int = 0, sums: int = 100) -> list[tuple[str, list[str], int]]:
-    """(prompt, four options, index of the right one): `data/facts.tsv`, each fact's wrong options drawn from
-    its category's other answers, then `sums` small sums, differences and products in digits."""
+    """(question, four options, index of the right one): `data/facts.tsv`, each fact's wrong options drawn
+    from its category's other answers, then `sums` small sums, differences and products in digits."""
     rng = random.Random(seed)
     facts = [line.split("\t") for line in (DATA / "facts.tsv").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
@@ -75,7 +78,7 @@ def factual_questions(seed: int = 0, sums: int = 100) -> list[tuple[str, list[st
     for question, wrong, answer in items:
         options = wrong + [answer]
         rng.shuffle(options)
-        out.append((f"Question: {question}\nAnswer:", options, options.index(answer)))
+        out.append((question, options, options.index(answer)))
     return out
 
 
