@@ -67,7 +67,11 @@ def load_audio(
         samples, rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(f"{path}: unreadable audio ({error})") from error
-    samples = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    if samples.shape[1] > 1 and not np.any(mono) and np.all(np.isfinite(samples)) and np.any(samples):
+        raise AudioError(f"{path}: its {samples.shape[1]} channels cancel out (one is the other inverted), so their "
+                         "mono mix is all zeros; export one channel (e.g. `sox in.wav out.wav remix 1`)")
+    samples = mono
     check_samples(samples, str(path))
     if target_rate is not None:
         samples, rate = resample(samples, rate, target_rate), target_rate

@@ -92,7 +92,7 @@ def source_text_file(path: Path, source, where: str) -> Path | None:
     """The text file `source` reads, or None for token shards, once the dataset is checked to exist
     and hold what the source's task needs (schedules check every source this way before any work)."""
     if not path.exists():
-        raise OpusLMError(f"{where}: dataset {source.dataset} ({path}) does not exist")
+        raise OpusLMError(f"{where}: {path} does not exist; point it at a token shard folder or a text file")
     text_file = text_dataset_file(path, source.split)
     if text_file is not None:
         if source.task != "text_lm":
@@ -100,7 +100,8 @@ def source_text_file(path: Path, source, where: str) -> Path | None:
         if not text_file.is_file():
             raise OpusLMError(f"{where}: text file not found: {text_file} (the {source.split} split of {path})")
     elif not (path / "tokens.json").is_file():
-        raise OpusLMError(f"{where}: {path} holds no token shards (no tokens.json); run `opuslm tokenize` first")
+        empty = "is an empty folder" if path.is_dir() and not any(path.iterdir()) else "holds no token shards (no tokens.json)"
+        raise OpusLMError(f"{where}: {path} {empty}; run `opuslm tokenize` into it first, or name another dataset")
     return text_file
 
 
@@ -135,7 +136,7 @@ class _Source:
                  tokenizers: dict[str, str] | None):
         self.config, self.builder, self.delays, self.data = config, builder, delays, data_config
         self.skipped: dict[str, int] = {}
-        text_file = source_text_file(path, config, f"source {config.name}")
+        text_file = source_text_file(path, config, f"source {config.name}: dataset {config.dataset}")
         if text_file is not None:
             self.texts = [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
             self.shards, self.items = None, list(range(len(self.texts)))

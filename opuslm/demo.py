@@ -237,8 +237,8 @@ def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
     schedule["init"] = {**kept, "llm": str(Path(config.llm or paths.llm).resolve()), "seed": config.seed}
     for entry in schedule["stages"]:
         entry["file"] = str(_stage_file(entry["file"]))
-        entry["overrides"]["steps"] = max(1, round(entry["overrides"]["steps"] * config.steps_scale))
-    summaries = run_schedule(_write_schedule(paths.out / "schedule.yaml", schedule), progress=True)
+    summaries = run_schedule(_write_schedule(paths.out / "schedule.yaml", schedule), progress=True,
+                             steps_scale=config.steps_scale)
     return "; ".join(f"{s['stage']} {s['steps']} steps, loss {s['first_loss']:.2f} -> {s['final_loss']:.2f}"
                      for s in summaries) + f" -> {paths.run}"
 

@@ -21,12 +21,12 @@ Its tokenizer's BOS is the chat template's `<|im_start|>`; plain text must start
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 
 SOURCE_FILE = "opuslm_source.json"
 
@@ -96,7 +96,7 @@ def locate(wheel_file: WheelFile) -> tuple[Path, str]:
 
 def _write_source(out: Path, source: dict) -> None:
     written = {p.name: sha256_of(p) for p in sorted(out.iterdir()) if p.is_file() and p.name != SOURCE_FILE}
-    (out / SOURCE_FILE).write_text(json.dumps({**source, "written": written}, indent=2) + "\n")
+    write_json(out / SOURCE_FILE, {**source, "written": written}, indent=2)
 
 
 def _fresh_folder(out: Path) -> None:

@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 
 from opuslm.config_files import Strict, read_yaml, validate
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 from opuslm.vocab import TASKS
 
 TARGETS = ("transcript", "labels", "transcript+labels", "timestamps", "answer", "transcript+answer")
@@ -132,7 +133,7 @@ class TaskTable:
     def save(self, folder: str | Path) -> None:
         path = Path(folder) / TASKS_FILE
         if self.declared:
-            path.write_text(json.dumps({n: s.model_dump(exclude={"name"}) for n, s in self.declared.items()}, indent=1) + "\n")
+            write_json(path, {n: s.model_dump(exclude={"name"}) for n, s in self.declared.items()}, indent=1)
 
     @classmethod
     def of_model(cls, folder: str | Path) -> TaskTable:
@@ -152,4 +153,4 @@ def save_trained_labels(folder: str | Path, start: str | Path, labels: dict[str,
     for task, values in labels.items():
         merged.setdefault(task, set()).update(values)
     if merged:
-        (Path(folder) / LABELS_FILE).write_text(json.dumps({t: sorted(v) for t, v in sorted(merged.items())}, indent=1) + "\n")
+        write_json(Path(folder) / LABELS_FILE, {t: sorted(v) for t, v in sorted(merged.items())})

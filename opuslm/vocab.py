@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 
 LAYOUT_VERSION = 1
 SPECIALS_SIZE = 256
@@ -204,7 +205,7 @@ class JointVocab:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**self.to_dict(), "hash": self.hash}, indent=1) + "\n")
+        write_json(path, {**self.to_dict(), "hash": self.hash}, indent=1)
         return path
 
     @classmethod

@@ -134,7 +134,7 @@ def test_a_schedule_from_a_model_folder_refuses_shards_of_other_tokenizers_namin
     (shards / "tokens.json").write_text(json.dumps(info))
     schedule = {"out": str(tmp_path / "out"), "datasets": {"mine": str(shards)}, "init": {"model": str(base_model)},
                 "stages": [{"file": str(STAGES / "finetune.yaml"), "overrides": {
-                    "steps": 1, "data": {"sources": [{"name": "asr", "dataset": "mine", "task": "asr"}]}}}]}
+                    "steps": 1, "lr": {"warmup": 0}, "data": {"sources": [{"name": "asr", "dataset": "mine", "task": "asr"}]}}}]}
     path = tmp_path / "schedule.yaml"
     path.write_text(yaml.safe_dump(schedule))
     with pytest.raises(OpusLMError, match=rf"semantic tokenizer \(hash 0123456789abcdef\).*\(hash {ours}\)"):
@@ -170,7 +170,7 @@ def test_the_walkthrough_your_clips_a_declared_task_lora_resume_eval_and_generat
         recipe.update(out=str(tmp_path / name), datasets={"mine": str(tmp_path / "tokens")},
                       init={"model": str(base_model)}, tasks=str(RECIPE / "tasks.yaml"))
         recipe["stages"][0]["file"] = str(STAGES / "finetune.yaml")
-        recipe["stages"][0]["overrides"].update(steps=4, checkpoint_every=2, validation={"every": 2, "batches": 1},
+        recipe["stages"][0]["overrides"].update(steps=4, lr={"warmup": 1}, checkpoint_every=2, validation={"every": 2, "batches": 1},
                                                 data={**recipe["stages"][0]["overrides"]["data"], "row_frames": 512, "rows": 2})
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(recipe))

@@ -128,7 +128,7 @@ def test_hf_parquet_import_reads_audio_bytes_with_soundfile(tmp_path):
     rows = {
         "id": ["84-121123-0000", "84-121123-0001", "84-121123-0002", "84-121123-0003"],
         "audio": [{"bytes": _flac_bytes(_tone()), "path": "a.flac"}, {"bytes": b"garbage", "path": "b.flac"},
-                  {"bytes": _flac_bytes(_tone(0.25)), "path": "c.flac"}, {"bytes": _flac_bytes(_tone()), "path": "d.flac"}],
+                  {"bytes": _flac_bytes(_tone(0.25)), "path": "c.flac"}, {"bytes": _flac_bytes(_tone(1.0)), "path": "d.flac"}],
         "text": ["GO DO YOU HEAR", "BROKEN", "", "BUT IN LESS THAN FIVE MINUTES"],
         "speaker_id": [84, 84, 84, 85],
         "gender": ["f", "f", "f", "m"],
@@ -142,7 +142,7 @@ def test_hf_parquet_import_reads_audio_bytes_with_soundfile(tmp_path):
     first, label_only, last = read_manifest(tmp_path / "out")
     assert (label_only.text, label_only.labels) == ("", {"gender": "f"})  # no words, a label: kept for tag tasks
     assert (first.id, first.speaker, first.text, first.labels) == ("84-121123-0000", "84", "GO DO YOU HEAR", {"gender": "f"})
-    assert (last.speaker, last.duration) == ("85", 0.5)
+    assert (last.speaker, last.duration) == ("85", 1.0)
     samples, _ = sf.read(first.audio_path(tmp_path / "out"))
     assert np.allclose(samples, _tone(), atol=1e-3)
     reasons = _reasons(tmp_path / "out")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opuslm.cli import help_formatter
+from opuslm.cli import help_formatter, positive
 
 GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
@@ -72,11 +72,14 @@ def register(subparsers) -> None:
     generate.add_argument("--model", type=Path, required=True, help="OpusLM model folder")
     generate.add_argument("--codec", type=Path, help="the codec folder, when not where the model recorded it")
     generate.add_argument("--out", type=Path, default=Path("generated"), help="folder for generated WAVs")
-    generate.add_argument("--speaker", type=Path, help="tts: a WAV of the voice to speak in")
+    generate.add_argument("--speaker", type=Path, help="tts: a WAV of the voice to speak in (its first seconds, as "
+                          "long as the speaker prompts the model was trained with)")
     generate.add_argument("--instruction", help="understanding tasks: ask in your own words")
-    generate.add_argument("--batch-size", type=int, default=8)
-    generate.add_argument("--max-tokens", type=int, default=200, help="text: most tokens to generate")
-    generate.add_argument("--max-seconds", type=float, default=20.0, help="audio: most seconds to generate")
+    generate.add_argument("--batch-size", type=positive(int), default=8)
+    generate.add_argument("--max-tokens", type=positive(int), default=200,
+                          help="text: most tokens to generate (prompt and output must fit the model's positions)")
+    generate.add_argument("--max-seconds", type=positive(float), default=20.0,
+                          help="audio: most seconds to generate; tts refuses text that takes longer to say")
     defaults = Sampling()
     generate.add_argument("--temperature", type=float, default=defaults.temperature, help="audio sampling temperature")
     generate.add_argument("--top-k", type=int, default=defaults.top_k, help="audio top-k (0: off)")
@@ -149,6 +152,7 @@ def _merge(args) -> None:
 
 def _generate(args) -> None:
     import json
+    import sys
 
     from opuslm.audio import load_audio, write_wav
     from opuslm.errors import OpusLMError
@@ -166,16 +170,21 @@ def _generate(args) -> None:
     for start in range(0, len(args.inputs), args.batch_size):
         batch = args.inputs[start: start + args.batch_size]
         sources = batch if text_inputs else [load_audio(path) for path in batch]
+        names = [repr(item) if text_inputs else str(item) for item in batch]
         if args.task == "asr":
-            results = lm.transcribe(sources, args.max_tokens)
+            results = lm.transcribe(sources, args.max_tokens, names)
         elif args.task == "continue-text":
-            results = lm.continue_text(sources, args.max_tokens)
+            results = lm.continue_text(sources, args.max_tokens, names)
         elif args.task == "tts":
-            results = lm.synthesize(sources, [speaker] * len(sources), args.max_seconds)
+            speech = lm.speak(sources, [speaker] * len(sources), args.max_seconds, names)
+            for name, spoken in zip(names, speech):
+                if spoken.note:
+                    print(f"opuslm: warning: {name}: {spoken.note}", file=sys.stderr)
+            results = [spoken.audio for spoken in speech]
         elif args.task == "continue-audio":
-            results = lm.continue_audio(sources, args.max_seconds)
+            results = lm.continue_audio(sources, args.max_seconds, names)
         else:
-            results = lm.understand(args.task, sources, args.instruction, args.max_tokens)
+            results = lm.understand(args.task, sources, args.instruction, args.max_tokens, names)
         for offset, (source, result) in enumerate(zip(batch, results)):
             if isinstance(result, str):
                 if not args.json:

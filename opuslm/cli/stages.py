@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opuslm.cli import help_formatter
+from opuslm.cli import help_formatter, positive
+
+STEPS_SCALE = ("multiply every stage's steps and LR warmup by this (at least 1 step): 0.1 for a short run of the "
+               "same schedule; the scaled stages are other definitions, so use another out folder")
 
 
 def register(subparsers) -> None:
@@ -18,6 +21,7 @@ def register(subparsers) -> None:
                               "OUT/summary.json and OUT/summary.md.")
     run.add_argument("schedule", type=Path, help="schedule YAML")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--steps-scale", type=positive(float), default=1.0, help=STEPS_SCALE)
     run.set_defaults(func=_run)
     ablate = commands.add_parser("ablate", formatter_class=help_formatter, help="one stage once per data mix",
                                  description="Run one stage (usually anneal) from the same starting model once for each "
@@ -26,11 +30,18 @@ def register(subparsers) -> None:
     ablate.add_argument("schedule", type=Path, help="schedule YAML")
     ablate.add_argument("--stage", default="anneal", help="the stage whose data mix varies")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+    ablate.add_argument("--steps-scale", type=positive(float), default=1.0, help=STEPS_SCALE)
     ablate.set_defaults(func=_ablate)
     check = commands.add_parser("check", formatter_class=help_formatter, help="validate a schedule without training",
-                                description="Read the schedule and every stage file, apply overrides and print the "
-                                "resolved stages; any unknown or mistyped key is an error naming the key and file.")
+                                description="Make every check `stages run` makes before its first step, without "
+                                "training: keys and values, datasets and their tokenizers against the model's, "
+                                "delays, LoRA targets against the backbone's modules, rows against its positions, "
+                                "warmup against steps, and earlier runs in out against their definitions. Prints "
+                                "the resolved stages and ablations and what run would start, resume or reuse; any "
+                                "problem is an error naming the key and the file.")
     check.add_argument("schedule", type=Path, help="schedule YAML")
+    check.add_argument("--steps-scale", type=positive(float), default=1.0, help=STEPS_SCALE)
+    check.add_argument("--ablate-stage", default="anneal", help="the stage the ablations vary (as ablate's --stage)")
     check.set_defaults(func=_check)
 
 
@@ -39,7 +50,7 @@ def _run(args) -> None:
     from opuslm.train.stages import run_schedule
 
     register_backends()
-    summaries = run_schedule(args.schedule, progress=not args.quiet)
+    summaries = run_schedule(args.schedule, progress=not args.quiet, steps_scale=args.steps_scale)
     for s in summaries:
         if not s:  # only the main rank of a torchrun job reports
             continue
@@ -51,21 +62,50 @@ def _ablate(args) -> None:
     from opuslm.train.stages import ablate
 
     register_backends()
-    folder = ablate(args.schedule, args.stage, progress=not args.quiet)
+    folder = ablate(args.schedule, args.stage, progress=not args.quiet, steps_scale=args.steps_scale)
     print((folder / "ablation.md").read_text(), end="")
     print(f"plot: {folder / 'ablation.png'}")
 
 
 def _check(args) -> None:
     from opuslm.train.config import load_schedule
+    from opuslm.train.preflight import preflight
 
-    schedule, stages = load_schedule(args.schedule)
+    schedule, stages = load_schedule(args.schedule, args.steps_scale)
+    backbone = preflight(args.schedule, schedule, stages)
     init = schedule.init.model_dump(exclude_none=True, include={"model"} if schedule.init.model else None)
     tasks = f", tasks {schedule.tasks}" if schedule.tasks else ""
     print(f"schedule {args.schedule}: out {schedule.out}, init {init}{tasks}")
+    print(f"  model: {backbone.num_streams} streams, tokenizers of {backbone.identity_from}, "
+          f"{backbone.position_limit or 'unlimited'} positions ({backbone.config_from}); every dataset matches")
+    out = Path(schedule.out)
     for stage in stages:
-        sources = ", ".join(f"{s.name}({s.task} x{s.weight:g} on {s.dataset})" for s in stage.data.sources)
-        tune = stage.tune.model_dump(exclude_defaults=True)
-        print(f"  {stage.name} from {stage.start_from}: {stage.steps} steps, lr {stage.lr.schedule} peak {stage.lr.peak}, "
-              f"{stage.data.rows} x {stage.data.row_frames} frames, loss on {stage.data.loss_region}; {sources}"
-              + (f"; tune {tune}" if tune else ""))
+        print(f"  {stage.name} from {stage.start_from}: {_describe(stage, stage.data.sources)}; "
+              f"{_run_state(out / stage.name)}")
+    anneal = next((s for s in stages if s.name == args.ablate_stage), None)
+    for mix, sources in schedule.ablations.items():
+        where = out / "ablations" / f"{args.ablate_stage}-{mix}"
+        print(f"  ablation {mix} ({args.ablate_stage}): " + (_describe(anneal, sources) if anneal else
+                                                               ", ".join(_source(s) for s in sources))
+              + f"; {_run_state(where)}")
+
+
+def _source(source) -> str:
+    return f"{source.name}({source.task} x{source.weight:g} on {source.dataset})"
+
+
+def _describe(stage, sources) -> str:
+    tune = stage.tune.model_dump(exclude_defaults=True)
+    return (f"{stage.steps} steps, lr {stage.lr.schedule} peak {stage.lr.peak} warmup {stage.lr.warmup}, "
+            f"{stage.data.rows} x {stage.data.row_frames} frames, loss on {stage.data.loss_region}; "
+            + ", ".join(_source(s) for s in sources) + (f"; tune {tune}" if tune else ""))
+
+
+def _run_state(run_dir: Path) -> str:
+    """What `stages run` would do with the run in `run_dir` (its definition was checked by preflight)."""
+    from opuslm.train.checkpoint import latest
+
+    if (run_dir / "summary.json").is_file():
+        return f"finished in {run_dir}, would be reused"
+    newest = latest(run_dir / "checkpoints")
+    return f"would resume at {newest.name}" if newest is not None else "would start"

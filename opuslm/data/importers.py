@@ -17,7 +17,9 @@ from pathlib import Path
 
 from opuslm.audio import AudioError, load_audio
 from opuslm.data.manifest import SPLITS, Utterance, write_lines_atomic, write_manifest
+from opuslm.data.rules import content_problem, duration_problem
 from opuslm.errors import OpusLMError
+from opuslm.json_files import json_text
 
 
 @dataclass
@@ -253,9 +255,13 @@ def _check(candidate: Candidate, split: str, manifest_dir: Path) -> Utterance:
     """Read the candidate's audio; raises AudioError with the reason when it cannot be used."""
     if candidate.reason:
         raise AudioError(candidate.reason)
-    if not (candidate.text or "").strip() and not candidate.labels:  # one rule for every source
-        raise AudioError("empty transcript and no labels: nothing to learn from it")
+    problem = content_problem(candidate.text, candidate.labels)  # one rule for every source
+    if problem:
+        raise AudioError(problem)
     samples, rate = load_audio(candidate.audio, offset=candidate.offset or 0.0, duration=candidate.duration)
+    problem = duration_problem(len(samples) / rate, candidate.text)
+    if problem:
+        raise AudioError(problem)
     try:
         audio = str(candidate.audio.resolve().relative_to(manifest_dir.resolve()))
     except ValueError:
@@ -294,7 +300,7 @@ def import_corpus(candidates: Iterator[Candidate], out: Path, split: str, progre
         try:
             accepted.append(_check(candidate, split, out))
         except AudioError as error:
-            rejects.append(json.dumps({"id": candidate.id, "audio": str(candidate.audio or ""), "reason": str(error)}))
+            rejects.append(json_text({"id": candidate.id, "audio": str(candidate.audio or ""), "reason": str(error)}, None))
     write_manifest(out / "manifest.jsonl", accepted)
     write_lines_atomic(out / "rejects.jsonl", rejects)
     return ImportSummary(len(accepted) + len(rejects), len(accepted), len(rejects),

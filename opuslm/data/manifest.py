@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import json_text
 
 SPLITS = ("train", "dev", "test")
 
@@ -35,7 +36,7 @@ class Utterance:
 
     def to_json(self) -> str:
         record = {k: v for k, v in asdict(self).items() if v is not None}
-        return json.dumps(record, ensure_ascii=False)
+        return json_text(record, None)
 
     def audio_path(self, manifest_dir: Path) -> Path:
         path = Path(self.audio)

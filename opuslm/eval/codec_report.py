@@ -15,7 +15,6 @@ the original audio itself.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +24,7 @@ import numpy as np
 
 from opuslm.audio import resample, write_wav
 from opuslm.eval.speaker import SpeakerEncoder
+from opuslm.json_files import write_json
 from opuslm.tokenize.mel_pitch import dio_f0, import_pyworld
 
 SAMPLE_RATE = 16000
@@ -112,7 +112,7 @@ def codec_report(codec, clips: list[tuple[str, np.ndarray, str]], judge, out: st
     }
     per_clip = [{"id": clip_id, "text": text, "judge_original": o, "judge_resynthesis": r}
                 for (clip_id, _, text), o, r in zip(clips, judged_original, judged_resynthesis)]
-    (out / "report.json").write_text(json.dumps({**figures, "clips_heard": per_clip}, indent=1) + "\n")
+    write_json(out / "report.json", {**figures, "clips_heard": per_clip}, indent=1)
     return figures
 
 

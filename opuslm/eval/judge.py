@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 from opuslm.tokenize.features import LogMel
 
 CHARACTERS = " abcdefghijklmnopqrstuvwxyz'"  # index + 1; 0 is the CTC blank
@@ -284,5 +285,5 @@ def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "judge.pt")
-    (out / "judge.json").write_text(json.dumps(info, indent=1) + "\n")
+    write_json(out / "judge.json", info, indent=1)
     return info

@@ -11,7 +11,6 @@ sampled with a fixed seed, so a re-run gives the same numbers.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from opuslm.data.manifest import read_manifest
 from opuslm.errors import OpusLMError
 from opuslm.eval import metrics
 from opuslm.infer.outputs import TaskOutput, read_output
+from opuslm.json_files import json_text, write_json
 from opuslm.tasks import BUILTIN_TASKS, DECLARED_SCORES, TaskSpec, TaskTable, trained_labels
 from opuslm.templates import TARGET_WRITERS, TemplateError, label_values
 
@@ -400,9 +400,9 @@ class Evaluation:
             "malformed": malformed_outputs(self.hyps),
             "samples": self.samples,
         }
-        (self.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        write_json(self.out / "results.json", results, indent=1)
         with open(self.out / "hyps.jsonl", "w", encoding="utf-8") as f:
             for row in self.hyps:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(json_text(row, None) + "\n")
         write_report(self.out, results, run_dir)
         return results

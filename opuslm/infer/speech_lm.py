@@ -10,11 +10,13 @@ kind of generation. Each verb takes a batch and returns one result per input.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from opuslm.audio import AudioError, resample
+from opuslm.data.rules import MIN_SECONDS
 from opuslm.errors import OpusLMError
 from opuslm.infer.beam import beam_search
 from opuslm.infer.decode import Generated, Prompt, generate
@@ -27,6 +29,16 @@ from opuslm.tokenize.text import text_ids
 from opuslm.vocab import JointVocab
 
 Audio = tuple[np.ndarray, int]  # waveform, sample rate
+# Faster than anyone speaks (about 15 characters a second is brisk): text longer than this many characters
+# per second of --max-seconds cannot all be said in it
+FASTEST_CHARACTERS_PER_SECOND = 20
+
+
+@dataclass
+class Speech:
+    audio: np.ndarray  # at the codec's sample rate
+    stopped: bool  # the model ended the speech (False: --max-seconds ended it)
+    note: str | None  # why the speech may not hold all of the text, or None
 
 
 class SpeechLM:
@@ -36,6 +48,7 @@ class SpeechLM:
         self.tasks = tasks or TaskTable()
         self.labels_taught = labels_taught or {}  # per task, the labels its training data held (the guard's)
         self.sampling = sampling or Sampling()
+        self.prompt_seconds = prompt_seconds
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
                                 tokenizers.acoustic.codebook_size, len(tokenizers.text))
@@ -55,16 +68,55 @@ class SpeechLM:
         model = OpusLM.from_pretrained(folder).to(device).eval()
         return cls(model, tokenizers, sampling, tasks=TaskTable.of_model(folder), labels_taught=trained_labels(folder))
 
+    # ---- limits ----
+    @property
+    def position_limit(self) -> int | None:
+        """The most frames a prompt and its continuation may span: the backbone's positions."""
+        config = self.model.backbone.config
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+    def require_clip(self, audio: Audio, name: str) -> None:
+        """Refuse a clip too short to hold a word (`opuslm.data.rules.MIN_SECONDS`)."""
+        seconds = len(audio[0]) / audio[1]
+        if seconds < MIN_SECONDS:
+            raise OpusLMError(f"{name}: {seconds:.3f} s of audio is shorter than the {MIN_SECONDS:g} s a word needs "
+                              "(given less, a model invents a sentence); give a longer clip")
+
+    def _require_fits(self, prompt: Prompt, name: str, limit_flag: str) -> None:
+        """Refuse a prompt whose frames and continuation (at most `prompt.max_frames`, set by `limit_flag`)
+        need more positions than the backbone has."""
+        limit = self.position_limit
+        length = prompt.frames.shape[1]
+        needed = length + prompt.max_frames + max(self.model.delays) + 1
+        if limit is None or needed <= limit:
+            return
+        if prompt.target == "text":  # a clip to listen to
+            seconds = max(limit - (needed - length), 0) / self.frame_rate
+            fix = f"split the clip into pieces of at most about {seconds:.0f} s, or lower {limit_flag}"
+        else:
+            fix = f"lower {limit_flag} or shorten the input"
+        raise OpusLMError(f"{name}: its prompt is {length} frames and {limit_flag} lets {prompt.max_frames} more "
+                          f"follow, {needed} positions in all, but the model has {limit}: {fix}")
+
+    @staticmethod
+    def _names(names: list[str] | None, count: int) -> list[str]:
+        return list(names) if names is not None else [f"input {i + 1}" for i in range(count)]
+
     # ---- inputs ----
-    def tokenize_audio(self, audio: Audio, text: str = "") -> TokenizedUtterance:
+    def tokenize_audio(self, audio: Audio, text: str = "", name: str = "input") -> TokenizedUtterance:
+        self.require_clip(audio, name)
         wav, rate = audio
         wav = resample(np.asarray(wav, np.float32), rate, self.tokenizers.acoustic.sample_rate)
         encoded = self.tokenizers.encode_audio([wav])[0]
         if isinstance(encoded, AudioError):
-            raise OpusLMError(f"cannot tokenize this audio: {encoded}")
+            raise OpusLMError(f"{name}: cannot tokenize this audio: {encoded}")
         return TokenizedUtterance(self._text_ids(text), *encoded, {"id": "input", "text": text})
 
-    def _prompt(self, task: str, example, target: str, max_frames: int, stop: str = "<eos>", **options) -> Prompt:
+    def _prompt(self, task: str, example, target: str, max_frames: int, name: str, limit_flag: str,
+                stop: str = "<eos>", **options) -> Prompt:
+        if max_frames <= 0:
+            raise OpusLMError(f"{limit_flag} must allow at least one {'token' if target == 'text' else 'frame'}, "
+                              f"got {max_frames}")
         frames = self.builder.build(task, example, random.Random(self.sampling.seed), prompt_only=True, **options)
         if stop == "<eos>":
             stop_id = self.vocab.special(stop)
@@ -72,7 +124,9 @@ class SpeechLM:
             raise OpusLMError("the text tokenizer has no eos token, so a text continuation could not end")
         else:
             stop_id = int(self.vocab.text([self.tokenizers.text.eos_token_id])[0])
-        return Prompt(frames.tokens, target, stop_id, max_frames)
+        prompt = Prompt(frames.tokens, target, stop_id, max_frames)
+        self._require_fits(prompt, name, limit_flag)
+        return prompt
 
     # ---- outputs ----
     def _text(self, generated: Generated) -> str:
@@ -104,36 +158,72 @@ class SpeechLM:
         return [self.read(task, text, audio).well_formed for text, audio in zip(texts, audios)]
 
     # ---- verbs ----
-    def transcribe(self, audios: list[Audio], max_tokens: int = 200) -> list[str]:
-        prompts = [self._prompt("asr", self.tokenize_audio(a), "text", max_tokens) for a in audios]
+    def transcribe(self, audios: list[Audio], max_tokens: int = 200, names: list[str] | None = None) -> list[str]:
+        prompts = [self._prompt("asr", self.tokenize_audio(a, name=n), "text", max_tokens, n, "--max-tokens")
+                   for a, n in zip(audios, self._names(names, len(audios)))]
         return self._answers("asr", self._run(prompts), audios)
 
-    def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200) -> list[str]:
+    def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200,
+                   names: list[str] | None = None) -> list[str]:
         self.tasks.require(task)
-        prompts = [self._prompt(task, self.tokenize_audio(a), "text", max_tokens, instruct=True, instruction=instruction)
-                   for a in audios]
+        prompts = [self._prompt(task, self.tokenize_audio(a, name=n), "text", max_tokens, n, "--max-tokens",
+                                instruct=True, instruction=instruction)
+                   for a, n in zip(audios, self._names(names, len(audios)))]
         return self._answers(task, self._run(prompts), audios)
 
-    def synthesize(self, texts: list[str], speaker_prompts: list[Audio | None] | None = None,
-                   max_seconds: float = 20.0) -> list[np.ndarray]:
+    def speak(self, texts: list[str], speaker_prompts: list[Audio | None] | None = None, max_seconds: float = 20.0,
+              names: list[str] | None = None) -> list[Speech]:
+        """TTS with what a caller should be told: per text, the audio and a note when the speech may not
+        hold all of the text. Empty text, and text that takes longer to say than `max_seconds` even at
+        FASTEST_CHARACTERS_PER_SECOND, are refused; a speaker prompt is cropped to the length training
+        prompts have (`prompt_seconds`)."""
         speaker_prompts = speaker_prompts or [None] * len(texts)
         if len(speaker_prompts) != len(texts):
             raise OpusLMError(f"{len(texts)} texts but {len(speaker_prompts)} speaker prompts")
-        prompts = []
-        for text, speaker in zip(texts, speaker_prompts):
+        prompts, shortest = [], []
+        for text, speaker, name in zip(texts, speaker_prompts, self._names(names, len(texts))):
+            if not text.strip():
+                raise OpusLMError(f"{name}: the text to speak is empty; give the words to say")
+            shortest.append(len(text.strip()) / FASTEST_CHARACTERS_PER_SECOND)
+            if shortest[-1] > max_seconds:
+                raise OpusLMError(f"{name}: {len(text.strip())} characters take at least {shortest[-1]:.0f} s to say "
+                                  f"(at {FASTEST_CHARACTERS_PER_SECOND} characters a second), more than --max-seconds "
+                                  f"{max_seconds:g}: split the text or raise --max-seconds")
             no_audio = (np.zeros(0, np.int64), np.zeros((self.vocab.num_codebooks, 0), np.int64))
             example = TokenizedUtterance(self._text_ids(text), *no_audio, {"text": text})
-            prompt = self.tokenize_audio(speaker) if speaker is not None else None
-            prompts.append(self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), speaker_prompt=prompt))
+            prompt = None
+            if speaker is not None:
+                wav, rate = speaker
+                prompt = self.tokenize_audio((wav[:round(self.prompt_seconds * rate)], rate), name=f"{name}'s speaker prompt")
+            prompts.append(self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), name,
+                                        "--max-seconds", speaker_prompt=prompt))
+        spoken = []
+        for generated, least in zip(self._run(prompts), shortest):
+            audio = self._audio(generated)
+            seconds = len(audio) / self.tokenizers.acoustic.sample_rate
+            note = None
+            if not generated.stopped:
+                note = (f"the speech reached --max-seconds {max_seconds:g} before the model ended it: the end of the "
+                        "text may be missing; raise --max-seconds")
+            elif seconds < least:
+                note = (f"{seconds:.1f} s of speech for text that takes at least {least:.1f} s to say: part of the text "
+                        "was likely not spoken")
+            spoken.append(Speech(audio, generated.stopped, note))
+        return spoken
+
+    def synthesize(self, texts: list[str], speaker_prompts: list[Audio | None] | None = None,
+                   max_seconds: float = 20.0) -> list[np.ndarray]:
+        """The audio of `speak`, without its notes."""
+        return [s.audio for s in self.speak(texts, speaker_prompts, max_seconds)]
+
+    def continue_audio(self, audios: list[Audio], max_seconds: float = 10.0, names: list[str] | None = None) -> list[np.ndarray]:
+        prompts = [self._prompt("audio_lm", self.tokenize_audio(a, name=n), "audio", round(max_seconds * self.frame_rate),
+                                n, "--max-seconds") for a, n in zip(audios, self._names(names, len(audios)))]
         return [self._audio(g) for g in self._run(prompts)]
 
-    def continue_audio(self, audios: list[Audio], max_seconds: float = 10.0) -> list[np.ndarray]:
-        prompts = [self._prompt("audio_lm", self.tokenize_audio(a), "audio", round(max_seconds * self.frame_rate))
-                   for a in audios]
-        return [self._audio(g) for g in self._run(prompts)]
-
-    def continue_text(self, texts: list[str], max_tokens: int = 100) -> list[str]:
-        prompts = [self._prompt("text_lm", text, "text", max_tokens, stop="llm_eos") for text in texts]
+    def continue_text(self, texts: list[str], max_tokens: int = 100, names: list[str] | None = None) -> list[str]:
+        prompts = [self._prompt("text_lm", text, "text", max_tokens, n, "--max-tokens", stop="llm_eos")
+                   for text, n in zip(texts, self._names(names, len(texts)))]
         return [self._text(g) for g in self._run(prompts)]
 
     def _text_ids(self, text: str) -> np.ndarray:

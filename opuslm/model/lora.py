@@ -14,9 +14,12 @@ adapters can be shared alone; `OpusLM.from_pretrained` loads both.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+
+from opuslm.json_files import write_json
 
 ADAPTER_FOLDER = "adapter"
 ALL_LINEAR = "all-linear"  # peft's name for every linear layer but the output head
@@ -56,7 +59,12 @@ def save_adapter(model, folder: Path) -> None:
     from safetensors.torch import save_file
 
     target = Path(folder) / ADAPTER_FOLDER
-    model.backbone.opuslm_lora_config.save_pretrained(str(target))
+    config = model.backbone.opuslm_lora_config
+    config.save_pretrained(str(target))
+    # peft writes its set-valued fields (target_modules) in set order, which changes from run to run
+    written = json.loads((target / "adapter_config.json").read_text())
+    written.update({key: sorted(value) for key, value in config.to_dict().items() if isinstance(value, set)})
+    write_json(target / "adapter_config.json", written, indent=2)
     state = {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model.backbone).items()}
     save_file(state, str(target / "adapter_model.safetensors"))
 

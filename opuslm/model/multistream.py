@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 from opuslm.model.config import MultiStreamConfig
 from opuslm.model.embeddings import extend_to_joint_vocab, keep_text_rows
 from opuslm.model.streams import MultiStreamLM, packed_attention
@@ -205,8 +206,7 @@ class OpusLM(MultiStreamLM):
             shutil.rmtree(folder / ADAPTER_FOLDER, ignore_errors=True)
         save_file({"stream_offsets": self.stream_offsets.detach().contiguous().cpu()}, str(folder / "streams.safetensors"))
         self.vocab.save(folder / "vocab.json")
-        (folder / "opuslm.json").write_text(json.dumps({"format": FORMAT, "vocab_hash": self.vocab.hash,
-                                                        "config": self.config.__dict__}, indent=1) + "\n")
+        write_json(folder / "opuslm.json", {"format": FORMAT, "vocab_hash": self.vocab.hash, "config": self.config.__dict__})
         if tokenizers is not None:
             for name, source in (("text", tokenizers.text), ("semantic", tokenizers.semantic)):
                 if Path(source).resolve() != (folder / TOKENIZER_FOLDERS[name]).resolve():
@@ -215,7 +215,7 @@ class OpusLM(MultiStreamLM):
             identity = tokenizers.identity()
             recorded = {name: {"hash": identity[name]} for name in TOKENIZER_FOLDERS}
             recorded["acoustic"] = {"path": str(Path(tokenizers.acoustic).resolve()), "hash": identity["acoustic"]}
-            (folder / "tokenizers.json").write_text(json.dumps(recorded, indent=1) + "\n")
+            write_json(folder / "tokenizers.json", recorded, indent=1)
         return folder
 
     @classmethod

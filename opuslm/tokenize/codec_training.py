@@ -10,7 +10,6 @@ codec. `reconstruction_metrics` (mel distance: mean L1 between log10 mel spectro
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opuslm.json_files import write_json
 from opuslm.tokenize.features import LogMel
 from opuslm.tokenize.small_codec import SmallCodec, SmallCodecConfig
 
@@ -94,5 +94,5 @@ def train_small_codec(train_wavs: list[np.ndarray], out: str | Path, config: Sma
     meta = {"type": "small_codec", "config": config.to_dict(),
             "training": {"steps": steps, "batch_size": batch_size, "segment_seconds": segment_seconds, "lr": lr,
                          "seed": seed, "seconds": round(time.time() - started, 1)}}
-    (out / "codec.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(out / "codec.json", meta, indent=2)
     return out

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 
 CODEC_TYPE = "mel_pitch"
 CODEBOOK_FILE = "mel_codebooks.npy"
@@ -221,7 +222,7 @@ class MelPitchCodec:
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / CODEBOOK_FILE, self.mel_codebooks)
         meta = {"type": CODEC_TYPE, "config": self.config.to_dict(), "training": training}
-        (folder / "codec.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(folder / "codec.json", meta, indent=2)
         return folder
 
     @classmethod

@@ -25,7 +25,9 @@ import numpy as np
 
 from opuslm.audio import AudioError
 from opuslm.data.manifest import Utterance, read_manifest
+from opuslm.data.rules import content_problem, declared_problem, duration_problem
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 from opuslm.tokenize.identity import TOKENIZER_NAMES, folder_hash, tokenizer_hash
 from opuslm.tokenize.shards import TokenizedUtterance, check_identity, completed_shards, write_shard
 from opuslm.tokenize.text import text_ids
@@ -87,9 +89,11 @@ class SpeechTokenizers:
         return out
 
     def tokenize(self, utterances: list[Utterance], manifest_dir: Path, batch_size: int,
-                 max_seconds: float = MAX_SECONDS):
+                 max_seconds: float = MAX_SECONDS, problems: list[str | None] | None = None):
         """(items, rejects) in manifest order. Batches hold utterances of similar duration (the codec pads
-        each batch to its longest clip), and the codes do not depend on what was batched together."""
+        each batch to its longest clip), and the codes do not depend on what was batched together.
+        `problems`: per utterance, a reason found in the manifest alone (`manifest_problems`) or None; the
+        audio's own are checked here (`opuslm.data.rules`)."""
         outcome: dict[int, TokenizedUtterance | dict] = {}
         by_duration = sorted(range(len(utterances)), key=lambda i: utterances[i].duration)
         for start in range(0, len(by_duration), batch_size):
@@ -97,11 +101,16 @@ class SpeechTokenizers:
             for i in by_duration[start: start + batch_size]:
                 u = utterances[i]
                 try:
+                    if problems is not None and problems[i]:
+                        raise AudioError(problems[i])
                     wav, _ = u.load_audio(manifest_dir, target_rate=self.acoustic.sample_rate)
+                    seconds = len(wav) / self.acoustic.sample_rate
+                    problem = declared_problem(u.duration, seconds) or duration_problem(seconds, u.text)
+                    if problem:
+                        raise AudioError(problem)
                 except AudioError as error:
                     outcome[i] = {"id": u.id, "reason": str(error)}
                     continue
-                seconds = len(wav) / self.acoustic.sample_rate
                 if seconds > max_seconds:  # the encoders' memory grows with the clip; training rows are shorter
                     outcome[i] = {"id": u.id, "reason": f"{seconds:.1f} s is longer than the maximum of {max_seconds:g} s; "
                                                         "cut it into segments or raise --max-seconds"}
@@ -150,10 +159,20 @@ def _init_worker(paths: TokenizerPaths, threads: int | None, parent: int | None 
     _WORKER["tokenizers"] = SpeechTokenizers(paths)
 
 
+def manifest_problems(utterances: list[Utterance]) -> list[str | None]:
+    """Per utterance, why the manifest alone rules it out (a repeated id, nothing to learn), or None."""
+    seen, problems = set(), []
+    for u in utterances:
+        problems.append(f"duplicate id: an earlier utterance of the manifest is {u.id!r}" if u.id in seen
+                        else content_problem(u.text, u.labels))
+        seen.add(u.id)
+    return problems
+
+
 def _run_shard(job) -> tuple[int, int, int]:
-    index, utterances, manifest_dir, out, batch_size, max_seconds = job
+    index, utterances, problems, manifest_dir, out, batch_size, max_seconds = job
     tokenizers = _WORKER["tokenizers"]
-    items, rejects = tokenizers.tokenize(utterances, manifest_dir, batch_size, max_seconds)
+    items, rejects = tokenizers.tokenize(utterances, manifest_dir, batch_size, max_seconds, problems)
     write_shard(out, index, items, rejects, tokenizers.acoustic.num_codebooks)
     return index, len(items), len(rejects)
 
@@ -196,11 +215,12 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
                 info["manifest_hash"], shard_size, max_seconds):
             raise OpusLMError(f"{out} holds shards of another manifest, shard size or maximum duration; use a new --out")
     else:
-        info_path.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(info_path, info, indent=2)
 
     done = completed_shards(out)
-    jobs = [(k, utterances[k * shard_size:(k + 1) * shard_size], manifest_file.parent, out, batch_size, max_seconds)
-            for k in range(info["num_shards"]) if k not in done]
+    problems = manifest_problems(utterances)
+    jobs = [(k, utterances[k * shard_size:(k + 1) * shard_size], problems[k * shard_size:(k + 1) * shard_size],
+             manifest_file.parent, out, batch_size, max_seconds) for k in range(info["num_shards"]) if k not in done]
     bar = tqdm(total=len(utterances), initial=len(utterances) - sum(len(j[1]) for j in jobs),
                desc="tokenizing", unit="utt", disable=not progress)
     if workers > 1 and len(jobs) > 1:
@@ -227,5 +247,5 @@ def summarize(out: Path) -> dict:
     rejected = len(rejects)
     (out / "rejects.jsonl").write_text("".join(line + "\n" for line in rejects))
     summary = {"seen": accepted + rejected, "accepted": accepted, "rejected": rejected, "frames": frames}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary, indent=2)
     return summary

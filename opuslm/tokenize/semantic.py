@@ -16,6 +16,7 @@ import torch
 
 from opuslm.audio import resample
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 from opuslm.tokenize.features import build_features
 
 
@@ -54,7 +55,7 @@ class SemanticTokenizer:
         np.save(folder / "centroids.npy", self.centroids.numpy())
         np.save(folder / "normalization.npy", self.normalization)
         meta = {"type": "semantic", "features": self.features.config(), "k": self.vocab_size, "seed": self.seed}
-        (folder / "semantic.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(folder / "semantic.json", meta, indent=2)
         return folder
 
     @classmethod

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import json_text
 from opuslm.tokenize.identity import tokenizer_hash
 
 SHARD_PREFIX = "shard-"
@@ -55,10 +56,10 @@ def write_shard(folder: Path, index: int, items: list[TokenizedUtterance], rejec
     np.save(tmp / "codes.npy", codes.astype(np.int16))
     with open(tmp / "meta.jsonl", "w", encoding="utf-8") as f:
         for it in items:
-            f.write(json.dumps(it.meta, ensure_ascii=False) + "\n")
+            f.write(json_text(it.meta, None) + "\n")
     with open(tmp / "rejects.jsonl", "w", encoding="utf-8") as f:
         for reject in rejects:
-            f.write(json.dumps(reject, ensure_ascii=False) + "\n")
+            f.write(json_text(reject, None) + "\n")
     os.replace(tmp, final)
     return final
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 
 PREFIX = "step-"
 
@@ -54,7 +55,7 @@ def staging(folder: Path, step: int) -> Path:
 def commit(tmp: Path, folder: Path, step: int, info: dict, keep_last: int) -> Path:
     """Write `trainer.json` last, give the folder its final name, and keep the newest `keep_last`."""
     final = folder / f"{PREFIX}{step:08d}"
-    (tmp / "trainer.json").write_text(json.dumps({**info, "step": step}, indent=1) + "\n")
+    write_json(tmp / "trainer.json", {**info, "step": step}, indent=1)
     if final.exists():  # a re-run that reached the same step: replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)

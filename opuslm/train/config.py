@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from opuslm.config_files import Strict, read_yaml, validate
 from opuslm.errors import OpusLMError
@@ -112,12 +112,24 @@ class StageConfig(Strict):
     tensor: int = Field(1, gt=0)  # Megatron-Core tensor-parallel size (parallel: megatron)
     pipeline: int = Field(1, gt=0)  # Megatron-Core pipeline-parallel size (only 1 is supported so far)
     tune: TuneConfig = TuneConfig()
+    _file: str = PrivateAttr("")  # where it was read: "<stage file> (with overrides from <schedule>)"
 
     @model_validator(mode="after")
     def _tuning_on_hf(self):
         if self.parallel == "megatron" and (self.tune.lora is not None or self.tune.freeze):
             raise ValueError("tune (LoRA, freezing) runs on the HF backend (parallel: ddp or fsdp2), not megatron")
         return self
+
+    @model_validator(mode="after")
+    def _warmup_within_steps(self):
+        if self.lr.warmup > self.steps:
+            raise ValueError(f"lr.warmup ({self.lr.warmup} steps) is longer than the stage ({self.steps} steps), so the "
+                             "peak LR would never be reached; lower lr.warmup or raise steps")
+        return self
+
+    @property
+    def file(self) -> str:
+        return self._file
 
 
 class InitConfig(Strict):
@@ -173,9 +185,23 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
-    """The schedule and its stages (files relative to the schedule's folder, overrides applied), with
-    every value, stage reference and dataset path checked."""
+def scaled(stage: dict, steps_scale: float) -> dict:
+    """A stage's keys with its steps and its LR warmup multiplied by `steps_scale` (at least one step): a
+    short run of the same schedule, its warmup the same share of the stage."""
+    if steps_scale == 1 or not isinstance(stage.get("steps"), int):
+        return stage
+    if not steps_scale > 0:
+        raise OpusLMError(f"the steps scale must be greater than 0, got {steps_scale}")
+    out = {**stage, "steps": max(1, round(stage["steps"] * steps_scale))}
+    lr = out.get("lr")
+    if isinstance(lr, dict) and isinstance(lr.get("warmup"), int):
+        out["lr"] = {**lr, "warmup": min(round(lr["warmup"] * steps_scale), out["steps"])}
+    return out
+
+
+def load_schedule(path: str | Path, steps_scale: float = 1.0) -> tuple[ScheduleConfig, list[StageConfig]]:
+    """The schedule and its stages (files relative to the schedule's folder, overrides applied, steps
+    scaled by `steps_scale`), with every value, stage reference and dataset path checked."""
     from opuslm.batch_stream import source_text_file
 
     path = Path(path)
@@ -183,29 +209,30 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
     stages = []
     for entry in schedule.stages:
         file = (path.parent / entry.file) if not Path(entry.file).is_absolute() else Path(entry.file)
-        stage = validate(StageConfig, merge(read_yaml(file), entry.overrides), f"{file} (with overrides from {path})")
+        where = f"{file} (with overrides from {path})" if entry.overrides else str(file)
+        if steps_scale != 1:
+            where += f" (steps scaled by {steps_scale:g})"
+        stage = validate(StageConfig, scaled(merge(read_yaml(file), entry.overrides), steps_scale), where)
+        stage._file = where
         stages.append(stage)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise OpusLMError(f"{path}: stage names must be unique, got {names}")
     for i, stage in enumerate(stages):
         if stage.start_from != "init" and stage.start_from not in names[:i]:
-            raise OpusLMError(f"stage {stage.name} starts from {stage.start_from!r}, which is not an earlier stage "
-                              f"(earlier: {', '.join(['init'] + names[:i])})")
-    # every dataset something reads: the stages' sources, the ablations' mixes, and the model's tokens
-    readers = [(f"stage {stage.name}, source {source.name}", source) for stage in stages for source in stage.data.sources]
-    readers += [(f"ablation {mix}, source {source.name}", source) for mix, sources in schedule.ablations.items()
-                for source in sources]
+            raise OpusLMError(f"{stage.file}: stage {stage.name}: from: {stage.start_from!r} is not an earlier stage of "
+                              f"{path} (earlier: {', '.join(['init'] + names[:i])}); name one of those, or list "
+                              f"{stage.start_from} before {stage.name} in stages")
+    readers = dataset_readers(path, schedule, stages)
     if schedule.tokens is None and schedule.init.model is None:
         raise OpusLMError(f"{path}: tokens (the dataset a new model takes its vocabulary from) is required unless "
                           "init names a trained model folder")
-    if schedule.tokens is not None:
-        readers.append((f"{path}: tokens", SourceConfig(name="tokens", dataset=schedule.tokens, task="asr")))
     for where, source in readers:
         if source.dataset not in schedule.datasets:
-            raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named in {path} "
+            raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named under datasets in {path} "
                               f"(datasets: {', '.join(schedule.datasets)})")
-        source_text_file(Path(schedule.datasets[source.dataset]), source, where)
+        source_text_file(Path(schedule.datasets[source.dataset]), source,
+                         f"{where}: datasets.{source.dataset} in {path}")
     if schedule.init.llm is not None and not (Path(schedule.init.llm) / "config.json").is_file():
         raise OpusLMError(f"{path}: init.llm {schedule.init.llm} is not a local HF model folder (no config.json)")
     if schedule.init.model is not None and not (Path(schedule.init.model) / "opuslm.json").is_file():
@@ -216,10 +243,22 @@ def load_schedule(path: str | Path) -> tuple[ScheduleConfig, list[StageConfig]]:
     tasks = schedule_tasks(schedule)
     for where, source in readers:
         if source.task not in GENERATIVE_TASKS and source.task not in tasks:
-            raise OpusLMError(f"{where}: unknown task {source.task!r}; tasks: {', '.join(GENERATIVE_TASKS)}, "
+            raise OpusLMError(f"{where}: task: unknown task {source.task!r}; tasks: {', '.join(GENERATIVE_TASKS)}, "
                               f"{', '.join(tasks.names())}" + ("" if schedule.tasks else
                                                               f" (declare your own with `tasks: FILE` in {path})"))
     return schedule, stages
+
+
+def dataset_readers(path: Path, schedule: ScheduleConfig, stages: list[StageConfig]) -> list[tuple[str, SourceConfig]]:
+    """Everything that reads a dataset, with where it is configured: the stages' sources, the ablations'
+    mixes, and the schedule's `tokens` (the dataset a new model takes its vocabulary from)."""
+    readers = [(f"{stage.file}: stage {stage.name}, data.sources {source.name}", source)
+               for stage in stages for source in stage.data.sources]
+    readers += [(f"{path}: ablations.{mix}, source {source.name}", source) for mix, sources in schedule.ablations.items()
+                for source in sources]
+    if schedule.tokens is not None:
+        readers.append((f"{path}: tokens", SourceConfig(name="tokens", dataset=schedule.tokens, task="asr")))
+    return readers
 
 
 def schedule_tasks(schedule: ScheduleConfig) -> TaskTable:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from opuslm.json_files import json_text
 
 
 class RunLog:
@@ -46,7 +47,7 @@ class RunLog:
     def write(self, record: dict) -> None:
         """One line for `record` (a step's figures, or `{"step": 0, "validation": ...}`)."""
         if self.main:
-            self._file.write(json.dumps(record) + "\n")
+            self._file.write(json_text(record, None) + "\n")
             self._file.flush()
         step = record["step"]
         if step == 0:

@@ -17,8 +17,10 @@ import json
 from pathlib import Path
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 from opuslm.tasks import TaskTable
 from opuslm.train.config import StageConfig, load_schedule, schedule_tasks
+from opuslm.train.preflight import known_peak_lr, preflight, require_same_definition
 
 
 def stage_model(out: Path, stage: str) -> Path:
@@ -56,31 +58,35 @@ def build_init(schedule, out: Path) -> Path:
     return folder
 
 
-def _peak_lr(stage: StageConfig, out: Path) -> float:
-    if stage.lr.peak != "previous":
-        return float(stage.lr.peak)
-    if stage.start_from == "init":
-        raise OpusLMError(f"stage {stage.name}: lr.peak 'previous' needs a stage to start from, not init")
-    return stage_summary(out, stage.start_from)["final_lr"]
-
-
 def run_stage(stage: StageConfig, datasets, out: Path, run_dir: Path, progress: bool, validation_sources=None,
               tasks: TaskTable | None = None) -> dict:
+    """Train `stage` into `run_dir`, resuming its newest checkpoint; a finished run of the same definition
+    is reused, one of another definition refused (`require_same_definition`)."""
     from opuslm.train.trainer import StageRun
 
-    if (run_dir / "summary.json").is_file():
-        return json.loads((run_dir / "summary.json").read_text())
     start = stage_model(out, stage.start_from)
     if not (start / "opuslm.json").is_file():
-        raise OpusLMError(f"stage {stage.name} starts from {stage.start_from}, whose model is missing at {start}")
-    run = StageRun(stage, datasets, start, run_dir, _peak_lr(stage, out), progress, validation_sources, tasks)
-    return run.run()
+        raise OpusLMError(f"stage {stage.name} starts from {stage.start_from}, whose model is missing at {start}: "
+                          f"run `opuslm stages run` on the schedule first (it trains {stage.start_from}), or point "
+                          "the schedule's out at a folder where it has finished")
+    if stage.lr.peak == "previous" and stage.start_from == "init":
+        raise OpusLMError(f"{stage.file}: stage {stage.name}: lr.peak 'previous' needs a stage to start from, not init")
+    peak_lr = known_peak_lr(stage, out)
+    if peak_lr is None:
+        raise OpusLMError(f"stage {stage.name}: lr.peak 'previous' is the LR {stage.start_from} ended at, but "
+                          f"{out / stage.start_from} has no summary.json: let `opuslm stages run` finish {stage.start_from}")
+    require_same_definition(stage, run_dir, peak_lr)
+    if (run_dir / "summary.json").is_file():
+        return json.loads((run_dir / "summary.json").read_text())
+    return StageRun(stage, datasets, start, run_dir, peak_lr, progress, validation_sources, tasks).run()
 
 
-def run_schedule(path: str | Path, progress: bool = True) -> list[dict]:
+def run_schedule(path: str | Path, progress: bool = True, steps_scale: float = 1.0) -> list[dict]:
+    """Every stage of the schedule at `path` in order (`steps_scale`: see `opuslm.train.config.scaled`)."""
     from opuslm.train.distributed import close_world, init_world
 
-    schedule, stages = load_schedule(path)
+    schedule, stages = load_schedule(path, steps_scale)
+    preflight(path, schedule, stages)
     out = Path(schedule.out)
     world = init_world()
     if world.main:
@@ -96,7 +102,7 @@ def run_schedule(path: str | Path, progress: bool = True) -> list[dict]:
 
 
 def write_summary(out: Path, summaries: list[dict]) -> None:
-    (out / "summary.json").write_text(json.dumps(summaries, indent=1) + "\n")
+    write_json(out / "summary.json", summaries, indent=1)
     tasks = sorted({t for s in summaries for t in s["final_validation"]})
     lines = ["| stage | from | steps | tokens | train loss first -> final | " + " | ".join(f"val {t}" for t in tasks) + " |",
              "|" + " --- |" * (4 + len(tasks) + 1)]
@@ -110,7 +116,7 @@ def write_summary(out: Path, summaries: list[dict]) -> None:
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
-def ablate(path: str | Path, stage_name: str, progress: bool = True) -> Path:
+def ablate(path: str | Path, stage_name: str, progress: bool = True, steps_scale: float = 1.0) -> Path:
     """Run stage `stage_name` once per data mix in the schedule's `ablations`, from the same start,
     validated on the same sets (the stage's own sources); write a table and a plot."""
     import matplotlib
@@ -120,7 +126,8 @@ def ablate(path: str | Path, stage_name: str, progress: bool = True) -> Path:
 
     from opuslm.train.distributed import close_world, init_world
 
-    schedule, stages = load_schedule(path)
+    schedule, stages = load_schedule(path, steps_scale)
+    preflight(path, schedule, stages)
     stage = next((s for s in stages if s.name == stage_name), None)
     if stage is None:
         raise OpusLMError(f"no stage {stage_name!r} in {path} (stages: {', '.join(s.name for s in stages)})")

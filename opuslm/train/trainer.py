@@ -9,7 +9,6 @@ ranks. Checkpoints are taken between steps, where the accumulation position is a
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from opuslm.errors import OpusLMError
+from opuslm.json_files import write_json
 from opuslm.model.loss import next_frame_mask
 from opuslm.tasks import TaskTable, save_trained_labels
 from opuslm.train.backend import training_backend
@@ -26,6 +26,7 @@ from opuslm.train.checkpoint import Checkpointer
 from opuslm.train.config import StageConfig
 from opuslm.train.data import stage_data
 from opuslm.train.distributed import World, init_world
+from opuslm.train.preflight import definition
 from opuslm.train.run_log import RunLog, summarize
 from opuslm.train.schedule import lr_factor
 from opuslm.train.tuning import add_stage_lora
@@ -97,7 +98,8 @@ class StageRun:
                 if self.checkpoints.due(self.step):
                     self.checkpoints.save(self.step, self.model, self.optimizer, self.scheduler, self.data.train,
                                           {"vocab_hash": self.model.vocab.hash, "peak_lr": self.peak_lr,
-                                           "stage": self.stage.model_dump(by_alias=True)})
+                                           "stage": self.stage.model_dump(by_alias=True),
+                                           "definition": definition(self.stage)})
         return self._finish(time.time() - started)
 
     # ---- one step ----
@@ -174,8 +176,9 @@ class StageRun:
             save_trained_labels(self.run_dir / "model", self.start, self.data.train.trained_labels())
             summary = {"stage": self.stage.name, "steps": self.step, "from": str(self.start), **summarize(self.log.path),
                        "final_lr": self.peak_lr * lr_factor(self.stage.steps, self.stage.steps, self.stage.lr),
+                       "peak_lr": self.peak_lr, "definition": definition(self.stage),
                        "seconds_this_run": round(seconds, 1), "data": self.data.train.describe(),
                        "validation_notes": self.data.notes}
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+            write_json(self.run_dir / "summary.json", summary, indent=1)
         self.world.barrier()
         return summary

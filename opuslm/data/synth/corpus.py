@@ -27,6 +27,7 @@ from opuslm.data.synth import events as ev
 from opuslm.data.synth import sentences, speakers
 from opuslm.data.synth import espeak
 from opuslm.errors import OpusLMError
+from opuslm.json_files import json_text, write_json
 
 GENERATOR_VERSION = 2
 SAMPLE_RATE = 16000
@@ -267,7 +268,7 @@ def synthesize_corpus(out: Path, config: SynthConfig, workers: int = 1, force: b
                     if seconds >= target:
                         break
                     if reason is not None:
-                        rejects.append(json.dumps({"id": plan.id, "reason": reason}))
+                        rejects.append(json_text({"id": plan.id, "reason": reason}, None))
                         continue
                     utterance = _utterance(plan, pcm, words, event_times)
                     write_wav(out / utterance.audio, pcm, SAMPLE_RATE)
@@ -293,5 +294,5 @@ def synthesize_corpus(out: Path, config: SynthConfig, workers: int = 1, force: b
         "speakers": [asdict(s) for s in roster],
     }
     # corpus.json is written last: its presence marks a complete corpus.
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary_path, summary, indent=2)
     return summary

@@ -22,6 +22,7 @@ from opuslm.data.manifest import write_lines_atomic
 from opuslm.data.synth import sentences
 from opuslm.data.synth.corpus import text_split
 from opuslm.errors import OpusLMError
+from opuslm.json_files import json_text
 
 WRITTEN_SPLITS = ("train", "dev")
 
@@ -68,5 +69,5 @@ def synthesize_text(out: Path, lines: int, seed: int = 0, question_share: float 
         write_lines_atomic(out / f"{split}.txt", split_lines)
     summary = {"config": config, "lines": {split: len(v) for split, v in kept.items()},
                "left_out_test_lines": held_out}
-    write_lines_atomic(summary_path, [json.dumps(summary, indent=1)])
+    write_lines_atomic(summary_path, [json_text(summary).rstrip("\n")])
     return summary
