@@ -31,6 +31,9 @@ _SHORT_CHUNK = re.compile(r"^(data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", re.MU
 _STREAMED = 0xFFFFFFFF  # the size a writer to a pipe leaves: length unknown, not truncated
 
 
+CANCELLED_DB = -40.0
+
+
 def check_complete(info, source: str) -> None:
     """Refuse a file cut short (an interrupted copy or download), which would otherwise be read at
     part of its length without a word."""
@@ -68,14 +71,24 @@ def load_audio(
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(f"{path}: unreadable audio ({error})") from error
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    if samples.shape[1] > 1 and not np.any(mono) and np.all(np.isfinite(samples)) and np.any(samples):
+    if samples.shape[1] > 1 and _cancels(samples, mono):
         raise AudioError(f"{path}: its {samples.shape[1]} channels cancel out (one is the other inverted), so their "
-                         "mono mix is all zeros; export one channel (e.g. `sox in.wav out.wav remix 1`)")
+                         "mono mix is silence; export one channel (e.g. `sox in.wav out.wav remix 1`)")
     samples = mono
     check_samples(samples, str(path))
     if target_rate is not None:
         samples, rate = resample(samples, rate, target_rate), target_rate
     return samples, rate
+
+
+def _cancels(channels: np.ndarray, mono: np.ndarray) -> bool:
+    """Channels whose mix is silence (below CANCELLED_DB of the channels themselves: one channel is the
+    other inverted, up to the odd 16-bit rounding step)."""
+    if not np.all(np.isfinite(channels)):
+        return False
+    level = float(np.sqrt(np.mean(channels.astype(np.float64) ** 2)))
+    mixed = float(np.sqrt(np.mean(mono.astype(np.float64) ** 2)))
+    return level > 0 and mixed < level * 10 ** (CANCELLED_DB / 20)
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:

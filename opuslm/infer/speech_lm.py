@@ -9,6 +9,7 @@ kind of generation. Each verb takes a batch and returns one result per input.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,36 +76,41 @@ class SpeechLM:
         config = self.model.backbone.config
         return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
 
-    def require_clip(self, audio: Audio, name: str) -> None:
-        """Refuse a clip too short to hold a word (`opuslm.data.rules.MIN_SECONDS`)."""
+    def require_clip(self, audio: Audio, name: str, follow: int = 0, limit_flag: str = "--max-tokens") -> None:
+        """Refuse a clip too short to hold a word (`opuslm.data.rules.MIN_SECONDS`), or one whose frames and
+        the `follow` more that `limit_flag` allows would not fit the model's positions: refused before the
+        clip is tokenized (a 5-minute clip took 1.6 GB to go nowhere)."""
         seconds = len(audio[0]) / audio[1]
         if seconds < MIN_SECONDS:
             raise OpusLMError(f"{name}: {seconds:.3f} s of audio is shorter than the {MIN_SECONDS:g} s a word needs "
                               "(given less, a model invents a sentence); give a longer clip")
+        if follow:
+            self._require_positions(math.ceil(seconds * self.frame_rate), follow, name, limit_flag, "its audio")
 
-    def _require_fits(self, prompt: Prompt, name: str, limit_flag: str) -> None:
-        """Refuse a prompt whose frames and continuation (at most `prompt.max_frames`, set by `limit_flag`)
-        need more positions than the backbone has."""
+    def _require_positions(self, length: int, follow: int, name: str, limit_flag: str, what: str,
+                           listening: bool = True) -> None:
+        """Refuse `length` frames (`what`) and `follow` more that need more positions than the backbone has."""
         limit = self.position_limit
-        length = prompt.frames.shape[1]
-        needed = length + prompt.max_frames + max(self.model.delays) + 1
+        needed = length + follow + max(self.model.delays) + 1
         if limit is None or needed <= limit:
             return
-        if prompt.target == "text":  # a clip to listen to
+        if listening:
             seconds = max(limit - (needed - length), 0) / self.frame_rate
             fix = f"split the clip into pieces of at most about {seconds:.0f} s, or lower {limit_flag}"
         else:
             fix = f"lower {limit_flag} or shorten the input"
-        raise OpusLMError(f"{name}: its prompt is {length} frames and {limit_flag} lets {prompt.max_frames} more "
-                          f"follow, {needed} positions in all, but the model has {limit}: {fix}")
+        raise OpusLMError(f"{name}: {what} is {length} frames and {limit_flag} lets {follow} more follow, {needed} "
+                          f"positions in all, but the model has {limit}: {fix}")
 
     @staticmethod
     def _names(names: list[str] | None, count: int) -> list[str]:
         return list(names) if names is not None else [f"input {i + 1}" for i in range(count)]
 
     # ---- inputs ----
-    def tokenize_audio(self, audio: Audio, text: str = "", name: str = "input") -> TokenizedUtterance:
-        self.require_clip(audio, name)
+    def tokenize_audio(self, audio: Audio, text: str = "", name: str = "input", follow: int = 0,
+                       limit_flag: str = "--max-tokens") -> TokenizedUtterance:
+        """A clip as the model reads it (`follow`, `limit_flag`: see `require_clip`)."""
+        self.require_clip(audio, name, follow, limit_flag)
         wav, rate = audio
         wav = resample(np.asarray(wav, np.float32), rate, self.tokenizers.acoustic.sample_rate)
         encoded = self.tokenizers.encode_audio([wav])[0]
@@ -124,9 +130,9 @@ class SpeechLM:
             raise OpusLMError("the text tokenizer has no eos token, so a text continuation could not end")
         else:
             stop_id = int(self.vocab.text([self.tokenizers.text.eos_token_id])[0])
-        prompt = Prompt(frames.tokens, target, stop_id, max_frames)
-        self._require_fits(prompt, name, limit_flag)
-        return prompt
+        self._require_positions(frames.tokens.shape[1], max_frames, name, limit_flag, "its prompt",
+                                listening=target == "text" and task != "text_lm")
+        return Prompt(frames.tokens, target, stop_id, max_frames)
 
     # ---- outputs ----
     def _text(self, generated: Generated) -> str:
@@ -159,14 +165,14 @@ class SpeechLM:
 
     # ---- verbs ----
     def transcribe(self, audios: list[Audio], max_tokens: int = 200, names: list[str] | None = None) -> list[str]:
-        prompts = [self._prompt("asr", self.tokenize_audio(a, name=n), "text", max_tokens, n, "--max-tokens")
+        prompts = [self._prompt("asr", self.tokenize_audio(a, "", n, max_tokens), "text", max_tokens, n, "--max-tokens")
                    for a, n in zip(audios, self._names(names, len(audios)))]
         return self._answers("asr", self._run(prompts), audios)
 
     def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200,
                    names: list[str] | None = None) -> list[str]:
         self.tasks.require(task)
-        prompts = [self._prompt(task, self.tokenize_audio(a, name=n), "text", max_tokens, n, "--max-tokens",
+        prompts = [self._prompt(task, self.tokenize_audio(a, "", n, max_tokens), "text", max_tokens, n, "--max-tokens",
                                 instruct=True, instruction=instruction)
                    for a, n in zip(audios, self._names(names, len(audios)))]
         return self._answers(task, self._run(prompts), audios)
@@ -217,7 +223,8 @@ class SpeechLM:
         return [s.audio for s in self.speak(texts, speaker_prompts, max_seconds)]
 
     def continue_audio(self, audios: list[Audio], max_seconds: float = 10.0, names: list[str] | None = None) -> list[np.ndarray]:
-        prompts = [self._prompt("audio_lm", self.tokenize_audio(a, name=n), "audio", round(max_seconds * self.frame_rate),
+        prompts = [self._prompt("audio_lm", self.tokenize_audio(a, "", n, round(max_seconds * self.frame_rate), "--max-seconds"),
+                                "audio", round(max_seconds * self.frame_rate),
                                 n, "--max-seconds") for a, n in zip(audios, self._names(names, len(audios)))]
         return [self._audio(g) for g in self._run(prompts)]
 
