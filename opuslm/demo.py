@@ -216,7 +216,8 @@ def train_text_llm(config: DemoConfig, paths: DemoPaths) -> str:
             "out": str(paths.text_llm_run.resolve()), "tokens": "speech",
             "datasets": {"speech": str(paths.tokens.resolve()), "text": str(paths.text.resolve())},
             "init": {"preset": preset, "seed": config.seed},
-            "stages": [{"file": str(_stage_file("text_llm.yaml")), "overrides": {"steps": config.llm_steps}}]})
+            "stages": [{"file": str(_stage_file("text_llm.yaml")), "overrides": {
+                "steps": config.llm_steps, "lr": {"warmup": min(_warmup(_stage_file("text_llm.yaml")), config.llm_steps)}}}]})
         run_schedule(schedule, progress=True)
         trained, staging = stage_model(paths.text_llm_run, "text_llm"), paths.llm.with_name("llm.tmp")
         OpusLM.from_pretrained(trained).export_text_lm(staging, trained / TOKENIZER_FOLDERS["text"])
@@ -241,6 +242,13 @@ def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
                              steps_scale=config.steps_scale)
     return "; ".join(f"{s['stage']} {s['steps']} steps, loss {s['first_loss']:.2f} -> {s['final_loss']:.2f}"
                      for s in summaries) + f" -> {paths.run}"
+
+
+def _warmup(stage_file: Path) -> int:
+    """A stage file's LR warmup (a shorter text LLM run keeps at most all of its steps as warmup)."""
+    from opuslm.config_files import read_yaml
+
+    return int(read_yaml(stage_file).get("lr", {}).get("warmup", 0))
 
 
 def _judge_folder(config: DemoConfig, paths: DemoPaths):

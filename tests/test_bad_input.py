@@ -148,8 +148,12 @@ def test_check_lists_stages_and_ablations_with_what_run_would_do(tmp_path, tiny_
     assert lines[1].startswith("  model: 5 streams, tokenizers of tokens: speech") and "4096 positions" in lines[1]
     assert lines[2].startswith("  pretrain from init: 2 steps, lr cosine peak 0.001 warmup 0,")  # 4 x 0.5; warmup 1 x 0.5
     assert lines[2].endswith("; would start")
-    assert lines[5] == ("  ablation speech_only (anneal): 1 steps, lr linear_to_zero peak previous warmup 0, 2 x 512 "
-                        "frames, loss on whole; asr(asr x3 on speech_hq); would start")
+    pretrain_sources = lines[2].split("frames, loss on ")[1].split("; ")[1]
+    assert lines[5:] == ["  ablation of anneal, start: pretrain's model; would start once pretrain has finished",
+                         "  ablation of anneal, continued: 1 steps, lr constant peak previous warmup 0, 2 x 512 frames, "
+                         f"loss on whole; {pretrain_sources}; would start once pretrain has finished",
+                         "  ablation of anneal, speech_only: 1 steps, lr linear_to_zero peak previous warmup 0, 2 x 512 "
+                         "frames, loss on whole; asr(asr x3 on speech_hq); would start once pretrain has finished"]
 
 
 # ---- generate ----

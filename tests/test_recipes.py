@@ -8,7 +8,7 @@ from opuslm.cli.main import main
 from opuslm.data.manifest import read_manifest
 
 
-def tone(path, seconds=0.3, rate=16000, fmt=None):
+def tone(path, seconds=1.0, rate=16000, fmt=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(seconds * rate)) / rate
     sf.write(str(path), 0.3 * np.sin(2 * np.pi * 220 * t), rate, format=fmt)

@@ -166,20 +166,47 @@ def test_three_stages_run_and_each_starts_where_the_previous_ended(three_stages)
     assert again == [pretrain, anneal, instruct]
 
 
-def test_an_anneal_ablation_compares_mixes_on_the_same_validation_sets(three_stages):
-    from opuslm.train.stages import ablate
+def test_an_anneal_ablation_trains_each_mix_and_seed_once_and_tables_their_evaluations(three_stages):
+    from opuslm.tokenize.identity import folder_hash
+    from opuslm.train.ablation import ablate
 
-    path, (_, anneal, _) = three_stages
-    folder = ablate(path, "anneal", progress=False)
-    table = (folder / "ablation.md").read_text().splitlines()
-    assert table[2] == "| mix | asr | text_lm | tts |"
-    rows = {line.split("|")[1].strip(): line for line in table[4:]}
-    assert set(rows) == {"with_text", "speech_only"}
+    path, (pretrain, anneal, _) = three_stages
+    said = []
+    options = dict(seeds=[0, 1], eval_tasks=["asr"], eval_limit=3, judge="none", progress=False, say=said.append)
+    folder = ablate(path, "anneal", **options)
+    assert sum(line.startswith("training ") for line in said) == 6  # continued and two mixes, two seeds each
+    table = json.loads((folder / "ablation.json").read_text())
+    rows = {row["name"]: row for row in table["rows"]}
+    assert list(rows)[:2] == ["start", "continued"] and table["baseline"] == "continued"
+    assert sorted(list(rows)[2:]) == ["speech_only", "with_text"]  # in the schedule's order
+    # the baselines are what they claim: pretraining's model as it is, and its mix for anneal's steps
+    out = path.parent / "out"
+    assert rows["start"]["runs"] == [str(folder / f"start-{folder_hash(out / 'pretrain' / 'model')}")]
+    continued = rows["continued"]["definition"]
+    assert continued["data"]["sources"] == pretrain["definition"]["data"]["sources"] and continued["steps"] == 2
+    assert (continued["lr"]["schedule"], continued["lr"]["peak"]) == ("constant", "previous")
+    assert json.loads((Path(rows["continued"]["runs"][0]) / "summary.json").read_text())["peak_lr"] == pretrain["final_lr"]
+    for row in rows.values():  # the table's numbers are the per-run results.json numbers
+        runs = [json.loads((Path(run) / "eval" / "results.json").read_text())["metrics"] for run in row["runs"]]
+        for metric in ("asr_wer_test", "asr_wer_dev"):
+            assert row["metrics"][metric]["mean"] == pytest.approx(sum(r[metric] for r in runs) / len(runs))
+        if row["name"] != "start":  # every mix validates on anneal's own sources
+            assert set(row["metrics"]) >= {"validation_asr", "validation_tts", "validation_text_lm"}
     assert (folder / "ablation.png").stat().st_size > 1000
-    for mix in rows:  # every mix starts from pretraining's model and validates on anneal's own sources
-        summary = json.loads((folder / f"anneal-{mix}" / "summary.json").read_text())
-        assert summary["first_validation"] == pytest.approx(anneal["first_validation"])
-        assert set(summary["final_validation"]) == {"asr", "tts", "text_lm"}
+    md = (folder / "ablation.md").read_text()
+    assert "| with_text | asr x1 (speech_hq), text_lm x1 (text) | 2 |" in md and "Paired differences against continued" in md
+    # unchanged: every run and evaluation reused; one key of one mix changed: that mix alone trains anew
+    said.clear()
+    ablate(path, "anneal", **options)
+    assert not [line for line in said if line.startswith(("training", "evaluating"))]
+    schedule = yaml.safe_load(path.read_text())
+    schedule["ablations"]["with_text"][1]["weight"] = 2.0
+    path.write_text(yaml.safe_dump(schedule))
+    said.clear()
+    ablate(path, "anneal", **options)
+    assert sorted(line.split(":")[0] for line in said if line.startswith("training")) == [
+        "training with_text (seed 0)", "training with_text (seed 1)"]
+    assert "text_lm x2 (text)" in (folder / "ablation.md").read_text()
 
 
 def run_cli(args, env_extra=None, **popen):

@@ -23,12 +23,23 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--steps-scale", type=positive(float), default=1.0, help=STEPS_SCALE)
     run.set_defaults(func=_run)
-    ablate = commands.add_parser("ablate", formatter_class=help_formatter, help="one stage once per data mix",
-                                 description="Run one stage (usually anneal) from the same starting model once for each "
-                                 "data mix under the schedule's `ablations`, validated on the same sets; writes "
-                                 "OUT/ablations/ablation.md and ablation.png.")
+    ablate = commands.add_parser(
+        "ablate", formatter_class=help_formatter, help="one stage per data mix and seed, evaluated, with baselines",
+        description="Run one stage (usually anneal) from the same starting model once per data mix under the "
+        "schedule's `ablations` and per seed, evaluate every model with `opuslm eval`, and write one table and plot "
+        "(OUT/ablations/STAGE/ablation.md, .json, .png): each mix's weights and steps, each metric's mean over seeds "
+        "with a 95%% interval (a bootstrap over utterances and seeds), the starting model and continued training on "
+        "the previous stage's mix as baselines, and paired differences on the same utterances. Runs are keyed by "
+        "what defines them: a changed mix trains anew, an unchanged one is reused (and says so).")
     ablate.add_argument("schedule", type=Path, help="schedule YAML")
     ablate.add_argument("--stage", default="anneal", help="the stage whose data mix varies")
+    ablate.add_argument("--seeds", default=None, help="comma-separated data seeds (default: the stage's data.seed)")
+    ablate.add_argument("--eval-tasks", help="comma-separated eval tasks (default: asr, the understanding tasks the "
+                        "schedule trains, tts when there is a judge, text)")
+    ablate.add_argument("--eval-limit", type=positive(int), help="at most this many utterances per eval task")
+    ablate.add_argument("--corpus", type=Path, help="the corpus to evaluate on (default: the one the schedule's "
+                        "tokens dataset was made from)")
+    ablate.add_argument("--judge", default="embedded", help="TTS judge, as for `opuslm eval --judge` ('none': no TTS)")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     ablate.add_argument("--steps-scale", type=positive(float), default=1.0, help=STEPS_SCALE)
     ablate.set_defaults(func=_ablate)
@@ -59,10 +70,13 @@ def _run(args) -> None:
 
 def _ablate(args) -> None:
     from opuslm.backends import register_backends
-    from opuslm.train.stages import ablate
+    from opuslm.train.ablation import ablate
 
     register_backends()
-    folder = ablate(args.schedule, args.stage, progress=not args.quiet, steps_scale=args.steps_scale)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    tasks = [t.strip() for t in args.eval_tasks.split(",") if t.strip()] if args.eval_tasks else None
+    folder = ablate(args.schedule, args.stage, seeds, tasks, args.eval_limit, args.corpus, args.judge,
+                    progress=not args.quiet, steps_scale=args.steps_scale)
     print((folder / "ablation.md").read_text(), end="")
     print(f"plot: {folder / 'ablation.png'}")
 
@@ -82,12 +96,17 @@ def _check(args) -> None:
     for stage in stages:
         print(f"  {stage.name} from {stage.start_from}: {_describe(stage, stage.data.sources)}; "
               f"{_run_state(out / stage.name)}")
-    anneal = next((s for s in stages if s.name == args.ablate_stage), None)
-    for mix, sources in schedule.ablations.items():
-        where = out / "ablations" / f"{args.ablate_stage}-{mix}"
-        print(f"  ablation {mix} ({args.ablate_stage}): " + (_describe(anneal, sources) if anneal else
-                                                               ", ".join(_source(s) for s in sources))
-              + f"; {_run_state(where)}")
+    ablated = next((s for s in stages if s.name == args.ablate_stage), None)
+    if schedule.ablations and ablated is not None:
+        from opuslm.train.ablation import planned_runs
+
+        _, planned = planned_runs(schedule, stages, ablated, [ablated.data.seed])
+        for row, _, variant, run_dir in planned:
+            what = _describe(variant, variant.data.sources) if variant is not None else row.mix
+            state = _run_state(run_dir) if run_dir is not None else f"would start once {ablated.start_from} has finished"
+            if variant is None and run_dir is not None:
+                state = "evaluated, would be reused" if (run_dir / "eval" / "results.json").is_file() else "would be evaluated"
+            print(f"  ablation of {ablated.name}, {row.name}: {what}; {state}")
 
 
 def _source(source) -> str:

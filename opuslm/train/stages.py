@@ -5,7 +5,7 @@ Layout of a schedule's `out` folder:
     init/model/            the text LLM grown to the joint vocabulary (or a preset from scratch), or a
                            link to the trained model folder a fine-tuning run starts from
     <stage>/               log.jsonl, tensorboard/, checkpoints/, model/, summary.json (= finished)
-    ablations/<stage>-<mix>/   one anneal run per data mix, then ablation.md and ablation.png
+    ablations/<stage>/     the stage's data-mix ablation (`opuslm.train.ablation`)
     summary.json, summary.md   per stage: steps, tokens, first/final losses, validation per task, time
 
 A finished stage is skipped; an interrupted one resumes from its newest checkpoint.
@@ -114,53 +114,3 @@ def write_summary(out: Path, summaries: list[dict]) -> None:
         lines.append(f"| {s['stage']} | {Path(s['from']).parent.name} | {s['steps']} | {s['tokens']} | "
                      f"{s['first_loss']:.3f} -> {s['final_loss']:.3f} | " + " | ".join(cells) + " |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
-
-
-def ablate(path: str | Path, stage_name: str, progress: bool = True, steps_scale: float = 1.0) -> Path:
-    """Run stage `stage_name` once per data mix in the schedule's `ablations`, from the same start,
-    validated on the same sets (the stage's own sources); write a table and a plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from opuslm.train.distributed import close_world, init_world
-
-    schedule, stages = load_schedule(path, steps_scale)
-    preflight(path, schedule, stages)
-    stage = next((s for s in stages if s.name == stage_name), None)
-    if stage is None:
-        raise OpusLMError(f"no stage {stage_name!r} in {path} (stages: {', '.join(s.name for s in stages)})")
-    if not schedule.ablations:
-        raise OpusLMError(f"{path} lists no ablations (a mapping of mix name -> sources)")
-    out = Path(schedule.out)
-    world = init_world()
-    results, tasks = {}, schedule_tasks(schedule)
-    for mix, sources in schedule.ablations.items():
-        for source in sources:
-            if source.dataset not in schedule.datasets:
-                raise OpusLMError(f"ablation {mix}, source {source.name}: dataset {source.dataset!r} is not named in {path}")
-        variant = stage.model_copy(update={"data": stage.data.model_copy(update={"sources": sources})})
-        summary = run_stage(variant, schedule.datasets, out, out / "ablations" / f"{stage.name}-{mix}", progress,
-                            validation_sources=stage.data.sources, tasks=tasks)
-        results[mix] = summary.get("final_validation", {})
-    folder = out / "ablations"
-    if world.main:
-        tasks = sorted({t for r in results.values() for t in r})
-        table = ["| mix | " + " | ".join(tasks) + " |", "|" + " --- |" * (len(tasks) + 1)]
-        table += [f"| {mix} | " + " | ".join(f"{r[t]:.3f}" if t in r else "" for t in tasks) + " |" for mix, r in results.items()]
-        (folder / "ablation.md").write_text(f"Validation loss per task after {stage.name}, by data mix (lower is better)\n\n"
-                                            + "\n".join(table) + "\n")
-        figure, axis = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * len(results)), 4))
-        width = 0.8 / len(results)
-        for i, (mix, r) in enumerate(results.items()):
-            axis.bar([t + i * width for t in range(len(tasks))], [r.get(task, 0) for task in tasks], width, label=mix)
-        axis.set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))], tasks, rotation=30)
-        axis.set_ylabel("validation loss")
-        axis.set_title(f"{stage.name}: data mix ablation")
-        axis.legend()
-        figure.tight_layout()
-        figure.savefig(folder / "ablation.png", dpi=120)
-        plt.close(figure)
-    close_world(world)
-    return folder
