@@ -12,7 +12,7 @@ SMOLLM2_STAMP := $(VENV)/.opuslm-smollm2-installed
 SMOLLM2_EVAL ?= asr,sgc,ved,sttc,text,spoken_qa
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo demo-smollm2 test test-slow bench venv clean
+.PHONY: demo demo-smollm2 demo-ablation test test-slow bench venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/opuslm demo --out $(DEMO_OUT)
+
+# An annealing ablation on the demo's pretrained model (stages/demo_ablation.yaml; after `make demo`)
+demo-ablation: $(STAMP)
+	$(VENV)/bin/opuslm stages ablate $(DEMO_OUT)/schedule.yaml --mixes stages/demo_ablation.yaml --seeds 0,1 \
+		--eval-tasks asr,text --eval-limit 40 --judge none
 
 # The same demo from a real text LLM: SmolLM2-135M and Whisper base from their wheels (the extras
 # smollm2 and whisper-base), imported into local folders, then stages/demo_smollm2.yaml.

@@ -315,3 +315,20 @@ def test_a_steps_scale_scales_steps_and_warmup_alike():
     assert scaled({"steps": 10}, 1.0) == {"steps": 10}
     with pytest.raises(OpusLMError, match="steps scale must be greater than 0"):
         scaled({"steps": 10}, 0)
+
+
+def test_a_mixes_file_replaces_the_ablations_and_its_bad_sources_are_named_with_the_file(tmp_path, tiny_shards):
+    from opuslm.train.config import load_schedule, with_mixes
+
+    path = write_schedule(tmp_path, tiny_shards, tmp_path / "out")
+    schedule, _ = load_schedule(path)
+    mixes = tmp_path / "mixes.yaml"
+    mixes.write_text(yaml.safe_dump({"ablations": {"asr_only": [{"name": "asr", "dataset": "speech", "task": "asr"}]}}))
+    assert list(with_mixes(path, schedule, mixes).ablations) == ["asr_only"]
+    mixes.write_text(yaml.safe_dump({"ablations": {"bad": [{"name": "asr", "dataset": "elsewhere", "task": "asr"}]}}))
+    with pytest.raises(OpusLMError, match=rf"{mixes}: ablations.bad, source asr: dataset 'elsewhere' is not named under "
+                                          rf"datasets in {path}"):
+        with_mixes(path, schedule, mixes)
+    mixes.write_text(yaml.safe_dump({"ablation": {}}))
+    with pytest.raises(OpusLMError, match=rf"{mixes}: ablations: Field required; ablation: Extra inputs"):
+        with_mixes(path, schedule, mixes)

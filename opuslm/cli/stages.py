@@ -33,6 +33,8 @@ def register(subparsers) -> None:
         "what defines them: a changed mix trains anew, an unchanged one is reused (and says so).")
     ablate.add_argument("schedule", type=Path, help="schedule YAML")
     ablate.add_argument("--stage", default="anneal", help="the stage whose data mix varies")
+    ablate.add_argument("--mixes", type=Path, help="a YAML file of mixes (`ablations: {name: [sources]}`) to compare "
+                        "instead of the schedule's own ablations, e.g. stages/demo_ablation.yaml")
     ablate.add_argument("--seeds", default=None, help="comma-separated data seeds (default: the stage's data.seed)")
     ablate.add_argument("--eval-tasks", help="comma-separated eval tasks (default: asr, the understanding tasks the "
                         "schedule trains, tts when there is a judge, text)")
@@ -76,7 +78,7 @@ def _ablate(args) -> None:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     tasks = [t.strip() for t in args.eval_tasks.split(",") if t.strip()] if args.eval_tasks else None
     folder = ablate(args.schedule, args.stage, seeds, tasks, args.eval_limit, args.corpus, args.judge,
-                    progress=not args.quiet, steps_scale=args.steps_scale)
+                    progress=not args.quiet, steps_scale=args.steps_scale, mixes=args.mixes)
     print((folder / "ablation.md").read_text(), end="")
     print(f"plot: {folder / 'ablation.png'}")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from opuslm.errors import OpusLMError
 from opuslm.json_files import json_text, write_json
-from opuslm.train.config import LRConfig, ScheduleConfig, StageConfig, load_schedule, schedule_tasks
+from opuslm.train.config import LRConfig, ScheduleConfig, StageConfig, load_schedule, schedule_tasks, with_mixes
 from opuslm.train.preflight import definition, preflight
 
 START, CONTINUED = "start", "continued"
@@ -122,14 +122,17 @@ def default_eval_tasks(stages: list[StageConfig], judge: str) -> list[str]:
 
 def ablate(path: str | Path, stage_name: str, seeds: list[int] | None = None, eval_tasks: list[str] | None = None,
            eval_limit: int | None = None, corpus: Path | None = None, judge: str = "embedded", progress: bool = True,
-           steps_scale: float = 1.0, say=print) -> Path:
+           steps_scale: float = 1.0, mixes: Path | None = None, say=print) -> Path:
     """Train and evaluate every row (see the module docstring); write ablation.md, .json and .png into
-    out/ablations/<stage>/; returns that folder."""
+    out/ablations/<stage>/; returns that folder. `mixes`: a YAML file of mixes to use instead of the
+    schedule's `ablations`."""
     from opuslm.eval.judge import load_judge
     from opuslm.eval.runner import check_eval_tasks
     from opuslm.train.stages import run_stage, stage_model
 
     schedule, stages = load_schedule(path, steps_scale)
+    if mixes is not None:
+        schedule = with_mixes(Path(path), schedule, mixes)
     preflight(path, schedule, stages)
     stage = next((s for s in stages if s.name == stage_name), None)
     if stage is None:

@@ -249,6 +249,31 @@ def load_schedule(path: str | Path, steps_scale: float = 1.0) -> tuple[ScheduleC
     return schedule, stages
 
 
+class MixesConfig(Strict):
+    """A file of data mixes to ablate (`opuslm stages ablate --mixes FILE`), as a schedule's `ablations`."""
+
+    ablations: dict[str, list[SourceConfig]] = Field(min_length=1)
+
+
+def with_mixes(path: Path, schedule: ScheduleConfig, mixes_file: str | Path) -> ScheduleConfig:
+    """The schedule with the mixes of `mixes_file` as its ablations, each source's dataset and task
+    checked as loading checks the schedule's own."""
+    from opuslm.batch_stream import source_text_file
+
+    mixes = validate(MixesConfig, read_yaml(mixes_file), str(mixes_file)).ablations
+    tasks = schedule_tasks(schedule)
+    for mix, sources in mixes.items():
+        for source in sources:
+            where = f"{mixes_file}: ablations.{mix}, source {source.name}"
+            if source.dataset not in schedule.datasets:
+                raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named under datasets in {path} "
+                                  f"(datasets: {', '.join(schedule.datasets)})")
+            if source.task not in GENERATIVE_TASKS and source.task not in tasks:
+                raise OpusLMError(f"{where}: task: unknown task {source.task!r}")
+            source_text_file(Path(schedule.datasets[source.dataset]), source, f"{where}: datasets.{source.dataset}")
+    return schedule.model_copy(update={"ablations": mixes})
+
+
 def dataset_readers(path: Path, schedule: ScheduleConfig, stages: list[StageConfig]) -> list[tuple[str, SourceConfig]]:
     """Everything that reads a dataset, with where it is configured: the stages' sources, the ablations'
     mixes, and the schedule's `tokens` (the dataset a new model takes its vocabulary from)."""
