@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         description="Run one stage (usually anneal) from the same starting model once per data mix under the "
         "schedule's `ablations` and per seed, evaluate every model with `opuslm eval`, and write one table and plot "
         "(OUT/ablations/STAGE/ablation.md, .json, .png): each mix's weights and steps, each metric's mean over seeds "
-        "with a 95%% interval (a bootstrap over utterances and seeds), the starting model and continued training on "
+        "with a 95% interval (a bootstrap over utterances and seeds), the starting model and continued training on "
         "the previous stage's mix as baselines, and paired differences on the same utterances. Runs are keyed by "
         "what defines them: a changed mix trains anew, an unchanged one is reused (and says so).")
     ablate.add_argument("schedule", type=Path, help="schedule YAML")
