@@ -130,6 +130,11 @@ def ablate(path: str | Path, stage_name: str, seeds: list[int] | None = None, ev
     from opuslm.eval.runner import check_eval_tasks
     from opuslm.train.stages import run_stage, stage_model
 
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise OpusLMError("stages ablate runs in one process (each rank would evaluate every model): run it without "
+                          "torchrun; `stages run` is the command that trains across ranks")
     schedule, stages = load_schedule(path, steps_scale)
     if mixes is not None:
         schedule = with_mixes(Path(path), schedule, mixes)
