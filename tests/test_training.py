@@ -195,6 +195,10 @@ def test_an_anneal_ablation_trains_each_mix_and_seed_once_and_tables_their_evalu
     assert (folder / "ablation.png").stat().st_size > 1000
     md = (folder / "ablation.md").read_text()
     assert "| with_text | asr x1 (speech_hq), text_lm x1 (text) | 2 |" in md and "Paired differences against continued" in md
+    [pair] = table["between_mixes"]  # the two mixes, paired on the same utterances
+    first, second = pair.split(" - ")[::-1]
+    assert table["between_mixes"][pair]["asr_wer_test"]["mean"] == pytest.approx(
+        rows[second]["metrics"]["asr_wer_test"]["mean"] - rows[first]["metrics"]["asr_wer_test"]["mean"])
     # unchanged: every run and evaluation reused; one key of one mix changed: that mix alone trains anew
     said.clear()
     ablate(path, "anneal", **options)

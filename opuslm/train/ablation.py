@@ -217,12 +217,13 @@ def _read_run(run_dir: Path) -> tuple[dict, dict, dict]:
 
 def table_numbers(rows: list[Row], baseline: str) -> dict:
     """Per row and metric, the Estimate over its runs; per row but the baseline, the paired difference
-    against it. Metrics: those with per-utterance terms, the other numeric ones, and validation losses."""
+    against it; per pair of mixes, their paired difference. Metrics: those with per-utterance terms, the
+    other numeric ones, and validation losses."""
     from opuslm.eval.intervals import over_runs, paired_difference
     from opuslm.eval.intervals import interval as ratio_interval
 
     read = {row.name: [_read_run(r) for r in row.runs] for row in rows}
-    numbers, differences = {}, {}
+    numbers = {}
     for row in rows:
         runs = read[row.name]
         estimates = {}
@@ -236,13 +237,15 @@ def table_numbers(rows: list[Row], baseline: str) -> dict:
         for task in runs[0][2]:
             estimates[f"validation_{task}"] = over_runs([v[task] for _, _, v in runs])
         numbers[row.name] = estimates
-    base = read.get(baseline)
-    for row in rows:
-        if base is None or row.name == baseline:
-            continue
-        differences[row.name] = {name: paired_difference([t[name] for _, t, _ in base], [t[name] for _, t, _ in read[row.name]])
-                                 for name in read[row.name][0][1] if name in base[0][1]}
-    return {"numbers": numbers, "differences": differences}
+    def paired(a: str, b: str) -> dict:
+        """b minus a, per metric both score per utterance."""
+        return {name: paired_difference([t[name] for _, t, _ in read[a]], [t[name] for _, t, _ in read[b]])
+                for name in read[b][0][1] if name in read[a][0][1]}
+
+    differences = {row.name: paired(baseline, row.name) for row in rows if row.name != baseline and baseline in read}
+    mixes = [row.name for row in rows if row.name not in (START, CONTINUED)]
+    between = {f"{b} - {a}": paired(a, b) for i, a in enumerate(mixes) for b in mixes[i + 1:]}
+    return {"numbers": numbers, "differences": differences, "between_mixes": between}
 
 
 METRIC_ORDER = ("asr_wer_test", "asr_wer_dev", "tts_wer", "text_perplexity", "english_perplexity")
@@ -282,12 +285,15 @@ def write_table(folder: Path, stage: StageConfig, rows: list[Row], seeds: list[i
     for row in rows:
         cells = [numbers[row.name][c].cell() if c in numbers[row.name] else "" for c in columns]
         lines.append(f"| {row.name} | {row.mix} | {steps[row.name]} | " + " | ".join(cells) + " |")
-    paired = [c for c in columns if any(c in d for d in differences.values())]
-    if differences and paired:
-        lines += ["", f"Paired differences against {baseline} on the same utterances (row minus {baseline}; * where "
-                      "the interval excludes 0):", "",
-                  "| row | " + " | ".join(paired) + " |", "|" + " --- |" * (1 + len(paired))]
-        for name, diffs in differences.items():
+    for title, table in ((f"Paired differences against {baseline} on the same utterances (row minus {baseline}; * "
+                          "where the interval excludes 0):", differences),
+                         ("Paired differences between the mixes (* where the interval excludes 0):",
+                          computed["between_mixes"])):
+        paired = [c for c in columns if any(c in d for d in table.values())]
+        if not paired:
+            continue
+        lines += ["", title, "", "| row | " + " | ".join(paired) + " |", "|" + " --- |" * (1 + len(paired))]
+        for name, diffs in table.items():
             lines.append(f"| {name} | " + " | ".join(
                 (diffs[c].cell() + (" *" if diffs[c].excludes(0.0) else "")) if c in diffs else "" for c in paired) + " |")
     (folder / "ablation.md").write_text("\n".join(lines) + "\n")
@@ -295,6 +301,7 @@ def write_table(folder: Path, stage: StageConfig, rows: list[Row], seeds: list[i
         "stage": stage.name, "seeds": seeds, "eval": {"tasks": spec.tasks, "limit": spec.limit, "corpus": str(spec.corpus),
                                                       "judge": spec.judge},
         "baseline": baseline,
+        "between_mixes": {pair: {n: vars(e) for n, e in diffs.items()} for pair, diffs in computed["between_mixes"].items()},
         "rows": [{"name": r.name, "data": r.mix, "steps": steps[r.name], "runs": [str(p) for p in r.runs],
                   "definition": definition(r.stage) if r.stage else None,
                   "metrics": {n: vars(e) for n, e in numbers[r.name].items()},
