@@ -4,8 +4,8 @@ import argparse
 
 
 def help_formatter(prog):
-    """`--help` shows every option's default."""
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+    """`--help` shows every option's default once, and which options are required (`_HelpFormatter`)."""
+    return _HelpFormatter(prog, max_help_position=32)
 
 
 def positive(kind):
@@ -22,3 +22,16 @@ def positive(kind):
 
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default once: not when its help already says it, not for a default of None (the help
+    says what happens then) or an off switch; a required option says it is required instead."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required and action.option_strings:
+            return text if "required" in text else f"{text} (required)"
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)

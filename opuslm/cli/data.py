@@ -65,7 +65,8 @@ def register(subparsers) -> None:
         "meld (SER), vocalsound and esc50 (VED), common-voice (ASR, SGC, SAP), aishell1 (Chinese ASR, gender). Class "
         "mappings are in data_recipes/README.md. Nothing is downloaded.",
         formatter_class=help_formatter)
-    recipe.add_argument("corpus", choices=("librispeech", "meld", "vocalsound", "esc50", "common-voice", "aishell1"))
+    recipe.add_argument("corpus", choices=("librispeech", "meld", "vocalsound", "esc50", "common-voice", "aishell1"),
+                        help="which corpus ROOT holds, in its published layout")
     recipe.add_argument("root", type=Path, help="the corpus's folder (LibriSpeech/, MELD.Raw/, cv-corpus-*/en/, ...)")
     recipe.add_argument("--split", choices=SPLITS, required=True, help="which split to import (and record)")
     recipe.add_argument("--out", type=Path, required=True, help="output folder for manifest.jsonl and rejects.jsonl")

@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--base-llm", type=Path, help="the text LLM before speech training, for text comparisons")
     evaluate.add_argument("--run", type=Path, help="the schedule's out folder, for loss curves across stages")
     evaluate.add_argument("--codec", type=Path, help="the codec folder, when not where the model recorded it")
-    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--batch-size", type=int, default=8, help="clips decoded together")
     evaluate.add_argument("--beam", type=int, default=1, help="beam width for the text the model writes (1: greedy, "
                           "the default and what the demo reports)")
     evaluate.add_argument("--guard", action="store_true",
@@ -49,9 +49,9 @@ def register(subparsers) -> None:
                                 "report its WER on dev. It never sees resynthesised or generated audio.")
     train.add_argument("--corpus", type=Path, required=True, help="corpus folder (manifest.jsonl and audio)")
     train.add_argument("--out", type=Path, required=True, help="output judge folder")
-    train.add_argument("--steps", type=int, default=1500)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=int, default=1500, help="training steps")
+    train.add_argument("--batch-size", type=int, default=16, help="clips per step")
+    train.add_argument("--seed", type=int, default=0, help="seed of the weights and the clip order")
     train.set_defaults(func=_train_judge)
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 from opuslm import __version__
-from opuslm.cli import assets, data, demo, evaluate, layout, model, stages, tokenizers
+from opuslm.cli import assets, data, demo, evaluate, help_formatter, layout, model, stages, tokenizers
 from opuslm.errors import OpusLMError
 
 # Each module contributes its subcommands through `register(subparsers)` and sets `func` on them.
@@ -25,7 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(subparsers)
+    for command in _all_parsers(parser):  # one formatter everywhere: defaults once, required said
+        command.formatter_class = help_formatter
     return parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,7 @@ def register(subparsers) -> None:
     generate.add_argument("--speaker", type=Path, help="tts: a WAV of the voice to speak in (its first seconds, as "
                           "long as the speaker prompts the model was trained with)")
     generate.add_argument("--instruction", help="understanding tasks: ask in your own words")
-    generate.add_argument("--batch-size", type=positive(int), default=8)
+    generate.add_argument("--batch-size", type=positive(int), default=8, help="inputs generated together")
     generate.add_argument("--max-tokens", type=positive(int), default=200,
                           help="text: most tokens to generate (prompt and output must fit the model's positions)")
     generate.add_argument("--max-seconds", type=positive(float), default=20.0,
@@ -85,7 +85,7 @@ def register(subparsers) -> None:
     generate.add_argument("--top-k", type=int, default=defaults.top_k, help="audio top-k (0: off)")
     generate.add_argument("--top-p", type=float, default=defaults.top_p, help="audio nucleus (1: off)")
     generate.add_argument("--greedy-audio", action="store_true", help="greedy audio too (reproducible across batch sizes)")
-    generate.add_argument("--seed", type=int, default=defaults.seed)
+    generate.add_argument("--seed", type=int, default=defaults.seed, help="seed of the audio sampling")
     generate.add_argument("--beam", type=int, default=defaults.beam, help="text: beam width (1: greedy)")
     generate.add_argument("--guard", action="store_true",
                           help="text: end each output where it leaves the task's format (ASR: the transcript "
@@ -94,7 +94,7 @@ def register(subparsers) -> None:
     generate.add_argument("--json", action="store_true",
                           help="one JSON object per input: for text tasks the output read as the task's format "
                           "(transcript, labels, timestamps, answer) and its problems; for audio the WAV's path")
-    generate.add_argument("--device", default="cpu")
+    generate.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     generate.set_defaults(func=_generate)
 
 

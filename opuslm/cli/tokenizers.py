@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                           help="CTranslate2 Whisper: int8 weights encode about 1.7x faster on a CPU (other ids than float32)")
     semantic.add_argument("--hop", type=int, default=640, help="frame hop in samples at 16 kHz; match the codec")
     semantic.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
-    semantic.add_argument("--seed", type=int, default=0)
+    semantic.add_argument("--seed", type=int, default=0, help="seed of the k-means fit")
     semantic.set_defaults(func=_train_semantic)
 
     probe = commands.add_parser("probe", formatter_class=help_formatter,
@@ -107,7 +107,8 @@ def register(subparsers) -> None:
     tokenize.add_argument("--shard-size", type=int, default=256, help="utterances per shard")
     tokenize.add_argument("--max-seconds", type=float, default=60.0,
                           help="longer utterances are rejected (listed in rejects.jsonl): memory grows with the clip")
-    tokenize.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    tokenize.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                          help="processes, one shard each at a time")
     tokenize.set_defaults(func=_tokenize)
 
 
