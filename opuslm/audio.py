@@ -12,6 +12,10 @@ import soxr
 from opuslm.errors import OpusLMError
 
 
+# what soundfile reads that a user is likely to pass
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
+
+
 class AudioError(OpusLMError):
     """Audio that cannot be used; the message is the reason a rejects file records."""
 
@@ -60,6 +64,8 @@ def load_audio(
     Multi-channel audio is averaged to mono. With `target_rate`, the audio is resampled to it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path} is a folder, not an audio file; give the WAV (or FLAC, ...) files in it")
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
     try:

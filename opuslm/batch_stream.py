@@ -99,6 +99,8 @@ def source_text_file(path: Path, source, where: str) -> Path | None:
             raise OpusLMError(f"{where}: a text file ({text_file}) serves only the text_lm task, not {source.task}")
         if not text_file.is_file():
             raise OpusLMError(f"{where}: text file not found: {text_file} (the {source.split} split of {path})")
+        if not any(line.strip() for line in text_file.open(encoding="utf-8")):
+            raise OpusLMError(f"{where}: {text_file} holds no text (every line is blank); fill it or name another dataset")
     elif not (path / "tokens.json").is_file():
         empty = "is an empty folder" if path.is_dir() and not any(path.iterdir()) else "holds no token shards (no tokens.json)"
         raise OpusLMError(f"{where}: {path} {empty}; run `opuslm tokenize` into it first, or name another dataset")

@@ -33,5 +33,35 @@ def validate(model: type[BaseModel], data: dict, where: str):
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}{_did_you_mean(model, e)}"
+                             for e in error.errors())
         raise OpusLMError(f"{where}: {problems}") from None
+
+
+def _did_you_mean(model: type[BaseModel], error: dict) -> str:
+    """For an unknown key, the closest key the model (or the nested model at that place) knows."""
+    from difflib import get_close_matches
+
+    if error["type"] != "extra_forbidden":
+        return ""
+    known = _fields_at(model, error["loc"][:-1])
+    close = get_close_matches(str(error["loc"][-1]), known, 1, 0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _fields_at(model, path) -> list[str]:
+    """The keys the nested model at `path` of `model` accepts (its fields and aliases); [] when unknown."""
+    import typing
+
+    for step in path:
+        field = model.model_fields.get(step) if isinstance(step, str) else None
+        if field is None:
+            if isinstance(step, int):  # a list item: the list's element type, kept from the step before
+                continue
+            return []
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        candidates += [a for c in candidates for a in typing.get_args(c)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return [*model.model_fields, *(f.alias for f in model.model_fields.values() if f.alias)]

@@ -147,7 +147,12 @@ def plan(config: PlanConfig) -> dict:
 
 
 def load_plan_config(path: str | Path) -> PlanConfig:
-    return validate(PlanConfig, read_yaml(path), str(path))
+    data = read_yaml(path)
+    if {"steps", "data"} <= set(data) or {"stages", "datasets"} <= set(data):
+        kind = "a stage file" if "steps" in data else "a schedule"
+        raise OpusLMError(f"{path} is {kind}, which `opuslm stages` runs; `opuslm plan` takes a plan config such as "
+                          "configs/smollm2-135m.yaml")
+    return validate(PlanConfig, data, str(path))
 
 
 def describe(result: dict, config: PlanConfig) -> str:

@@ -69,7 +69,7 @@ def test_unknown_or_mistyped_keys_fail_naming_key_and_file(tmp_path, tiny_shards
 
 
 @pytest.mark.parametrize("override, named", [
-    ({"lr": {"peak": -1e-3}}, r"lr.peak: Value error, the peak LR must be greater than 0 \(or 'previous'\), got -0.001"),
+    ({"lr": {"peak": -1e-3}}, r"lr.peak: Value error, the peak LR must be greater than 0 and at most 0.1 \(or 'previous'\), got -0.001"),
     ({"lr": {"peak": 0}}, r"lr.peak: Value error, the peak LR must be greater than 0"),
     ({"optim": {"clip": -1}}, r"optim.clip: Input should be greater than 0"),
     ({"optim": {"weight_decay": -0.1}}, r"optim.weight_decay: Input should be greater than or equal to 0"),

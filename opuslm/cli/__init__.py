@@ -24,6 +24,24 @@ def positive(kind):
     return parse
 
 
+def require_device(device: str) -> None:
+    """Refuse a torch device this machine does not have, naming the ones it has."""
+    import torch
+
+    from opuslm.errors import OpusLMError
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise OpusLMError(f"--device {device!r} is not a torch device; use cpu or cuda (cuda:N)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise OpusLMError(f"--device {device}: this machine has no CUDA device (torch.cuda.is_available() is False); "
+                          "use --device cpu")
+    if kind == "cuda" and torch.device(device).index is not None and torch.device(device).index >= torch.cuda.device_count():
+        raise OpusLMError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Each option's default once: not when its help already says it, not for a default of None (the help
     says what happens then) or an off switch; a required option says it is required instead."""

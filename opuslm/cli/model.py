@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opuslm.cli import help_formatter, positive
+from opuslm.cli import help_formatter, positive, require_device
 
 GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
@@ -91,6 +91,8 @@ def register(subparsers) -> None:
                           help="text: end each output where it leaves the task's format (ASR: the transcript "
                           "only; ASR + X: the transcript and the task's tags; SRWT: ordered timestamps within the "
                           "clip; STTC: one answer), as if decoding had stopped there")
+    generate.add_argument("--overwrite", action="store_true",
+                          help="replace the WAVs an earlier tts / continue-audio run left in --out (refused without it)")
     generate.add_argument("--json", action="store_true",
                           help="one JSON object per input: for text tasks the output read as the task's format "
                           "(transcript, labels, timestamps, answer) and its problems; for audio the WAV's path")
@@ -153,20 +155,42 @@ def _merge(args) -> None:
 def _generate(args) -> None:
     import json
     import sys
+    from difflib import get_close_matches
 
-    from opuslm.audio import load_audio, write_wav
+    from opuslm.audio import AUDIO_SUFFIXES, load_audio, write_wav
     from opuslm.errors import OpusLMError
     from opuslm.infer.sampling import Sampling
     from opuslm.infer.speech_lm import SpeechLM
+    from opuslm.model.multistream import require_model_folder
+    from opuslm.tasks import TaskTable
 
     if args.beam > 1 and args.task in ("tts", "continue-audio"):
         raise OpusLMError(f"--beam searches text; {args.task} samples audio (--temperature, --top-k, --top-p, "
                           "--greedy-audio)")
+    require_model_folder(args.model)
+    known = [*GENERATE_TASKS, *(t for t in TaskTable.of_model(args.model).names() if t not in GENERATE_TASKS)]
+    if args.task not in known:
+        close = get_close_matches(args.task, known, 1)
+        raise OpusLMError(f"unknown task {args.task!r}" + (f" (did you mean {close[0]}?)" if close else "")
+                          + f"; tasks: {', '.join(known)}")
+    require_device(args.device)
+    if args.task == "tts":
+        for text in args.inputs:
+            if Path(text).suffix.lower() in AUDIO_SUFFIXES and Path(text).exists():
+                raise OpusLMError(f"tts speaks text, and {text!r} is an audio file: give the words to say (for a voice "
+                                  "to speak in, --speaker FILE)")
+    earlier = sorted(args.out.glob(f"{args.task}-*.wav")) if args.task in ("tts", "continue-audio") else []
+    if earlier and not args.overwrite:
+        raise OpusLMError(f"{args.out} already holds {len(earlier)} {args.task} WAV(s) of an earlier run "
+                          f"({earlier[0].name}, ...): give another --out, or --overwrite to replace them all")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam, guard=args.guard)
     lm = SpeechLM.load(args.model, args.codec, args.device, sampling)
+    for path in earlier:  # --overwrite: none of the earlier run's files stays beside the new ones
+        path.unlink()
     text_inputs = args.task in ("tts", "continue-text")
     speaker = load_audio(args.speaker) if args.speaker else None
+    empty = 0
     for start in range(0, len(args.inputs), args.batch_size):
         batch = args.inputs[start: start + args.batch_size]
         sources = batch if text_inputs else [load_audio(path) for path in batch]
@@ -198,7 +222,15 @@ def _generate(args) -> None:
                 args.out.mkdir(parents=True, exist_ok=True)
                 path = args.out / f"{args.task}-{start + offset:04d}.wav"
                 write_wav(path, result, lm.tokenizers.acoustic.sample_rate)
+                if len(result) == 0:
+                    empty += 1
+                    why = (" (a clip that already ends, as a whole utterance does, has nothing to continue: give its "
+                           "first part)" if args.task == "continue-audio" else "")
+                    print(f"opuslm: warning: {source}: the model ended at once, {path} holds 0 s of audio{why}",
+                          file=sys.stderr)
                 seconds = len(result) / lm.tokenizers.acoustic.sample_rate
                 print(json.dumps({"input": source, "wav": str(path), "seconds": round(seconds, 3)}) if args.json
                       else f"{source}\t{path} ({seconds:.2f} s)")
+    if empty:
+        print(f"opuslm: {empty} of {len(args.inputs)} outputs are empty (see the warnings above)", file=sys.stderr)
 

@@ -226,11 +226,8 @@ class OpusLM(MultiStreamLM):
 
         from opuslm.model.lora import ADAPTER_FOLDER, load_adapter
 
-        folder = Path(folder)
-        info_path = folder / "opuslm.json"
-        if not info_path.is_file():
-            raise OpusLMError(f"{folder} is not an OpusLM model folder (no opuslm.json)")
-        info = json.loads(info_path.read_text())
+        folder = require_model_folder(folder)
+        info = json.loads((folder / "opuslm.json").read_text())
         if info.get("format") != FORMAT:
             raise OpusLMError(f"{folder} has model format {info.get('format')!r}; this opuslm reads {FORMAT}")
         vocab = JointVocab.load(folder / "vocab.json")
@@ -294,14 +291,24 @@ def returned_cache(output):
     return cache if cache is not None else output.past_key_values
 
 
+def require_model_folder(folder: str | Path) -> Path:
+    """`folder` as a Path when it is an OpusLM model folder; else an error that names the model folder
+    inside it (a stage's run folder holds one in model/) when there is one."""
+    folder = Path(folder)
+    if (folder / "opuslm.json").is_file():
+        return folder
+    inside = sorted(p.parent for p in folder.glob("*/opuslm.json")) if folder.is_dir() else []
+    hint = f": did you mean {inside[0]}?" if inside else ""
+    what = "does not exist" if not folder.exists() else "is not an OpusLM model folder (no opuslm.json)"
+    raise OpusLMError(f"{folder} {what}{hint}")
+
+
 def model_identity(folder: str | Path) -> dict[str, str]:
     """The content hashes of the tokenizers a saved model was trained with (`tokenizers.json`). A
     folder saved before the text and semantic identities were recorded gets those of its copies."""
     from opuslm.tokenize.identity import TOKENIZER_NAMES, tokenizer_hash
 
-    folder = Path(folder)
-    if not (folder / "opuslm.json").is_file():
-        raise OpusLMError(f"{folder} is not an OpusLM model folder (no opuslm.json)")
+    folder = require_model_folder(folder)
     info_path = folder / "tokenizers.json"
     if not info_path.is_file():
         raise OpusLMError(f"{folder} was saved without its tokenizers (no tokenizers.json)")

@@ -49,6 +49,10 @@ class DataConfig(Strict):
     seed: int = 0
 
 
+# No AdamW run of a language model peaks above this (OpusLM: 2e-4; the demo: 3e-3); a larger value is a typo
+MAX_PEAK_LR = 0.1
+
+
 class LRConfig(Strict):
     schedule: Literal["cosine", "wsd", "linear_to_zero", "constant"] = "cosine"
     peak: float | Literal["previous"] = 2e-4  # "previous": the LR the previous stage ended at
@@ -59,8 +63,8 @@ class LRConfig(Strict):
     @field_validator("peak")
     @classmethod
     def _positive_peak(cls, peak):
-        if peak != "previous" and not peak > 0:
-            raise ValueError(f"the peak LR must be greater than 0 (or 'previous'), got {peak}")
+        if peak != "previous" and not 0 < peak <= MAX_PEAK_LR:
+            raise ValueError(f"the peak LR must be greater than 0 and at most {MAX_PEAK_LR:g} (or 'previous'), got {peak}")
         return peak
 
 
