@@ -107,3 +107,49 @@ def test_an_empty_text_dataset_and_a_stage_file_given_to_plan_are_named(tmp_path
     assert "empty.txt holds no text (every line is blank); fill it or name another dataset" in _error(capsys)
     assert main(["plan", str(ROOT / "stages" / "anneal.yaml")]) == 2
     assert "anneal.yaml is a stage file, which `opuslm stages` runs; `opuslm plan` takes a plan config" in _error(capsys)
+
+
+def test_a_flipped_byte_in_the_weights_is_refused_at_load(model_run, tmp_path):
+    import shutil
+
+    from opuslm.errors import OpusLMError
+    from opuslm.model.multistream import OpusLM
+
+    folder = tmp_path / "copy"
+    shutil.copytree(model_run / "model", folder)
+    OpusLM.from_pretrained(folder)  # as saved: its checksums hold
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0x01  # inside the tensor data: safetensors itself reads it without complaint
+    weights.write_bytes(bytes(data))
+    with pytest.raises(OpusLMError, match=r"model.safetensors does not match the checksum recorded when it was saved: "
+                                          "the file is damaged; copy the model folder again"):
+        OpusLM.from_pretrained(folder)
+
+
+def test_a_resumed_tokenize_removes_a_killed_runs_half_written_shard(tmp_path, small_corpus, tiny_tokenizers):
+    from opuslm.data.manifest import read_manifest, write_manifest
+    from opuslm.tokenize.pipeline import tokenize_corpus
+
+    manifest = small_corpus / "first4.jsonl"
+    write_manifest(manifest, read_manifest(small_corpus)[:4])
+    out = tmp_path / "tokens"
+    tokenize_corpus(manifest, out, tiny_tokenizers, shard_size=2, progress=False)
+    stale = out / ".shard-00001.tmp-99999"  # what a kill inside a shard write leaves
+    stale.mkdir()
+    (stale / "index.npy").write_bytes(b"half")
+    summary = tokenize_corpus(manifest, out, tiny_tokenizers, shard_size=2, progress=False)
+    assert not stale.exists() and summary["seen"] == 4
+
+
+def test_judge_transcribe_prints_what_the_judge_hears_and_its_wer(small_corpus, capsys):
+    from opuslm.data.manifest import read_manifest
+
+    utterance = read_manifest(small_corpus, split="test")[0]
+    wav = str(utterance.audio_path(small_corpus))
+    assert main(["judge", "transcribe", wav, "--reference", utterance.text]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    path, heard, wer = lines[0].split("\t")
+    assert path == wav and heard and re.fullmatch(r"WER \d\.\d{3}", wer)
+    assert lines[1].startswith("corpus WER ") and lines[1].endswith("over 1 files")
+    assert main(["judge", "transcribe", wav, wav, "--reference", "one"]) == 2

@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--guard", action="store_true",
                           help="score outputs ended where they leave the task's format (as `opuslm generate "
                           "--guard`); the default scores what the model wrote, so the malformed rate is its own")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_eval)
 
     judge = subparsers.add_parser("judge", help="the ASR judge that scores generated speech",
@@ -53,6 +54,15 @@ def register(subparsers) -> None:
     train.add_argument("--batch-size", type=int, default=16, help="clips per step")
     train.add_argument("--seed", type=int, default=0, help="seed of the weights and the clip order")
     train.set_defaults(func=_train_judge)
+    transcribe = commands.add_parser("transcribe", formatter_class=help_formatter, help="the judge's transcripts of WAVs",
+                                     description="Transcribe audio files with the judge that scores TTS (the embedded "
+                                     "Whisper tiny.en, or --judge DIR): what it hears, and with --reference its WER.")
+    transcribe.add_argument("wavs", nargs="+", type=Path, help="audio files")
+    transcribe.add_argument("--judge", default="embedded", help="'embedded', a CTranslate2 Whisper folder, a local HF "
+                            "ASR folder, or `opuslm judge train` output")
+    transcribe.add_argument("--reference", action="append",
+                            help="what was said, once per WAV in order: prints each WER and the corpus WER")
+    transcribe.set_defaults(func=_judge_transcribe)
 
 
 def _eval(args) -> None:
@@ -77,11 +87,30 @@ def _eval(args) -> None:
     check_eval_tasks(tasks, table_of_model)  # before loading a judge and a model
     judge = None if args.judge == "none" else load_judge(args.judge)
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit,
-                            beam=args.beam, guard=args.guard)
+                            progress=not args.quiet, beam=args.beam, guard=args.guard)
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))
     print("\n".join(malformed_table(results["malformed"]) + declared_table(results["declared"])))
     print(f"report: {args.out / 'report.md'}")
+
+
+def _judge_transcribe(args) -> None:
+    from opuslm.audio import load_audio
+    from opuslm.eval import metrics
+    from opuslm.eval.judge import load_judge
+
+    if args.reference is not None and len(args.reference) != len(args.wavs):
+        raise OpusLMError(f"{len(args.wavs)} WAVs but {len(args.reference)} --reference texts: give one per WAV")
+    audio = [load_audio(path, target_rate=16000)[0] for path in args.wavs]
+    heard = load_judge(None if args.judge == "embedded" else args.judge).transcribe(audio)
+    for i, (path, text) in enumerate(zip(args.wavs, heard)):
+        if args.reference is None:
+            print(f"{path}\t{text}")
+        else:
+            errors, words = metrics.word_errors(args.reference[i], text)
+            print(f"{path}\t{text}\tWER {errors / max(words, 1):.3f}")
+    if args.reference is not None:
+        print(f"corpus WER {metrics.corpus_wer(args.reference, heard):.3f} over {len(heard)} files")
 
 
 def _train_judge(args) -> None:

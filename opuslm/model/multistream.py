@@ -29,6 +29,7 @@ from opuslm.model.streams import MultiStreamLM, packed_attention
 from opuslm.vocab import PAD_ID, JointVocab
 
 FORMAT = "opuslm-multistream-1"
+CHECKSUMS = "checksums.json"  # sha256 of every weights file, written at save and verified at load
 TOKENIZER_FOLDERS = {"text": "text_tokenizer", "semantic": "semantic_tokenizer"}
 # Config keys that usually mean a forward scales embeddings or logits where the multi-stream path does
 # not pass (the input_ids lookup, after the head); only named in a refusal, never a reason for one.
@@ -207,6 +208,7 @@ class OpusLM(MultiStreamLM):
         save_file({"stream_offsets": self.stream_offsets.detach().contiguous().cpu()}, str(folder / "streams.safetensors"))
         self.vocab.save(folder / "vocab.json")
         write_json(folder / "opuslm.json", {"format": FORMAT, "vocab_hash": self.vocab.hash, "config": self.config.__dict__})
+        write_json(folder / CHECKSUMS, {name: _sha256(folder / name) for name in _weight_files(folder)})
         if tokenizers is not None:
             for name, source in (("text", tokenizers.text), ("semantic", tokenizers.semantic)):
                 if Path(source).resolve() != (folder / TOKENIZER_FOLDERS[name]).resolve():
@@ -227,6 +229,7 @@ class OpusLM(MultiStreamLM):
         from opuslm.model.lora import ADAPTER_FOLDER, load_adapter
 
         folder = require_model_folder(folder)
+        verify_weights(folder)
         info = json.loads((folder / "opuslm.json").read_text())
         if info.get("format") != FORMAT:
             raise OpusLMError(f"{folder} has model format {info.get('format')!r}; this opuslm reads {FORMAT}")
@@ -289,6 +292,36 @@ def returned_cache(output):
     """The KV cache a forward returned, under either name (see `_cache_argument`)."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+def _weight_files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.safetensors"))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weights(folder: Path) -> None:
+    """Refuse weights whose bytes differ from the checksums recorded at save (a flipped byte inside the
+    tensor data loads without complaint and generates garbage). Folders saved before checksums were
+    recorded are read as they are."""
+    path = Path(folder) / CHECKSUMS
+    if not path.is_file():
+        return
+    for name, digest in json.loads(path.read_text()).items():
+        file = Path(folder) / name
+        if not file.is_file():
+            raise OpusLMError(f"{folder}: {name} is missing (checksums.json lists it): the folder is incomplete; copy it again")
+        if _sha256(file) != digest:
+            raise OpusLMError(f"{folder}: {name} does not match the checksum recorded when it was saved: the file is "
+                              "damaged; copy the model folder again")
 
 
 def require_model_folder(folder: str | Path) -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -217,6 +218,8 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
     else:
         write_json(info_path, info, indent=2)
 
+    for stale in out.glob(".shard-*.tmp-*"):  # a killed run's half-written shard; this run writes it again
+        shutil.rmtree(stale)
     done = completed_shards(out)
     problems = manifest_problems(utterances)
     jobs = [(k, utterances[k * shard_size:(k + 1) * shard_size], problems[k * shard_size:(k + 1) * shard_size],
