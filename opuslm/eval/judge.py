@@ -248,7 +248,7 @@ def judge_data(corpus: Path, split: str) -> list[tuple[np.ndarray, str]]:
 def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray, str]], out: str | Path,
                 steps: int = 1500, batch_size: int = 16, lr: float = 2e-3, seed: int = 0, progress: bool = True) -> dict:
     """Train the CTC judge on (16 kHz waveform, transcript) pairs; save it with its dev WER."""
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     from opuslm.eval.metrics import corpus_wer
 
@@ -262,7 +262,7 @@ def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray,
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     ctc = nn.CTCLoss(zero_infinity=True)
-    bar = tqdm(range(steps), desc="judge", unit="step", disable=not progress)
+    bar = progress_bar(range(steps), desc="judge", unit="step", disable=not progress)
     for step in bar:
         chosen = rng.sample(train, min(batch_size, len(train)))
         wav, lengths = _batch([w for w, _ in chosen])

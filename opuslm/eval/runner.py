@@ -129,10 +129,10 @@ class Evaluation:
         return [u.load_audio(self.corpus, target_rate=16000) for u in utterances]
 
     def _batched(self, fn, items, desc: str):
-        from tqdm import tqdm
+        from opuslm.progress import progress_bar
 
         out = []
-        for start in tqdm(range(0, len(items), self.batch_size), desc=desc, unit="batch", disable=not self.progress):
+        for start in progress_bar(range(0, len(items), self.batch_size), desc=desc, unit="batch", disable=not self.progress):
             out += fn(items[start:start + self.batch_size])
         return out
 

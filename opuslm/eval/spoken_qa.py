@@ -63,11 +63,11 @@ def answer_logprobs(lm, audio: tuple[np.ndarray, int], options: list[str], instr
 def spoken_multiple_choice(lm, items: list[tuple[str, list[str], int]], instruction: str,
                            progress: bool = False) -> tuple[float, list[dict]]:
     """Accuracy over `items` (question, options, right index) asked aloud, and per item the scores."""
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     spoken = spoken_questions([question for question, _, _ in items])
     correct, rows = 0, []
-    for (question, options, answer), (samples, rate, speaker) in tqdm(
+    for (question, options, answer), (samples, rate, speaker) in progress_bar(
             list(zip(items, spoken)), desc="spoken questions", disable=not progress, leave=False):
         scores = answer_logprobs(lm, (samples, rate), options, instruction)
         chosen = max(range(len(options)), key=scores.__getitem__)

@@ -178,7 +178,7 @@ def _feed(model, column: torch.Tensor, mask: torch.Tensor, positions: torch.Tens
 @torch.no_grad()
 def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, progress: bool = False) -> list[Generated]:
     """Continue every prompt until its stop id (and the lagging streams' last frames) or max_frames."""
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     if not prompts:
         return []
@@ -193,7 +193,7 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
     out, mask, positions, steps = _prefill(model, sequences, device)
     is_text = torch.tensor([p.target == "text" for p in prompts], device=device)
     codebook_starts = torch.tensor([vocab.stream_range(n)[0] for n in range(1, num_streams)], device=device)[:, None]
-    bar = tqdm(total=max(p.max_frames for p in prompts) + max_delay, desc="generating", unit="frame",
+    bar = progress_bar(total=max(p.max_frames for p in prompts) + max_delay, desc="generating", unit="frame",
                disable=not progress)
     while True:
         hidden = out.last_hidden_state[:, -1]

@@ -54,7 +54,7 @@ def train_small_codec(train_wavs: list[np.ndarray], out: str | Path, config: Sma
                       seed: int = 0, progress: bool = True, log=print) -> Path:
     """Train on random crops of `train_wavs` (mono float32 at config.sample_rate); save to `out`."""
     from safetensors.torch import save_file
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     config = config or SmallCodecConfig()
     torch.manual_seed(seed)
@@ -70,7 +70,7 @@ def train_small_codec(train_wavs: list[np.ndarray], out: str | Path, config: Sma
     if not usable:
         raise ValueError(f"no training audio is at least {segment_seconds} s long")
     started = time.time()
-    bar = tqdm(range(steps), desc="training codec", disable=not progress)
+    bar = progress_bar(range(steps), desc="training codec", disable=not progress)
     for step in bar:
         crops = []
         for _ in range(batch_size):

@@ -237,7 +237,7 @@ def fit_mel_pitch_codec(train_wavs: list[np.ndarray], out: str | Path, config: M
     """Fit the mel codebooks by residual k-means on frames of `train_wavs` (mono at config.sample_rate),
     `max_frames` of them drawn with the config's seed; save the codec to `out`."""
     from sklearn.cluster import KMeans
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     config = config or MelPitchConfig()
     codec = MelPitchCodec(config, np.zeros((config.num_codebooks - 1, config.codebook_size,
@@ -249,7 +249,7 @@ def fit_mel_pitch_codec(train_wavs: list[np.ndarray], out: str | Path, config: M
     rng = np.random.default_rng(config.seed)
     residual = frames[np.sort(rng.choice(len(frames), min(max_frames, len(frames)), replace=False))]
     books = []
-    for q in tqdm(range(config.num_codebooks - 1), desc="fitting mel codebooks", disable=not progress):
+    for q in progress_bar(range(config.num_codebooks - 1), desc="fitting mel codebooks", disable=not progress):
         kmeans = KMeans(config.codebook_size, n_init=1, max_iter=30, random_state=config.seed + q).fit(residual)
         books.append(kmeans.cluster_centers_.astype(np.float64))
         residual = residual - books[-1][kmeans.labels_]

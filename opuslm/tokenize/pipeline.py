@@ -182,7 +182,7 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
                     workers: int = 1, batch_size: int = 8, progress: bool = True, max_seconds: float = MAX_SECONDS) -> dict:
     """Tokenize every utterance of `manifest` into shards under `out`; returns the summary. Utterances
     longer than `max_seconds` are rejected (a 10-minute file took 4 GB)."""
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     manifest = Path(manifest)
     manifest_file = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
@@ -224,7 +224,7 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
     problems = manifest_problems(utterances)
     jobs = [(k, utterances[k * shard_size:(k + 1) * shard_size], problems[k * shard_size:(k + 1) * shard_size],
              manifest_file.parent, out, batch_size, max_seconds) for k in range(info["num_shards"]) if k not in done]
-    bar = tqdm(total=len(utterances), initial=len(utterances) - sum(len(j[1]) for j in jobs),
+    bar = progress_bar(total=len(utterances), initial=len(utterances) - sum(len(j[1]) for j in jobs),
                desc="tokenizing", unit="utt", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (paths, 1, os.getpid())) as pool:

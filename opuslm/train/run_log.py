@@ -35,13 +35,13 @@ class RunLog:
     def open(self, step: int) -> RunLog:
         """Start writing after step `step` (0 for a fresh stage)."""
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
+        from opuslm.progress import progress_bar
 
         if self.main:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")
             self._writer = SummaryWriter(str(self.tensorboard), purge_step=step)
-        self._bar = tqdm(total=self.steps, initial=step, desc=self.name, unit="step", disable=not (self.main and self.progress))
+        self._bar = progress_bar(total=self.steps, initial=step, desc=self.name, unit="step", disable=not (self.main and self.progress))
         return self
 
     def write(self, record: dict) -> None:

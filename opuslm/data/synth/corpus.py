@@ -228,7 +228,7 @@ def synthesize_corpus(out: Path, config: SynthConfig, workers: int = 1, force: b
     A folder that already holds this exact corpus is left as it is; one holding another corpus is
     refused unless `force`.
     """
-    from tqdm import tqdm
+    from opuslm.progress import progress_bar
 
     out = Path(out)
     summary_path = out / "corpus.json"
@@ -254,7 +254,7 @@ def synthesize_corpus(out: Path, config: SynthConfig, workers: int = 1, force: b
     utterances, rejects, counts = [], [], {}
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     chunk = 16 * max(workers, 1)
-    bar = tqdm(total=round(config.hours * 3600), unit="s", desc="synthesising audio", disable=not progress)
+    bar = progress_bar(total=round(config.hours * 3600), unit="s", desc="synthesising audio", disable=not progress)
     done = 0.0  # seconds of the splits already finished, for the progress bar
     try:
         for split, share in SPLIT_SHARES.items():

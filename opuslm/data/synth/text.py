@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from tqdm import tqdm
+from opuslm.progress import progress_bar
 
 from opuslm.data.manifest import write_lines_atomic
 from opuslm.data.synth import sentences
@@ -58,7 +58,7 @@ def synthesize_text(out: Path, lines: int, seed: int = 0, question_share: float 
     rng = random.Random(f"text-{seed}")
     kept: dict[str, list[str]] = {split: [] for split in WRITTEN_SPLITS}
     held_out = 0
-    for _ in tqdm(range(lines), desc="text lines", unit="line", disable=not progress):
+    for _ in progress_bar(range(lines), desc="text lines", unit="line", disable=not progress):
         line, split = text_line(rng, question_share)
         if split in kept:
             kept[split].append(line)
