@@ -153,3 +153,27 @@ def test_judge_transcribe_prints_what_the_judge_hears_and_its_wer(small_corpus, 
     assert path == wav and heard and re.fullmatch(r"WER \d\.\d{3}", wer)
     assert lines[1].startswith("corpus WER ") and lines[1].endswith("over 1 files")
     assert main(["judge", "transcribe", wav, wav, "--reference", "one"]) == 2
+
+
+def test_a_model_with_a_nan_weight_is_refused_before_generating(model_run, tmp_path, capsys):
+    from opuslm.model.multistream import OpusLM, model_tokenizers
+
+    model = OpusLM.from_pretrained(model_run / "model")
+    with torch.no_grad():
+        model.backbone.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "nan", model_tokenizers(model_run / "model"))
+    assert main(["generate", "asr", str(_clip(tmp_path)), "--model", str(tmp_path / "nan")]) == 2
+    assert re.search(r"the weights backbone.model.layers.0.mlp.up_proj.weight hold NaN or infinite values", _error(capsys))
+
+
+def test_a_checkpoint_of_another_model_shape_is_refused_in_one_line(tmp_path, monkeypatch):
+    from opuslm.backends.hf import HFTraining
+    from opuslm.errors import OpusLMError
+    from opuslm.train import checkpoint
+
+    monkeypatch.setattr(checkpoint, "load", lambda path, vocab_hash: ({"model": {"weight": torch.zeros(3)},
+                                                                        "optimizer": {}}, {}))
+    with pytest.raises(OpusLMError, match=r"checkpoint \S+ does not fit this stage's model \(.*\): it was made by a "
+                                          r"model of another shape or tuning"):
+        HFTraining.restore(object.__new__(HFTraining), tmp_path, torch.nn.Linear(2, 2), torch.optim.SGD(
+            torch.nn.Linear(2, 2).parameters(), lr=0.1), "v")

@@ -16,6 +16,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from opuslm.errors import OpusLMError
 from opuslm.train import checkpoint
 from opuslm.train.distributed import World, wrap
 
@@ -65,8 +66,14 @@ class HFTraining:
     def restore(self, path: Path, model, optimizer, vocab_hash: str) -> tuple[dict, dict]:
         """Load model and optimiser state from `path`; returns the rest of the state and trainer.json."""
         state, info = checkpoint.load(path, vocab_hash)
-        set_model_state_dict(model, state.pop("model"), options=StateDictOptions(full_state_dict=True))
-        set_optimizer_state_dict(model, optimizer, state.pop("optimizer"), options=StateDictOptions(full_state_dict=True))
+        try:
+            set_model_state_dict(model, state.pop("model"), options=StateDictOptions(full_state_dict=True))
+            set_optimizer_state_dict(model, optimizer, state.pop("optimizer"), options=StateDictOptions(full_state_dict=True))
+        except (RuntimeError, KeyError, ValueError) as error:  # torch's own message lists every key and shape
+            first = str(error).strip().splitlines()[0][:300]
+            raise OpusLMError(f"checkpoint {path} does not fit this stage's model ({first}): it was made by a model of "
+                              "another shape or tuning (LoRA or not); resume it with the model and stage that made it, "
+                              "or use a new out folder") from error
         return state, info
 
     def opuslm_state(self, model) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from opuslm.audio import AudioError, resample
 from opuslm.data.rules import MIN_SECONDS
@@ -67,6 +68,11 @@ class SpeechLM:
 
         tokenizers = SpeechTokenizers(model_tokenizers(folder, codec))
         model = OpusLM.from_pretrained(folder).to(device).eval()
+        broken = next((name for name, value in model.state_dict().items()
+                       if value.is_floating_point() and not torch.isfinite(value).all()), None)
+        if broken is not None:  # sampling would fail deep inside as "probability tensor contains inf, nan"
+            raise OpusLMError(f"{folder}: the weights {broken} hold NaN or infinite values (training diverged, or the "
+                              "folder was written from a broken run); use a model saved before it diverged")
         return cls(model, tokenizers, sampling, tasks=TaskTable.of_model(folder), labels_taught=trained_labels(folder))
 
     # ---- limits ----
