@@ -113,7 +113,7 @@ def test_the_report_names_the_judge_in_one_line_without_its_lexicon():
             "dev_wer": 0.47344, "lexicon": ["a", "apple", "zebra"]}
     assert describe_judge(info) == "CTC judge (1000 steps on 2191 real utterances, dev WER 0.473, lexicon of 3 words)"
     assert describe_judge({"kind": "hf", "path": "/models/whisper", "labels": ["x"]}) == "kind hf, path /models/whisper"
-    assert describe_judge(None) == "none"
+    assert describe_judge(None) == "none (no TTS scored)"
 
 
 def test_classification_scores_both_prompts_against_the_labels(small_corpus, tmp_path):
@@ -229,3 +229,16 @@ def test_length_outcomes_count_runaway_and_silent_generations():
     assert out["tts_silent_share"] == 0.5  # the 0.1 s one, and the one with no energy
     assert out["tts_length_ratio"] == pytest.approx((1 + 2 + 0.1 / 3 + 1) / 4)
     assert metrics.length_outcomes([], [], [])["tts_runaway_share"] is None
+
+
+def test_the_report_plots_wer_and_accuracies_with_targets_and_says_when_nothing_was_judged(tmp_path):
+    from opuslm.eval.report import write_report
+
+    results = {"metrics": {"asr_wer_test": 0.2, "asr_wer_dev": 0.1, "sgc_accuracy": 0.9}, "model": "m", "corpus": "c",
+               "corpus_manifest_hash": "h", "model_vocab": "v", "judge": None, "seconds": 1.0,
+               "confusion": {"sgc": {"labels": ["female", "male"], "counts": [[5, 1], [0, 4]]}}}
+    write_report(tmp_path, results)
+    report = (tmp_path / "report.md").read_text()
+    assert "judge: none (no TTS scored)" in report
+    assert "![wer_metrics.png](wer_metrics.png)" in report and "![task_metrics.png](task_metrics.png)" in report
+    assert (tmp_path / "wer_metrics.png").stat().st_size > 1000 and (tmp_path / "task_metrics.png").stat().st_size > 1000

@@ -110,11 +110,32 @@ def table(metrics: dict) -> str:
 def describe_judge(info: dict | None) -> str:
     """One line for the report; results.json keeps the whole record (the CTC judge's lexicon included)."""
     if not info:
-        return "none"
+        return "none (no TTS scored)"
     if info.get("kind") == "ctc":
         return (f"CTC judge ({info['steps']} steps on {info['train_utterances']} real utterances, dev WER "
                 f"{info['dev_wer']:.3f}, lexicon of {len(info.get('lexicon', []))} words)")
     return ", ".join(f"{k} {v}" for k, v in info.items() if not isinstance(v, (list, dict)))
+
+
+def _bar_plot(plt, path: Path, rows, metrics: dict, confusion: dict, higher: bool) -> None:
+    """One bar per metric, with its target (red) and, for an accuracy, the majority class's (gray)."""
+    figure, axis = plt.subplots(figsize=(8, 0.9 + 0.35 * len(rows)))
+    labels = [label for _, label, _ in rows]
+    axis.barh(labels, [metrics[key] for key, _, _ in rows], color="tab:blue" if higher else "tab:orange")
+    for i, (key, _, target) in enumerate(rows):
+        if target is not None:
+            axis.plot([target, target], [i - 0.4, i + 0.4], color="red", linewidth=2)
+        counts = confusion.get(key.removesuffix("_accuracy"), {}).get("counts")
+        if higher and counts:
+            majority = max(sum(row) for row in counts) / max(sum(map(sum, counts)), 1)
+            axis.plot([majority, majority], [i - 0.4, i + 0.4], color="gray", linestyle="--", linewidth=1.5)
+    axis.set_xlim(0, 1 if higher else max(1.0, *(metrics[key] for key, _, _ in rows)))
+    axis.set_xlabel("accuracy (higher is better)" if higher else "WER (lower is better)")
+    axis.set_title(("accuracies" if higher else "word error rates") + ": red, the target"
+                   + ("; gray dashed, the majority class" if higher else ""))
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
@@ -125,17 +146,13 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
 
     metrics = results["metrics"]
     plots = []
-    scores = [(label, metrics[key]) for key, label, _, higher in ROWS
-              if higher and isinstance(metrics.get(key), float) and "base" not in key]
-    if scores:
-        figure, axis = plt.subplots(figsize=(8, 3.5))
-        axis.barh([s[0] for s in scores], [s[1] for s in scores], color="tab:blue")
-        axis.set_xlim(0, 1)
-        axis.set_xlabel("accuracy")
-        figure.tight_layout()
-        figure.savefig(out / "task_metrics.png", dpi=120)
-        plt.close(figure)
-        plots.append("task_metrics.png")
+    confusion = results.get("confusion", {})
+    for name, higher in (("task_metrics.png", True), ("wer_metrics.png", False)):
+        rows = [(key, label, target) for key, label, target, up in ROWS
+                if up == higher and isinstance(metrics.get(key), float) and "base" not in key]
+        if rows:
+            _bar_plot(plt, out / name, rows, metrics, confusion, higher)
+            plots.append(name)
     for task, matrix in results.get("confusion", {}).items():
         labels, counts = matrix["labels"], matrix["counts"]
         figure, axis = plt.subplots(figsize=(1 + 0.6 * len(labels), 1 + 0.5 * len(labels)))
@@ -160,10 +177,17 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
             log = run_dir / summary["stage"] / "log.jsonl"
             records = [json.loads(line) for line in log.read_text().splitlines()]
             steps = [offset + r["step"] for r in records if "loss" in r]
-            axis.plot(steps, [r["loss"] for r in records if "loss" in r], label=summary["stage"], linewidth=1)
+            line, = axis.plot(steps, [r["loss"] for r in records if "loss" in r], label=summary["stage"], linewidth=1)
+            validated = [(offset + r["step"], sum(r["validation"].values()) / len(r["validation"]))
+                         for r in records if r.get("validation")]
+            if validated:
+                axis.plot(*zip(*validated), "o", color=line.get_color(), markersize=4)
+            if offset:
+                axis.axvline(offset, color="gray", linestyle=":", linewidth=1)
             offset += summary["steps"]
-        axis.set_xlabel("step (stages in sequence)")
-        axis.set_ylabel("training loss (weighted)")
+        axis.set_xlabel("step (stages in sequence; dotted: where a stage starts)")
+        axis.set_ylabel("loss (weighted)")
+        axis.set_title("training loss (lines) and mean validation loss (dots) per stage")
         axis.legend()
         figure.tight_layout()
         figure.savefig(out / "loss_curves.png", dpi=120)

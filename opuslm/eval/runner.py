@@ -393,7 +393,7 @@ class Evaluation:
         results = {
             "metrics": self.results, "model": str(self.model_folder), "model_vocab": self.lm.vocab.hash,
             "corpus": str(self.corpus), "corpus_manifest_hash": folder_hash(self.corpus / "manifest.jsonl"),
-            "judge": getattr(self.judge, "info", None), "limit": self.limit, "guard": getattr(getattr(self.lm, "sampling", None), "guard", False),
+            "judge": getattr(self.judge, "info", None) if "tts" in tasks else None, "limit": self.limit, "guard": getattr(getattr(self.lm, "sampling", None), "guard", False),
             "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
             "declared": declared,
