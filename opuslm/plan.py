@@ -174,5 +174,9 @@ def describe(result: dict, config: PlanConfig) -> str:
         f"{m['total']:.1f} of {t.gpu_memory_gib:g} GiB{'' if result['fits'] else '  -> DOES NOT FIT'}",
         f"  per step: {result['frames_per_step']:,} frames ({result['seconds_of_audio_per_step'] / 3600:.2f} h of audio), "
         f"{result['flops_per_step']:.3e} FLOPs; {result['step_seconds_at_40pct_mfu']:.2f} s at 40% MFU",
+        f"  assumes: fp32 weights and gradients with AdamW's two fp32 moments (16 bytes a parameter), bf16 "
+        f"activations (34 x hidden bytes a frame per layer, 2 x hidden checkpointed), the {t.gpu}'s dense bf16 peak "
+        f"of {PEAK_BF16_FLOPS[t.gpu] / 1e12:g} TFLOP/s; not counted: FSDP/Megatron gather and communication "
+        "buffers, the CUDA context, fragmentation (leave 10-20% free)",
     ]
     return "\n".join(lines)
