@@ -385,10 +385,17 @@ def test_an_incomplete_model_folder_is_refused_naming_what_is_wrong(tmp_path):
     model.save_pretrained(tmp_path / "m")
     shutil.copytree(tmp_path / "m", tmp_path / "no_streams")
     (tmp_path / "no_streams" / "streams.safetensors").unlink()
-    with pytest.raises(OpusLMError, match="no_streams has no streams.safetensors"):
+    with pytest.raises(OpusLMError, match=r"no_streams: streams.safetensors is missing \(checksums.json lists it\): the "
+                                          "folder is incomplete; copy it again"):
         OpusLM.from_pretrained(tmp_path / "no_streams")
     weights = tmp_path / "m" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(OpusLMError, match=r"m: model.safetensors does not match the checksum recorded when it was saved"):
+        OpusLM.from_pretrained(tmp_path / "m")
+    for folder in ("no_streams", "m"):  # a folder saved before checksums were recorded: the same faults, named
+        (tmp_path / folder / "checksums.json").unlink()
+    with pytest.raises(OpusLMError, match="no_streams has no streams.safetensors"):
+        OpusLM.from_pretrained(tmp_path / "no_streams")
     with pytest.raises(OpusLMError, match=r"m: its weights cannot be read \(SafetensorError: .*incomplete or damaged"):
         OpusLM.from_pretrained(tmp_path / "m")
 
