@@ -96,7 +96,7 @@ def _check(args) -> None:
           f"{backbone.position_limit or 'unlimited'} positions ({backbone.config_from}); every dataset matches")
     out = Path(schedule.out)
     for stage in stages:
-        print(f"  {stage.name} from {stage.start_from}: {_describe(stage, stage.data.sources)}; "
+        print(f"  {stage.name} from {stage.start_from}: {_describe(stage)}; "
               f"{_run_state(out / stage.name)}")
     ablated = next((s for s in stages if s.name == args.ablate_stage), None)
     if schedule.ablations and ablated is not None:
@@ -104,7 +104,7 @@ def _check(args) -> None:
 
         _, planned = planned_runs(schedule, stages, ablated, [ablated.data.seed])
         for row, _, variant, run_dir in planned:
-            what = _describe(variant, variant.data.sources) if variant is not None else row.mix
+            what = _describe(variant) if variant is not None else row.mix
             state = _run_state(run_dir) if run_dir is not None else f"would start once {ablated.start_from} has finished"
             if variant is None and run_dir is not None:
                 state = "evaluated, would be reused" if (run_dir / "eval" / "results.json").is_file() else "would be evaluated"
@@ -115,11 +115,11 @@ def _source(source) -> str:
     return f"{source.name}({source.task} x{source.weight:g} on {source.dataset})"
 
 
-def _describe(stage, sources) -> str:
+def _describe(stage) -> str:
     tune = stage.tune.model_dump(exclude_defaults=True)
     return (f"{stage.steps} steps, lr {stage.lr.schedule} peak {stage.lr.peak} warmup {stage.lr.warmup}, "
             f"{stage.data.rows} x {stage.data.row_frames} frames, loss on {stage.data.loss_region}; "
-            + ", ".join(_source(s) for s in sources) + (f"; tune {tune}" if tune else ""))
+            + ", ".join(_source(s) for s in stage.data.sources) + (f"; tune {tune}" if tune else ""))
 
 
 def _run_state(run_dir: Path) -> str:

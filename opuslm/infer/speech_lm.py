@@ -79,8 +79,9 @@ class SpeechLM:
     @property
     def position_limit(self) -> int | None:
         """The most frames a prompt and its continuation may span: the backbone's positions."""
-        config = self.model.backbone.config
-        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        from opuslm.model.multistream import backbone_positions
+
+        return backbone_positions(self.model.backbone.config)
 
     def require_clip(self, audio: Audio, name: str, follow: int = 0, limit_flag: str = "--max-tokens") -> None:
         """Refuse a clip too short to hold a word (`opuslm.data.rules.MIN_SECONDS`), or one whose frames and

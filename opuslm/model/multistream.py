@@ -55,10 +55,15 @@ def _own_logits(backbone, ids: torch.Tensor) -> torch.Tensor:
         return backbone(input_ids=ids.to(backbone.device)).logits
 
 
+def backbone_positions(config) -> int | None:
+    """The positions an HF config says its model has (`max_position_embeddings`, GPT-2's `n_positions`)."""
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
 def _learned_position_limit(backbone) -> int | None:
     """The length of a learned absolute position table (GPT-2's wpe, OPT's embed_positions), past which
     the lookup fails with an index error; None for rotary or ALiBi models, which have no such table."""
-    limit = getattr(backbone.config, "n_positions", None) or getattr(backbone.config, "max_position_embeddings", None)
+    limit = backbone_positions(backbone.config)
     tokens = backbone.get_input_embeddings()
     tables = [m for m in backbone.modules() if isinstance(m, nn.Embedding) and m is not tokens]
     # OPT's table keeps two rows beyond its limit

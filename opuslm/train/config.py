@@ -206,8 +206,6 @@ def scaled(stage: dict, steps_scale: float) -> dict:
 def load_schedule(path: str | Path, steps_scale: float = 1.0) -> tuple[ScheduleConfig, list[StageConfig]]:
     """The schedule and its stages (files relative to the schedule's folder, overrides applied, steps
     scaled by `steps_scale`), with every value, stage reference and dataset path checked."""
-    from opuslm.batch_stream import source_text_file
-
     path = Path(path)
     schedule = validate(ScheduleConfig, read_yaml(path), str(path))
     stages = []
@@ -231,12 +229,7 @@ def load_schedule(path: str | Path, steps_scale: float = 1.0) -> tuple[ScheduleC
     if schedule.tokens is None and schedule.init.model is None:
         raise OpusLMError(f"{path}: tokens (the dataset a new model takes its vocabulary from) is required unless "
                           "init names a trained model folder")
-    for where, source in readers:
-        if source.dataset not in schedule.datasets:
-            raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named under datasets in {path} "
-                              f"(datasets: {', '.join(schedule.datasets)})")
-        source_text_file(Path(schedule.datasets[source.dataset]), source,
-                         f"{where}: datasets.{source.dataset} in {path}")
+    check_datasets(path, schedule, readers)
     if schedule.init.llm is not None and not (Path(schedule.init.llm) / "config.json").is_file():
         raise OpusLMError(f"{path}: init.llm {schedule.init.llm} is not a local HF model folder (no config.json)")
     if schedule.init.model is not None and not (Path(schedule.init.model) / "opuslm.json").is_file():
@@ -244,13 +237,30 @@ def load_schedule(path: str | Path, steps_scale: float = 1.0) -> tuple[ScheduleC
                           "for a text LLM use init.llm")
     if schedule.tasks is not None:
         schedule.tasks = str(path.parent / schedule.tasks if not Path(schedule.tasks).is_absolute() else schedule.tasks)
+    check_tasks(path, schedule, readers)
+    return schedule, stages
+
+
+def check_datasets(path: Path, schedule: ScheduleConfig, readers: list[tuple[str, SourceConfig]]) -> None:
+    """Each reader's dataset is named in the schedule, exists, and holds what its task reads."""
+    from opuslm.batch_stream import source_text_file
+
+    for where, source in readers:
+        if source.dataset not in schedule.datasets:
+            raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named under datasets in {path} "
+                              f"(datasets: {', '.join(schedule.datasets)})")
+        source_text_file(Path(schedule.datasets[source.dataset]), source,
+                         f"{where}: datasets.{source.dataset} in {path}")
+
+
+def check_tasks(path: Path, schedule: ScheduleConfig, readers: list[tuple[str, SourceConfig]]) -> None:
+    """Each reader's task is built in, or declared by the start model or the schedule's tasks file."""
     tasks = schedule_tasks(schedule)
     for where, source in readers:
         if source.task not in GENERATIVE_TASKS and source.task not in tasks:
             raise OpusLMError(f"{where}: task: unknown task {source.task!r}; tasks: {', '.join(GENERATIVE_TASKS)}, "
                               f"{', '.join(tasks.names())}" + ("" if schedule.tasks else
                                                               f" (declare your own with `tasks: FILE` in {path})"))
-    return schedule, stages
 
 
 class MixesConfig(Strict):
@@ -262,19 +272,11 @@ class MixesConfig(Strict):
 def with_mixes(path: Path, schedule: ScheduleConfig, mixes_file: str | Path) -> ScheduleConfig:
     """The schedule with the mixes of `mixes_file` as its ablations, each source's dataset and task
     checked as loading checks the schedule's own."""
-    from opuslm.batch_stream import source_text_file
-
     mixes = validate(MixesConfig, read_yaml(mixes_file), str(mixes_file)).ablations
-    tasks = schedule_tasks(schedule)
-    for mix, sources in mixes.items():
-        for source in sources:
-            where = f"{mixes_file}: ablations.{mix}, source {source.name}"
-            if source.dataset not in schedule.datasets:
-                raise OpusLMError(f"{where}: dataset {source.dataset!r} is not named under datasets in {path} "
-                                  f"(datasets: {', '.join(schedule.datasets)})")
-            if source.task not in GENERATIVE_TASKS and source.task not in tasks:
-                raise OpusLMError(f"{where}: task: unknown task {source.task!r}")
-            source_text_file(Path(schedule.datasets[source.dataset]), source, f"{where}: datasets.{source.dataset}")
+    readers = [(f"{mixes_file}: ablations.{mix}, source {source.name}", source)
+               for mix, sources in mixes.items() for source in sources]
+    check_datasets(path, schedule, readers)
+    check_tasks(path, schedule, readers)
     return schedule.model_copy(update={"ablations": mixes})
 
 

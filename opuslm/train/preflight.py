@@ -92,7 +92,7 @@ def read_backbone(path: Path, schedule: ScheduleConfig) -> Backbone:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from opuslm.model.multistream import model_identity
+    from opuslm.model.multistream import backbone_positions, model_identity
     from opuslm.tokenize.shards import TokenShards
     from opuslm.vocab import JointVocab
 
@@ -118,8 +118,7 @@ def read_backbone(path: Path, schedule: ScheduleConfig) -> Backbone:
     with torch.device("meta"):  # shapes and names only
         modules = dict(AutoModelForCausalLM.from_config(config).named_modules())
     linear = sorted({name.rpartition(".")[2] for name, m in modules.items() if isinstance(m, torch.nn.Linear)})
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    return Backbone(identity, identity_from, num_streams, list(modules), linear, limit, config_from)
+    return Backbone(identity, identity_from, num_streams, list(modules), linear, backbone_positions(config), config_from)
 
 
 def preflight(path: str | Path, schedule: ScheduleConfig, stages: list[StageConfig]) -> Backbone:
