@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from opuslm.infer.decode import Prompt, generate
+from opuslm.infer.decode import Prompt, generate, teacher_forced
 from opuslm.infer.sampling import Sampling
-from opuslm.interleave import delay
+from opuslm.interleave import delay, undelay
 from opuslm.model.multistream import OpusLM
 from opuslm.templates import TemplateBuilder
 from opuslm.tokenize.shards import TokenizedUtterance
@@ -166,3 +166,25 @@ def test_sampling_is_seeded():
     c = generate(model, prompts, Sampling(seed=8))
     assert all(np.array_equal(x.frames, y.frames) for x, y in zip(a, b))
     assert not all(np.array_equal(x.frames, y.frames) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("delays", [None, [0, 1, 1, 1], [1, 1, 2, 2]])
+def test_teacher_forced_choices_equal_a_naive_loop_over_prefixes(delays):
+    """Each delayed cell is the argmax of its stream's own ids after the model read the true prefix alone."""
+    model = tiny_model(delays)
+    rng = random.Random(5)
+    frames = TemplateBuilder(VOCAB, DigitTokenizer(), max_delay=max(model.delays)).build(
+        "tts", example(rng, 9, 3), rng, speaker_prompt=example(rng, 5, 1)).tokens
+    delayed = delay(torch.from_numpy(frames), model.delays, PAD_ID)
+    naive = delayed.clone()
+    with torch.no_grad():
+        for step in range(1, delayed.shape[1]):
+            hidden = model.hidden_states(delayed[None, :, :step])[0, -1]
+            for n in range(VOCAB.num_streams):
+                naive[n, step] = int(model.stream_logits(hidden, n).argmax()) + VOCAB.stream_range(n)[0]
+    chosen = teacher_forced(model, frames)
+    assert chosen.shape == frames.shape
+    assert np.array_equal(chosen, undelay(naive, model.delays).numpy())
+    for n in range(1, VOCAB.num_streams):  # a codebook stream chooses inside its own slice
+        start, end = VOCAB.stream_range(n)
+        assert ((chosen[n] >= start) & (chosen[n] < end)).all()

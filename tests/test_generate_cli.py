@@ -34,6 +34,10 @@ def test_the_api_batches_like_single_calls_and_respects_limits(tiny_model_folder
     wavs = lm.synthesize(["one two", "three"], [audios[0], None], max_seconds=0.4)
     rate, frame_rate = lm.tokenizers.acoustic.sample_rate, lm.frame_rate
     assert all(0 < len(w) <= 0.4 * rate + rate / frame_rate for w in wavs)
+    [(forced, right)] = lm.speak_teacher_forced([("one two", audios[1])], [audios[0]])
+    frames = lm.tokenize_audio(audios[1]).semantic.shape[0]
+    assert right.shape == (lm.vocab.num_streams, frames) and right.dtype == bool
+    assert len(forced) == frames * round(rate / frame_rate)
     continued = lm.continue_audio(audios[:1], max_seconds=0.2)[0]
     assert len(continued) <= 0.2 * rate + rate / frame_rate
 

@@ -180,6 +180,11 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
         def continue_audio(self, prompts, max_seconds):
             return [p[0] for p in prompts]
 
+        vocab = SimpleNamespace(num_streams=3, num_codebooks=2)
+
+        def speak_teacher_forced(self, recordings, prompts):  # every id right: the recording itself
+            return [(audio, np.ones((3, len(audio) // 640), bool)) for _, (audio, _) in recordings]
+
     class Judge:  # hears the first word of the reference in every clip
         info = {"kind": "scripted"}
 
@@ -194,6 +199,9 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
     # the scripted model speaks its prompt back and the codec is the identity: both similarities are 1,
     # above the two references (the same speaker's other utterance, a different speaker)
     results = evaluation.results
+    refs = [u.text for u in test]
+    assert results["tts_teacher_forced_wer"] == pytest.approx(corpus_wer(refs, ["the"] * len(refs)))
+    assert results["tts_teacher_forced_accuracy"] == {"semantic": 1.0, "codebook_0": 1.0, "codebook_1": 1.0}
     assert results["tts_speaker_sim"] == pytest.approx(1.0, abs=1e-5)
     assert results["resynthesis_speaker_sim"] == pytest.approx(1.0, abs=1e-5)
     assert results["tts_speaker_sim_different_speaker"] < results["tts_speaker_sim_same_speaker"] < 1.0

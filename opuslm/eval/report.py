@@ -24,6 +24,7 @@ ROWS = (
     ("sttc_accuracy", "STTC answer accuracy", 0.80, True),
     ("tts_wer", "TTS judge WER (corpus)", None, False),
     ("tts_wer_mean_utterance", "TTS judge WER (mean per utterance)", None, False),
+    ("tts_teacher_forced_wer", "TTS judge WER with every earlier frame given (teacher-forced, greedy)", None, False),
     ("tts_runaway_share", "TTS share that ran away (>= 2x the original's length)", 0.02, False),
     ("tts_silent_share", "TTS share silent (< 0.25 s or no energy)", 0.02, False),
     ("tts_length_ratio", "TTS length / the original's (mean)", None, False),
@@ -105,6 +106,14 @@ def table(metrics: dict) -> str:
             goal = f"<= {allowance:g}x base LLM" if kind == "ratio" else f">= base LLM - {allowance:g}"
         lines.append(f"| {label} | {_value(metrics[key])} | {goal} | {'' if key not in met else ('yes' if met[key] else 'NO')} |")
     return "\n".join(lines)
+
+
+def teacher_forced_line(accuracy: dict | None) -> list[str]:
+    """Per stream, the share of a recording's ids that TTS chose with every earlier frame given."""
+    if not accuracy:
+        return []
+    shares = ", ".join(f"{name} {_value(value)}" for name, value in accuracy.items())
+    return [f"TTS with every earlier frame given, the share of the recording's own ids chosen per stream: {shares}.", ""]
 
 
 def describe_judge(info: dict | None) -> str:
@@ -196,6 +205,7 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
     lines = [f"# Evaluation of {results['model']}", "",
              f"Corpus {results['corpus']} (manifest {results['corpus_manifest_hash']}), vocabulary {results['model_vocab']}, "
              f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", "", table(metrics), ""]
+    lines += teacher_forced_line(metrics.get("tts_teacher_forced_accuracy"))
     lines += malformed_table(results.get("malformed", {}))
     lines += declared_table(results.get("declared", {}))
     lines += [f"![{p}]({p})" for p in plots]

@@ -274,6 +274,7 @@ class Evaluation:
         judged_original = self.judge.transcribe([w for w, _ in originals])
         judged_resynthesis = self.judge.transcribe(resynthesised)
         refs = [u.text for u in utts]
+        self._tts_teacher_forced(utts, originals, prompts, refs)
         self.results.update(speaker_similarities(utts, prompts, heard, [w for w, _ in originals], resynthesised))
         for u, h in zip(utts, generated):
             errors, words = metrics.word_errors(u.text, h)
@@ -304,6 +305,20 @@ class Evaluation:
                            "prompt": f"samples/prompt-{u.id}.wav" if prompts[i] is not None else None,
                            "judge_generated": generated[i], "judge_original": judged_original[i]})
         self.samples["tts"] = listed
+
+    def _tts_teacher_forced(self, utts, originals, prompts, refs: list[str]) -> None:
+        """TTS with every earlier frame of the original given (`SpeechLM.speak_teacher_forced`): the judge's
+        WER on what that decodes to, and per stream the share of the original's ids the model chose."""
+        items = [((u.text, audio), prompt) for u, audio, prompt in zip(utts, originals, prompts)]
+        forced = self._batched(lambda b: self.lm.speak_teacher_forced([r for r, _ in b], [p for _, p in b]), items,
+                               "tts, teacher-forced")
+        rate = self.lm.tokenizers.acoustic.sample_rate
+        heard = self.judge.transcribe([resample(w, rate, 16000) if len(w) else np.zeros(1600, np.float32) for w, _ in forced])
+        right = np.concatenate([r for _, r in forced], 1) if forced else np.zeros((self.lm.vocab.num_streams, 0))
+        names = ["semantic", *(f"codebook_{k}" for k in range(self.lm.vocab.num_codebooks))]
+        self.results["tts_teacher_forced_wer"] = metrics.corpus_wer(refs, heard)
+        self.results["tts_teacher_forced_accuracy"] = {name: float(row.mean()) if row.size else None
+                                                       for name, row in zip(names, right)}
 
     def continuation(self, split: str) -> None:
         """Audio continuation keeps the voice: the first half of each utterance is the prompt, continued for

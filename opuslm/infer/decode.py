@@ -213,3 +213,21 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
         out, mask, positions = _feed(model, column, mask, positions, returned_cache(out), device)
     bar.close()
     return [seq.result() for seq in sequences]
+
+
+@torch.no_grad()
+def teacher_forced(model, frames: np.ndarray) -> np.ndarray:
+    """The model's greedy choice for every cell of undelayed `frames` `[N, T]` given the true cells before
+    it in the delayed order it was trained in (each stream over its own ids): `[N, T]`. What generation
+    would choose if every earlier choice had been right, so a target missed here is missed by the model's
+    predictions, not by its drift; the first delayed column, which nothing predicts, keeps its ids."""
+    from opuslm.interleave import undelay
+
+    vocab, delays = model.vocab, model.delays
+    device = next(model.parameters()).device
+    delayed = delay(torch.as_tensor(frames, dtype=torch.long)[None], delays, PAD_ID).to(device)  # [1, N, S]
+    hidden = model.hidden_states(delayed[..., :-1])
+    choices = delayed.clone()
+    for n in range(vocab.num_streams):
+        choices[:, n, 1:] = model.stream_logits(hidden, n).argmax(-1) + vocab.stream_range(n)[0]
+    return undelay(choices, delays)[0].cpu().numpy()

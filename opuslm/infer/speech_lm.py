@@ -21,7 +21,7 @@ from opuslm.audio import AudioError, resample
 from opuslm.data.rules import MIN_SECONDS
 from opuslm.errors import OpusLMError
 from opuslm.infer.beam import beam_search
-from opuslm.infer.decode import Generated, Prompt, generate
+from opuslm.infer.decode import Generated, Prompt, generate, teacher_forced
 from opuslm.infer.sampling import Sampling
 from opuslm.infer.outputs import TaskOutput, read_output
 from opuslm.tasks import TaskTable, trained_labels
@@ -204,12 +204,8 @@ class SpeechLM:
                                   f"{max_seconds:g}: split the text or raise --max-seconds")
             no_audio = (np.zeros(0, np.int64), np.zeros((self.vocab.num_codebooks, 0), np.int64))
             example = TokenizedUtterance(self._text_ids(text), *no_audio, {"text": text})
-            prompt = None
-            if speaker is not None:
-                wav, rate = speaker
-                prompt = self.tokenize_audio((wav[:round(self.prompt_seconds * rate)], rate), name=f"{name}'s speaker prompt")
             prompts.append(self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), name,
-                                        "--max-seconds", speaker_prompt=prompt))
+                                        "--max-seconds", speaker_prompt=self._speaker_prompt(speaker, name)))
         spoken = []
         for generated, least in zip(self._run(prompts), shortest):
             audio = self._audio(generated)
@@ -223,6 +219,31 @@ class SpeechLM:
                         "was likely not spoken")
             spoken.append(Speech(audio, generated.stopped, note))
         return spoken
+
+    def _speaker_prompt(self, speaker: Audio | None, name: str) -> TokenizedUtterance | None:
+        """A speaker prompt cut to the length training prompts have, tokenized."""
+        if speaker is None:
+            return None
+        wav, rate = speaker
+        return self.tokenize_audio((wav[:round(self.prompt_seconds * rate)], rate), name=f"{name}'s speaker prompt")
+
+    def speak_teacher_forced(self, recordings: list[tuple[str, Audio]], speaker_prompts: list[Audio | None],
+                             names: list[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """TTS of each (text, a recording of it) with the recording's earlier frames given: per recording, the
+        audio decoded from the model's greedy choice of each of its frames (`decode.teacher_forced`) and
+        `[N streams, frames]`, True where that choice is the recording's own id. Where TTS is not understood,
+        this tells a model that predicts frames wrongly even from a right past from one that goes wrong
+        only when it feeds itself its own choices."""
+        out = []
+        for (text, audio), speaker, name in zip(recordings, speaker_prompts, self._names(names, len(recordings))):
+            example = self.tokenize_audio(audio, text, name)
+            frames = self.builder.build("tts", example, random.Random(self.sampling.seed),
+                                        speaker_prompt=self._speaker_prompt(speaker, name))
+            audio_frames = np.flatnonzero(frames.target[1])  # the target frames that hold codes (not <eos>)
+            chosen = teacher_forced(self.model, frames.tokens)[:, audio_frames]
+            codes = self.vocab.to_codes(chosen[1:])
+            out.append((self.tokenizers.acoustic.decode(codes), chosen == frames.tokens[:, audio_frames]))
+        return out
 
     def synthesize(self, texts: list[str], speaker_prompts: list[Audio | None] | None = None,
                    max_seconds: float = 20.0) -> list[np.ndarray]:

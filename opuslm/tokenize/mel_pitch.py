@@ -165,13 +165,23 @@ class MelPitchCodec:
     # ---- synthesis ----
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """float32 waveform `[frames * hop]` at `sample_rate` for codes `[num_codebooks, frames]`."""
+        return self.synthesise(self.stacked_mel_of(codes[1:]), codes[0])
+
+    def stacked_mel_of(self, mel_codes: np.ndarray) -> np.ndarray:
+        """The stacked log-mel `[frames, sub_frames * n_mels]` that mel codes `[num_codebooks - 1, frames]` stand for."""
+        if not mel_codes.shape[1]:
+            return np.zeros((0, self.config.sub_frames * self.config.n_mels))
+        return np.asarray(sum(book[index] for book, index in zip(self.mel_codebooks, mel_codes)), np.float64)
+
+    def synthesise(self, stacked_mel: np.ndarray, pitch_codes: np.ndarray) -> np.ndarray:
+        """float32 waveform `[frames * hop]` for a stacked log-mel `[frames, sub_frames * n_mels]` and the
+        frames' pitch codes `[frames]` (codebook 0's ids)."""
         c = self.config
-        frames = codes.shape[1]
-        n, sub = frames * c.hop, frames * c.sub_frames
-        log_mel = sum(book[index] for book, index in zip(self.mel_codebooks, codes[1:]))
-        log_mel = np.asarray(log_mel, np.float64).reshape(sub, c.n_mels) if frames else np.zeros((0, c.n_mels))
+        frames = len(pitch_codes)
+        n = frames * c.hop
+        log_mel = np.asarray(stacked_mel, np.float64).reshape(frames * c.sub_frames, c.n_mels)
         power = np.maximum(np.exp(log_mel) @ self.inverse_filters, 0.0) + 1e-10  # [sub, bins]: the envelope
-        f0 = np.repeat(np.where(codes[0] > 0, self.f0_levels[np.maximum(codes[0] - 1, 0)], 0.0), c.sub_frames)
+        f0 = np.repeat(np.where(pitch_codes > 0, self.f0_levels[np.maximum(pitch_codes - 1, 0)], 0.0), c.sub_frames)
         rng = np.random.default_rng(c.seed)
         offsets = rng.uniform(0, 2 * np.pi, int(c.sample_rate / 2 / c.f0_floor) + 1)
         noise = rng.standard_normal(n)  # drawn after the offsets: a fixed sequence, a prefix for a prefix
