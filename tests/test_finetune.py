@@ -1,6 +1,6 @@
 """Fine-tuning: LoRA adapters through a model folder and merged back, frozen groups that keep their
 values exactly, a schedule that starts from a trained model (refusing shards of other tokenizers), and
-the README's walkthrough at tiny size: your own labelled clips, a declared task, LoRA, eval, generate."""
+the walkthrough of docs/usage.md at tiny size: your own labelled clips, a declared task, LoRA, eval, generate."""
 
 import json
 import shutil
@@ -147,7 +147,7 @@ def test_a_schedule_from_a_model_folder_refuses_shards_of_other_tokenizers_namin
 
 def test_the_walkthrough_your_clips_a_declared_task_lora_resume_eval_and_generate(base_model, small_corpus, tmp_path,
                                                                                   capsys, monkeypatch):
-    """README, "Fine-tune on your own data", at tiny size: label clips with a key of your own, tokenize
+    """docs/usage.md, "Fine-tune on your own data", at tiny size: label clips with a key of your own, tokenize
     them with the model's tokenizers, fine-tune with LoRA on the declared task (a run killed after a
     checkpoint resumes to the same adapters and log), evaluate it, and ask the CLI."""
     import runpy

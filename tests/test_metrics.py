@@ -106,6 +106,31 @@ def test_text_ability_targets_read_against_the_base_llm():
     assert "| factual questions in text (4 options) | 0.540 | >= base LLM - 0.05 | NO |" in table(lost)
 
 
+@pytest.mark.parametrize("accuracy, questions, informative", [(0.29, 307, False), (0.29, 2000, True), (0.35, 307, True),
+                                                              (0.2508, 307, False)])
+def test_a_factual_accuracy_counts_only_above_guessing(accuracy, questions, informative):
+    from opuslm.eval.report import above_chance
+
+    assert above_chance(accuracy, questions) is informative  # guessing 0.25 plus 2 standard errors: 0.299 at 307 questions, 0.269 at 2000
+
+
+def test_a_target_whose_reference_is_at_chance_is_missed_and_says_why():
+    """The demo's text LLM answers factual questions at chance (0.251 of 307): the spoken share of it and
+    the points kept from it hold by the numbers, and compare noise."""
+    from opuslm.eval.report import table, targets_met
+
+    noise = {"facts_questions": 307, "facts_accuracy": 0.2508, "facts_accuracy_base_llm": 0.2638,
+             "spoken_facts_accuracy": 0.228}
+    assert targets_met(noise) == {"facts_accuracy": False, "spoken_facts_accuracy": False}
+    printed = table(noise)
+    assert "| the factual questions asked aloud (4 options) | 0.228 | >= 0.5x text | NO |" in printed
+    assert "spoken_facts_accuracy is not met: its reference facts_accuracy = 0.251 is within two standard errors" in printed
+    assert "facts_accuracy is not met: its reference facts_accuracy_base_llm = 0.264" in printed
+    known = {**noise, "facts_accuracy": 0.62, "facts_accuracy_base_llm": 0.64, "spoken_facts_accuracy": 0.33}
+    assert targets_met(known) == {"facts_accuracy": True, "spoken_facts_accuracy": True}
+    assert "is not met" not in table(known)
+
+
 def test_the_report_names_the_judge_in_one_line_without_its_lexicon():
     from opuslm.eval.report import describe_judge
 

@@ -1,4 +1,4 @@
-"""Your own labelled clips, for the fine-tuning walkthrough (README, "Fine-tune on your own data").
+"""Your own labelled clips, for the fine-tuning walkthrough (docs/usage.md, "Fine-tune on your own data").
 
 Writes a JSON Lines manifest of clips from a corpus (absolute audio paths) with a label the demo's model
 never trained on: `sentence_type`, one of statement, question or request, read from the sentence's first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 # (metric, what it is, target for the embedded default, higher is better)
@@ -55,6 +56,30 @@ KEPT_FROM_BASE = (("text_perplexity", "ratio", 1.10), ("english_perplexity", "ra
                   ("facts_accuracy", "points", 0.05))
 
 
+FACT_OPTIONS = 4  # the factual questions are four-way multiple choice (opuslm.eval.text)
+
+
+def above_chance(accuracy: float, questions: int, options: int = FACT_OPTIONS) -> bool:
+    """Whether an accuracy on `questions` items of `options` choices is more than two standard errors
+    (binomial, at chance) above guessing. A target measured against an accuracy that is not compares
+    with noise, and is not met, whatever the numbers say."""
+    chance = 1 / options
+    return accuracy > chance + 2 * math.sqrt(chance * (1 - chance) / questions)
+
+
+def references_at_chance(metrics: dict) -> dict[str, str]:
+    """The targets whose reference is a factual-question accuracy at chance: target -> the reference's key."""
+    questions = metrics.get("facts_questions")
+    if not questions:
+        return {}
+    found = {}
+    for target, reference in (("spoken_facts_accuracy", "facts_accuracy"), ("facts_accuracy", "facts_accuracy_base_llm")):
+        if metrics.get(target) is not None and metrics.get(reference) is not None \
+                and not above_chance(metrics[reference], questions):
+            found[target] = reference
+    return found
+
+
 def _value(value) -> str:
     if value is None:
         return "n/a"
@@ -82,6 +107,8 @@ def targets_met(metrics: dict) -> dict[str, bool]:
         value, base = metrics.get(key), metrics.get(f"{key}_base_llm")
         if value is not None and base is not None:
             met[key] = value <= allowance * base if kind == "ratio" else value >= base - allowance
+    for target in references_at_chance(metrics):
+        met[target] = False
     return met
 
 
@@ -105,6 +132,10 @@ def table(metrics: dict) -> str:
             kind, allowance = kept[key]
             goal = f"<= {allowance:g}x base LLM" if kind == "ratio" else f">= base LLM - {allowance:g}"
         lines.append(f"| {label} | {_value(metrics[key])} | {goal} | {'' if key not in met else ('yes' if met[key] else 'NO')} |")
+    for target, reference in references_at_chance(metrics).items():
+        lines.append(f"\n{target} is not met: its reference {reference} = {metrics[reference]:.3f} is within two standard "
+                     f"errors of guessing ({1 / FACT_OPTIONS:g} on {metrics['facts_questions']} four-way questions), so "
+                     "the comparison is with noise.")
     return "\n".join(lines)
 
 

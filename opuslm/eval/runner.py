@@ -353,6 +353,7 @@ class Evaluation:
             scorers["_base_llm"] = TextScorer(llm, self.lm.tokenizers.text)
         corpus_items, english = multiple_choice_set(), english_sentences()
         facts = [(QUESTION_PROMPT.format(question), options, answer) for question, options, answer in factual_questions()]
+        self.results["facts_questions"] = len(facts)
         for suffix, scorer in scorers.items():
             self.results[f"text_perplexity{suffix}"] = scorer.perplexity(texts)
             self.results[f"text_mc_accuracy{suffix}"], _ = scorer.multiple_choice(corpus_items)

@@ -12,7 +12,7 @@ PRESETS = {
     # about 0.1 M backbone parameters: unit tests and smoke runs
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
     # about 0.75 M backbone parameters: the CPU demo. On 2 cores it trains 1.9x the frames per second
-    # of small, and twice small's steps of it at twice the LR learn more in the same time (README,
+    # of small, and twice small's steps of it at twice the LR learn more in the same time (docs/results.md,
     # "What the demo's budget buys")
     "mini": dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2),
     # about 3 M backbone parameters; on 2 cores 1.6x the frames per second of a 6-layer model of its width
