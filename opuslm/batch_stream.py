@@ -51,6 +51,19 @@ class HeardTranscripts:
 
 
 @dataclass
+class HeardFeatures:
+    """The continuous input path's inputs of a batch (`opuslm.model.streams`): at step s of row r,
+    `values[r, s]` (`[R, L, F]`) is added through the adapter where `present[r, s]` (`[R, L]`) holds:
+    the steps of the audio a task listens to, in stream 0's delayed place."""
+
+    values: torch.Tensor
+    present: torch.Tensor
+
+    def to(self, device) -> HeardFeatures:
+        return HeardFeatures(self.values.to(device), self.present.to(device))
+
+
+@dataclass
 class Batch:
     frames: torch.Tensor  # [R, N, L] delayed joint ids
     loss_mask: torch.Tensor  # [R, N, L]
@@ -59,21 +72,24 @@ class Batch:
     examples: int
     real_frames: int  # frames holding an example (the rest is padding)
     heard: HeardTranscripts | None = None  # for the auxiliary CTC loss, when data.ctc_weight > 0
+    features: HeardFeatures | None = None  # for the continuous input path, when the model has one
 
     def model_inputs(self, device) -> tuple:
         """What the model's loss takes, in its order, on `device`."""
         tensors = tuple(t.to(device) for t in (self.frames, self.loss_mask, self.position_ids, self.document_ids))
-        return tensors + (self.heard,)
+        return tensors + (self.heard, None if self.features is None else self.features.to(device))
 
 
 class _Built(NamedTuple):
     """One templated, delayed example as the buffer holds it; `heard`: `(start, end, transcript)` of the
-    audio it listens to, for the auxiliary CTC loss, or None."""
+    audio it listens to, for the auxiliary CTC loss, or None; `features`: `(values [T, F], present [T])`
+    of the continuous input path, or None."""
 
     key: tuple[int, int, int]
     tokens: np.ndarray
     mask: np.ndarray
     heard: tuple[int, int, np.ndarray] | None
+    features: tuple[np.ndarray, np.ndarray] | None
 
 
 def text_dataset_file(path: Path, split: str) -> Path | None:
@@ -127,6 +143,30 @@ def mask_heard_audio(tokens: np.ndarray, heard: tuple[int, int], share: float, s
         tokens[:, at:min(at + span, end)] = PAD_ID
 
 
+def heard_steps(frames, features: np.ndarray, stream0_delay: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The features of the audio `frames` listens to (`frames.heard`, undelayed `[start, end)`; `features`
+    `[end - start, F]`) in the `steps` delayed steps, where stream 0 puts them: `(values [steps, F],
+    present [steps])`. A frame the audio mask padded is not present: a masked frame hides its features too."""
+    start, end = frames.heard
+    if len(features) != end - start:
+        raise OpusLMError(f"{len(features)} frames of heard features beside {end - start} heard audio frames")
+    values = np.zeros((steps, features.shape[1]), np.float16)
+    present = np.zeros(steps, bool)
+    at = slice(start + stream0_delay, end + stream0_delay)
+    values[at] = features
+    present[at] = frames.tokens[0, start:end] != PAD_ID
+    values[~present] = 0
+    return values, present
+
+
+def require_heard_features(shards, dim: int, where: str) -> None:
+    """Refuse shards without the heard features (of dimension `dim`) a model's continuous input path reads."""
+    if dim and shards.feature_dim != dim:
+        have = f"heard features of dimension {shards.feature_dim}" if shards.feature_dim else "no heard features"
+        raise OpusLMError(f"{where} has {have}, and the model reads heard features of dimension {dim} (its continuous "
+                          "input path): tokenize it again with `opuslm tokenize --heard-features` (or --model)")
+
+
 class NoUsableItems(OpusLMError):
     """A source whose split holds nothing its task can use."""
 
@@ -135,8 +175,9 @@ class _Source:
     """One (dataset, task, split) component; knows its usable items and builds example i."""
 
     def __init__(self, config, path: Path, builder: TemplateBuilder, delays: list[int], data_config,
-                 tokenizers: dict[str, str] | None):
+                 tokenizers: dict[str, str] | None, heard_features: int = 0):
         self.config, self.builder, self.delays, self.data = config, builder, delays, data_config
+        self.heard_features = heard_features
         self.skipped: dict[str, int] = {}
         text_file = source_text_file(path, config, f"source {config.name}: dataset {config.dataset}")
         if text_file is not None:
@@ -149,6 +190,7 @@ class _Source:
                 from opuslm.tokenize.shards import check_identity
 
                 check_identity(self.shards.info["tokenizers"], tokenizers, f"dataset {path}", "the model was trained with")
+            require_heard_features(self.shards, heard_features, f"dataset {path}")
             self.items = [i for i, meta in enumerate(metas) if meta["split"] == config.split and self._usable(meta)]
             self.metas = metas
             # prompts come from the same split's items only: a dev utterance never prompts training
@@ -176,9 +218,11 @@ class _Source:
         return True
 
     def example(self, item: int, rng: random.Random):
-        """Delayed frames `[N, T + max(delays)]` and loss mask of item `item`, and for the auxiliary CTC
-        loss the delayed steps of the audio it listens to and their transcript (None: nothing heard)."""
+        """Delayed frames `[N, T + max(delays)]` and loss mask of item `item`; for the auxiliary CTC
+        loss the delayed steps of the audio it listens to and their transcript (None: nothing heard); and
+        for the continuous input path the features of those steps (None: nothing heard, or the path off)."""
         task = self.config.task
+        example = None
         if self.shards is None:
             frames = self.builder.build(task, self.texts[item], rng)
         else:
@@ -193,19 +237,24 @@ class _Source:
             mask_heard_audio(frames.tokens, frames.heard, self.data.audio_mask, self.data.audio_mask_span, rng)
         tokens = delay(torch.from_numpy(frames.tokens), self.delays, PAD_ID)
         mask = delay(torch.from_numpy(frames.loss_mask(self.data.loss_region)), self.delays, False)
-        heard = None
+        heard = features = None
         if frames.heard is not None:  # the delay moves codebook k's cells k steps on: keep them in the span
             heard = (frames.heard[0], frames.heard[1] + max(self.delays), frames.transcript)
-        return tokens.numpy(), mask.numpy(), heard
+            if self.heard_features:
+                features = heard_steps(frames, example.features, self.delays[0], tokens.shape[1])
+        return tokens.numpy(), mask.numpy(), heard, features
 
 
 class PackedLoader:
     """An endless stream of packed micro-batches of a mixture (see the module docstring)."""
 
     def __init__(self, data_config, datasets: dict[str, str], builder: TemplateBuilder, delays: list[int],
-                 rank: int = 0, world_size: int = 1, split: str | None = None, tokenizers: dict[str, str] | None = None):
+                 rank: int = 0, world_size: int = 1, split: str | None = None, tokenizers: dict[str, str] | None = None,
+                 heard_features: int = 0):
         """`tokenizers`: the model's tokenizer identities (`model_identity`); a dataset of token shards
-        made with any other is refused."""
+        made with any other is refused. `heard_features`: the feature dimension of the model's continuous
+        input path (0: off); batches then carry the features of the audio each example listens to."""
+        self.heard_features = heard_features
         self.config, self.rank, self.world_size = data_config, rank, world_size
         if data_config.rows % world_size:
             raise OpusLMError(f"data.rows ({data_config.rows}) must be a multiple of the number of ranks ({world_size})")
@@ -214,7 +263,8 @@ class PackedLoader:
             if split is not None:
                 source = source.model_copy(update={"split": split})
             try:
-                self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config, tokenizers))
+                self.sources.append(_Source(source, Path(datasets[source.dataset]), builder, delays, data_config, tokenizers,
+                                            heard_features))
             except NoUsableItems as error:  # listed in describe(); the rest of the mixture goes on
                 self.unusable[source.name] = str(error)
         if not self.sources:
@@ -293,15 +343,20 @@ class PackedLoader:
         positions = torch.zeros((len(mine), length), dtype=torch.long)
         documents = torch.full((len(mine), length), -1, dtype=torch.long)
         heard = HeardTranscripts([], [], [], self.config.ctc_weight) if self.config.ctc_weight > 0 else None
+        features = HeardFeatures(torch.zeros((len(mine), length, self.heard_features)),
+                                 torch.zeros((len(mine), length), dtype=torch.bool)) if self.heard_features else None
         examples = real = 0
         for r, row in enumerate(mine):
             at = 0
-            for document, (_, tokens, mask, spoken) in enumerate(row):
+            for document, (_, tokens, mask, spoken, listened) in enumerate(row):
                 size = tokens.shape[1]
                 if heard is not None and spoken is not None:
                     heard.rows.append(r)
                     heard.spans.append((at + spoken[0], at + spoken[1]))
                     heard.transcripts.append(torch.from_numpy(spoken[2]))
+                if features is not None and listened is not None:
+                    features.values[r, at:at + size] = torch.from_numpy(listened[0].astype(np.float32))
+                    features.present[r, at:at + size] = torch.from_numpy(listened[1])
                 frames[r, :, at:at + size] = torch.from_numpy(tokens)
                 loss_mask[r, :, at:at + size] = torch.from_numpy(mask)
                 positions[r, at:at + size] = torch.arange(size)
@@ -309,7 +364,7 @@ class PackedLoader:
                 at += size
             examples += len(row)
             real += at
-        return Batch(frames, loss_mask, positions, documents, examples, real, heard)
+        return Batch(frames, loss_mask, positions, documents, examples, real, heard, features)
 
     # ---- state ----
     def state(self) -> dict:

@@ -59,6 +59,9 @@ class DemoConfig:
                                      "`opuslm eval` scores)")
     corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
                                   "synthetic one")
+    heard_features: bool = _option(False, "the continuous input path: tokenize with the semantic encoder's features "
+                                   "and let the model add them, through an adapter, at the audio it listens to (use a "
+                                   "new --out: the shards change)")
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,8 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
 def tokenize(config: DemoConfig, paths: DemoPaths) -> str:
     from opuslm.tokenize.pipeline import tokenize_corpus
 
-    summary = tokenize_corpus(paths.corpus, paths.tokens, tokenizer_paths(config, paths), workers=config.workers)
+    summary = tokenize_corpus(paths.corpus, paths.tokens, tokenizer_paths(config, paths), workers=config.workers,
+                              heard_features=config.heard_features)
     return f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']} -> {paths.tokens}"
 
 
@@ -236,6 +240,8 @@ def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
     schedule["datasets"] = {name: text if name == "text" else tokens for name in schedule["datasets"]}
     kept = {key: value for key, value in schedule["init"].items() if key != "preset"}  # codebook_row_scale
     schedule["init"] = {**kept, "llm": str(Path(config.llm or paths.llm).resolve()), "seed": config.seed}
+    if config.heard_features:
+        schedule["init"]["heard_features"] = True
     for entry in schedule["stages"]:
         entry["file"] = str(_stage_file(entry["file"]))
     summaries = run_schedule(_write_schedule(paths.out / "schedule.yaml", schedule), progress=True,

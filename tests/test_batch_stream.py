@@ -49,7 +49,7 @@ def test_packing_fills_rows(setting):
 def test_each_packed_example_is_exactly_its_own_delayed_frames(setting):
     stream = loader(setting)
     stream._fill()
-    built = {key: (tokens, mask) for key, tokens, mask, _ in stream.buffer}
+    built = {entry.key: (entry.tokens, entry.mask) for entry in stream.buffer}
     batch = stream.next_batch()
     for r in range(batch.frames.shape[0]):
         for document in batch.document_ids[r].unique().tolist():

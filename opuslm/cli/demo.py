@@ -26,8 +26,9 @@ def register(subparsers) -> None:
     )
     defaults, hints = DemoConfig(), typing.get_type_hints(DemoConfig)
     for spec in dataclasses.fields(DemoConfig):
-        demo.add_argument(f"--{spec.name.replace('_', '-')}", type=_option_type(hints[spec.name]),
-                          default=getattr(defaults, spec.name), **spec.metadata)
+        kind = _option_type(hints[spec.name])
+        how = {"action": "store_true"} if kind is bool else {"type": kind}  # a switch, off by default
+        demo.add_argument(f"--{spec.name.replace('_', '-')}", default=getattr(defaults, spec.name), **how, **spec.metadata)
     demo.set_defaults(func=_run)
 
 

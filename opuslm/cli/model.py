@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                       help="scale of the new codebook rows; 0 starts an audio frame as its semantic row alone")
     init.add_argument("--stream0-softmax", choices=STREAM0_SOFTMAX, default=STREAM0_SOFTMAX[0],
                       help="stream 0 scored over the whole vocabulary, or over the ids its input's modality allows")
+    init.add_argument("--heard-features", action="store_true",
+                      help="the continuous input path: the heard audio's semantic-encoder features, added through an "
+                      "adapter (needs shards tokenized with --heard-features)")
     init.set_defaults(func=_init)
 
     export = commands.add_parser("export-text", formatter_class=help_formatter, help="the text part as a plain HF LLM",
@@ -107,7 +110,7 @@ def _init(args) -> None:
 
     delays = parse_delays(args.delays, JointVocab.from_tokens(args.tokens).num_streams)
     model = init_model(args.tokens, args.out, args.llm, args.preset, delays, args.seed, args.codebook_row_scale,
-                       args.stream0_softmax)
+                       args.stream0_softmax, args.heard_features)
     params = sum(p.numel() for p in model.parameters())
     print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {model.vocab.hash} ({model.vocab.size} ids), "
           f"delays {model.delays}")

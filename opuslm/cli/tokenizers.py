@@ -109,6 +109,9 @@ def register(subparsers) -> None:
                           help="longer utterances are rejected (listed in rejects.jsonl): memory grows with the clip")
     tokenize.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                           help="processes, one shard each at a time")
+    tokenize.add_argument("--heard-features", action="store_true",
+                          help="also store each frame's semantic features (float16), for a model with the continuous "
+                          "input path (a schedule's init.heard_features); with --model, whenever that model reads them")
     tokenize.set_defaults(func=_tokenize)
 
 
@@ -218,16 +221,19 @@ def _probe_codec(args) -> None:
 def _tokenize(args) -> None:
     from opuslm.tokenize.pipeline import TokenizerPaths, tokenize_corpus
 
+    heard = args.heard_features
     if args.model is not None:
-        from opuslm.model.multistream import model_tokenizers
+        from opuslm.model.multistream import model_tokenizers, reads_heard_features
 
         if args.text or args.semantic:
             raise OpusLMError("--model gives the text and semantic tokenizers; drop --text and --semantic")
         paths = model_tokenizers(args.model, args.codec)
+        heard = heard or reads_heard_features(args.model) > 0
     elif not (args.text and args.semantic and args.codec):
         raise OpusLMError("give --text, --semantic and --codec, or --model (a trained model folder's tokenizers)")
     else:
         paths = TokenizerPaths(args.text, args.semantic, args.codec)
-    summary = tokenize_corpus(args.manifest, args.out, paths, args.shard_size, args.workers, max_seconds=args.max_seconds)
+    summary = tokenize_corpus(args.manifest, args.out, paths, args.shard_size, args.workers, max_seconds=args.max_seconds,
+                              heard_features=heard)
     print(f"seen {summary['seen']} = accepted {summary['accepted']} + rejected {summary['rejected']}; "
           f"{summary['frames']} frames -> {args.out}")

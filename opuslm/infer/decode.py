@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from opuslm.batch_stream import HeardFeatures
 from opuslm.errors import OpusLMError
 from opuslm.infer.sampling import Sampling
 from opuslm.interleave import delay
@@ -35,12 +36,15 @@ TARGET_KINDS = ("text", "audio")
 @dataclass
 class Prompt:
     """Undelayed prompt frames `[N, P]` (a template cut at its target), what the target is, the id
-    that ends it, and the most frames to generate."""
+    that ends it, and the most frames to generate; for a model with the continuous input path, the
+    undelayed frames `[start, end)` of the audio the prompt listens to and their features `[end - start, F]`."""
 
     frames: np.ndarray
     target: str
     stop_id: int
     max_frames: int
+    heard: tuple[int, int] | None = None
+    features: np.ndarray | None = None
 
 
 @dataclass
@@ -149,8 +153,30 @@ def _prefill(model, sequences: list[_Sequence], device):
         columns[b, :, length - known[b]:] = delay(frames, delays, PAD_ID)[:, :known[b]]
         mask[b, length - known[b]:] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(columns.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True)
+    heard = prompt_features([s.prompt for s in sequences], known, length, delays[0])
+    options = {} if heard is None else {"heard": heard.to(device)}
+    out = model(columns.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), use_cache=True,
+                **options)
     return out, mask, positions[:, -1:], known
+
+
+def prompt_features(prompts: list[Prompt], known: list[int], length: int, stream0_delay: int) -> HeardFeatures | None:
+    """The prompts' heard features in `_prefill`'s delayed columns, left-padded to `length` (`known[b]`:
+    prompt b's columns): stream 0's place, undelayed frame t at column t + delays[0], as `heard_steps`
+    puts them in training; None when no prompt has any (a model without the continuous input path).
+    Generated frames are never heard, as in training, where only the audio a task listens to has them."""
+    with_features = [p for p in prompts if p.features is not None]
+    if not with_features:
+        return None
+    values = torch.zeros(len(prompts), length, with_features[0].features.shape[1])
+    present = torch.zeros(len(prompts), length, dtype=torch.bool)
+    for b, prompt in enumerate(prompts):
+        if prompt.features is None:
+            continue
+        start = length - known[b] + prompt.heard[0] + stream0_delay
+        values[b, start:start + len(prompt.features)] = torch.as_tensor(prompt.features.astype(np.float32))
+        present[b, start:start + len(prompt.features)] = True
+    return HeardFeatures(values, present)
 
 
 def _advance(sequences: list[_Sequence], steps: list[int], chosen: list[list[int]], delays) -> torch.Tensor:

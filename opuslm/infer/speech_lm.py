@@ -55,6 +55,10 @@ class SpeechLM:
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
                                 tokenizers.acoustic.codebook_size, len(tokenizers.text))
         vocab.require_same(data_vocab, "the tokenizers given")
+        heard = model.config.heard_features
+        if heard and (not tokenizers.heard_features or tokenizers.semantic.feature_dim != heard):
+            raise OpusLMError(f"the model reads heard features of dimension {heard} (its continuous input path); give "
+                              "it its own semantic tokenizer with heard_features on (SpeechLM.load does)")
         self.vocab = vocab
         self.frame_rate = tokenizers.acoustic.frame_rate
         self.builder = TemplateBuilder.for_model(vocab, tokenizers.text, model.delays, self.frame_rate, prompt_seconds,
@@ -66,8 +70,8 @@ class SpeechLM:
         from opuslm.model.multistream import OpusLM, model_tokenizers
         from opuslm.tokenize.pipeline import SpeechTokenizers
 
-        tokenizers = SpeechTokenizers(model_tokenizers(folder, codec))
         model = OpusLM.from_pretrained(folder).to(device).eval()
+        tokenizers = SpeechTokenizers(model_tokenizers(folder, codec), heard_features=model.config.heard_features > 0)
         broken = next((name for name, value in model.state_dict().items()
                        if value.is_floating_point() and not torch.isfinite(value).all()), None)
         if broken is not None:  # sampling would fail deep inside as "probability tensor contains inf, nan"
@@ -123,7 +127,8 @@ class SpeechLM:
         encoded = self.tokenizers.encode_audio([wav])[0]
         if isinstance(encoded, AudioError):
             raise OpusLMError(f"{name}: cannot tokenize this audio: {encoded}")
-        return TokenizedUtterance(self._text_ids(text), *encoded, {"id": "input", "text": text})
+        semantic, codes, features = encoded
+        return TokenizedUtterance(self._text_ids(text), semantic, codes, {"id": "input", "text": text}, features)
 
     def _prompt(self, task: str, example, target: str, max_frames: int, name: str, limit_flag: str,
                 stop: str = "<eos>", **options) -> Prompt:
@@ -139,7 +144,8 @@ class SpeechLM:
             stop_id = int(self.vocab.text([self.tokenizers.text.eos_token_id])[0])
         self._require_positions(frames.tokens.shape[1], max_frames, name, limit_flag, "its prompt",
                                 listening=target == "text" and task != "text_lm")
-        return Prompt(frames.tokens, target, stop_id, max_frames)
+        heard = getattr(example, "features", None) if frames.heard is not None else None
+        return Prompt(frames.tokens, target, stop_id, max_frames, frames.heard if heard is not None else None, heard)
 
     # ---- outputs ----
     def _text(self, generated: Generated) -> str:

@@ -18,12 +18,15 @@ class MultiStreamConfig:
     (codec is per codebook); `loss_chunk`: rows of logits computed at once, so `[B, T, V]` never exists;
     `stream0_softmax`: "full" scores stream 0 over the whole vocabulary, "modality" only over the ids that
     can follow its input (after a semantic id: specials and semantic ids; after a text id: specials and
-    text ids; after a special: everything), as decoding allows (`opuslm.model.loss`)."""
+    text ids; after a special: everything), as decoding allows (`opuslm.model.loss`); `heard_features`:
+    the dimension of the continuous input path's features (0: off, the model reads ids alone), see
+    `opuslm.model.streams`."""
 
     delays: list[int] | None = None
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     loss_chunk: int = 4096
     stream0_softmax: str = "full"
+    heard_features: int = 0
 
     def __post_init__(self):
         unknown = set(self.loss_weights) - set(MODALITIES)
@@ -33,3 +36,5 @@ class MultiStreamConfig:
                               f"unknown {sorted(unknown)}, missing {sorted(missing)}")
         if self.stream0_softmax not in STREAM0_SOFTMAX:
             raise OpusLMError(f"stream0_softmax must be one of {', '.join(STREAM0_SOFTMAX)}, got {self.stream0_softmax!r}")
+        if self.heard_features < 0:
+            raise OpusLMError(f"heard_features is a feature dimension (0: off), got {self.heard_features}")

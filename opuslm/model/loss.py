@@ -145,8 +145,9 @@ def multistream_loss(model, hidden: torch.Tensor, targets: torch.Tensor, mask: t
         sums.index_add_(0, modality.cpu(), ce.detach().float().cpu())
         counts.index_add_(0, modality.cpu(), torch.ones(ce.shape[0]))
     # every parameter joins the graph even when a batch has no audio cells: DDP and FSDP2 expect the
-    # same gradients on every rank, and a text-only micro-batch would leave the stream offsets out
-    total = total + 0.0 * model.stream_offsets.sum()
+    # same gradients on every rank, and a text-only micro-batch would leave the stream offsets (and the
+    # continuous input path's adapter) out
+    total = total + 0.0 * sum(p.sum() for p in model.stream_state_parameters())
     frames = int(mask.any(1).sum())
     per_modality = {m: (sums[i] / counts[i]).item() for i, m in enumerate(MODALITIES) if counts[i] > 0}
     return LossOutput(total / max(frames, 1), total, per_stream, per_modality, frames, int(mask.sum()))

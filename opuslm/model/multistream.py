@@ -151,19 +151,20 @@ class OpusLM(MultiStreamLM):
     def table_parameters(self) -> list[nn.Parameter]:
         return [self.backbone.get_input_embeddings().weight, self.backbone.get_output_embeddings().weight]
 
-    def hidden_states(self, frames, position_ids=None, document_ids=None) -> torch.Tensor:
-        return self(frames, position_ids=position_ids, document_ids=document_ids).last_hidden_state
+    def hidden_states(self, frames, position_ids=None, document_ids=None, heard=None) -> torch.Tensor:
+        return self(frames, position_ids=position_ids, document_ids=document_ids, heard=heard).last_hidden_state
 
     def forward(self, frames: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool = False,
-                document_ids: torch.Tensor | None = None):
+                document_ids: torch.Tensor | None = None, heard=None):
         """Hidden states `[B, S, D]` (`.last_hidden_state`) and, with `use_cache`, the KV cache.
-        `document_ids` `[B, S]` (packed rows): attention stays within each example."""
+        `document_ids` `[B, S]` (packed rows): attention stays within each example. `heard`: the
+        continuous input path's features of these steps (`HeardFeatures`), or None."""
         if frames.dim() != 3 or frames.shape[1] != self.vocab.num_streams:
             raise OpusLMError(f"frames must be [batch, {self.vocab.num_streams} streams, steps], got {tuple(frames.shape)}")
         if self.position_limit is not None:
             self._check_positions(frames.shape[2], position_ids, past_key_values)
-        embeds = self.embed(frames)
+        embeds = self.embed(frames, heard)
         if document_ids is not None:
             attention_mask = self._packed_mask(document_ids, embeds.dtype)
         decoder = self.backbone.get_decoder()
@@ -210,7 +211,7 @@ class OpusLM(MultiStreamLM):
         else:
             self.backbone.save_pretrained(str(folder))
             shutil.rmtree(folder / ADAPTER_FOLDER, ignore_errors=True)
-        save_file({"stream_offsets": self.stream_offsets.detach().contiguous().cpu()}, str(folder / "streams.safetensors"))
+        save_file(self.stream_state(), str(folder / "streams.safetensors"))
         self.vocab.save(folder / "vocab.json")
         write_json(folder / "opuslm.json", {"format": FORMAT, "vocab_hash": self.vocab.hash, "config": self.config.__dict__})
         write_json(folder / CHECKSUMS, {name: _sha256(folder / name) for name in _weight_files(folder)})
@@ -249,12 +250,12 @@ class OpusLM(MultiStreamLM):
                               "copy it again")
         try:  # a truncated or damaged file fails inside transformers or safetensors with their own errors
             backbone = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, **options)
-            offsets = load_file(str(streams))["stream_offsets"]
+            stream_state = load_file(str(streams))
         except Exception as error:
             raise OpusLMError(f"{folder}: its weights cannot be read ({type(error).__name__}: {error}); the folder is "
                               "incomplete or damaged: copy it again") from error
         model = cls(backbone, vocab, MultiStreamConfig(**info["config"]))
-        model.stream_offsets.data.copy_(offsets)
+        model.load_stream_state(stream_state, folder)
         if (folder / ADAPTER_FOLDER).is_dir():
             load_adapter(model, folder)
         return model
@@ -339,6 +340,12 @@ def require_model_folder(folder: str | Path) -> Path:
     hint = f": did you mean {inside[0]}?" if inside else ""
     what = "does not exist" if not folder.exists() else "is not an OpusLM model folder (no opuslm.json)"
     raise OpusLMError(f"{folder} {what}{hint}")
+
+
+def reads_heard_features(folder: str | Path) -> int:
+    """The feature dimension a model folder's continuous input path reads (0: none)."""
+    info = json.loads((require_model_folder(folder) / "opuslm.json").read_text())
+    return int(info["config"].get("heard_features", 0))
 
 
 def model_identity(folder: str | Path) -> dict[str, str]:

@@ -7,6 +7,12 @@ delayed frames. Everything else is here, once:
 
 - embedding: a frame `[N]` of joint ids embeds as the sum of its streams' rows of the one joint
   embedding table; pad embeds to zero;
+- the continuous input path (`MultiStreamConfig.heard_features`, off by default), as OSUM and
+  Kimi-Audio read speech: at the frames of the audio a task listens to, the semantic tokenizer's own
+  encoder features (cached in the token shards) pass through a small adapter and are added to the
+  frame's embedding. The ids stay the inputs and the targets everywhere, so TTS, the delay interleave
+  and the loss are unchanged; the adapter's last layer starts at zero, so a model with the path
+  switched on starts exactly where the same model without it does;
 - heads: stream n adds its learned offset vector to the hidden state (none for stream 0); stream 0
   is scored by the full head, stream k >= 1 by its codebook's rows only — a softmax restricted to
   the slice, so an id outside it cannot be produced;
@@ -18,9 +24,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from opuslm.errors import OpusLMError
 from opuslm.interleave import check_delays, default_delays
 from opuslm.model.config import MultiStreamConfig
-from opuslm.batch_stream import HeardTranscripts
+from opuslm.batch_stream import HeardFeatures, HeardTranscripts
 from opuslm.model.loss import LossOutput, heard_ctc_loss, multistream_loss, next_frame_mask
 from opuslm.vocab import PAD_ID, JointVocab
 
@@ -31,6 +38,17 @@ def packed_attention(document_ids: torch.Tensor) -> torch.Tensor:
     steps = document_ids.shape[-1]
     causal = torch.ones(steps, steps, dtype=torch.bool, device=document_ids.device).tril()
     return causal & (document_ids[:, :, None] == document_ids[:, None, :])
+
+
+def heard_adapter(features: int, hidden_size: int, dtype: torch.dtype) -> nn.Module:
+    """Features `[..., F]` -> `[..., D]`: two linear layers with a GELU between (OSUM's adapter is a
+    convolution and transformer layers; a 25 Hz grid needs no downsampling here). The last layer starts
+    at zero, so the path adds nothing until it is trained."""
+    adapter = nn.Sequential(nn.Linear(features, hidden_size, dtype=dtype), nn.GELU(),
+                            nn.Linear(hidden_size, hidden_size, dtype=dtype))
+    nn.init.zeros_(adapter[2].weight)
+    nn.init.zeros_(adapter[2].bias)
+    return adapter
 
 
 class MultiStreamLM(nn.Module):
@@ -45,6 +63,8 @@ class MultiStreamLM(nn.Module):
         self.delays = check_delays(self.config.delays or default_delays(vocab.num_streams), vocab.num_streams)
         self.config.delays = self.delays
         self.stream_offsets = nn.Parameter(torch.zeros(vocab.num_streams - 1, hidden_size, dtype=dtype))
+        if self.config.heard_features:
+            self.heard_adapter = heard_adapter(self.config.heard_features, hidden_size, dtype)
 
     # ---- backend hooks ----
     def input_embeddings(self) -> nn.Module:
@@ -60,17 +80,46 @@ class MultiStreamLM(nn.Module):
         raise NotImplementedError
 
     def hidden_states(self, frames: torch.Tensor, position_ids: torch.Tensor | None = None,
-                      document_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """`[B, N, S]` delayed frames -> the decoder's final hidden states `[B, S, D]`."""
+                      document_ids: torch.Tensor | None = None, heard: HeardFeatures | None = None) -> torch.Tensor:
+        """`[B, N, S]` delayed frames (and their heard features) -> the decoder's final hidden states `[B, S, D]`."""
         raise NotImplementedError
 
     # ---- shared ----
-    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+    def embed(self, frames: torch.Tensor, heard: HeardFeatures | None = None) -> torch.Tensor:
         """`[B, N, S]` joint ids -> `[B, S, D]`: the sum of the streams' embeddings, pad as zero. One
-        lookup for all streams: each lookup's backward writes a dense table-sized gradient."""
+        lookup for all streams: each lookup's backward writes a dense table-sized gradient. `heard`:
+        the continuous input path's features of the same steps, added through the adapter where present."""
         table = self.input_embeddings()
         rows = table(frames)
-        return (rows * (frames != PAD_ID).unsqueeze(-1).to(rows.dtype)).sum(1)
+        embeds = (rows * (frames != PAD_ID).unsqueeze(-1).to(rows.dtype)).sum(1)
+        if heard is None:
+            return embeds
+        if not self.config.heard_features:
+            raise OpusLMError("heard features were given to a model without the continuous input path "
+                              "(its heard_features is 0)")
+        added = self.heard_adapter(heard.values.to(embeds.dtype)) * heard.present.unsqueeze(-1).to(embeds.dtype)
+        return embeds + added
+
+    def stream_state_parameters(self) -> list[nn.Parameter]:
+        """The parameters of `stream_state`, as parameters."""
+        return [self.stream_offsets, *(self.heard_adapter.parameters() if self.config.heard_features else ())]
+
+    def stream_state(self) -> dict[str, torch.Tensor]:
+        """The parameters outside the backbone (`streams.safetensors`): the stream offsets and, where the
+        model has one, the continuous input path's adapter."""
+        state = {"stream_offsets": self.stream_offsets}
+        if self.config.heard_features:
+            state.update({f"heard_adapter.{k}": v for k, v in self.heard_adapter.state_dict().items()})
+        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+    def load_stream_state(self, state: dict[str, torch.Tensor], where) -> None:
+        expected = set(self.stream_state())
+        if set(state) != expected:
+            raise OpusLMError(f"{where}: streams.safetensors holds {', '.join(sorted(state))} but the model's config "
+                              f"needs {', '.join(sorted(expected))}: the folder is damaged or from another version")
+        self.stream_offsets.data.copy_(state["stream_offsets"])
+        if self.config.heard_features:
+            self.heard_adapter.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("heard_adapter.")})
 
     def stream_rows(self, hidden: torch.Tensor, stream: int) -> torch.Tensor:
         return hidden if stream == 0 else hidden + self.stream_offsets[stream - 1]
@@ -106,13 +155,16 @@ class MultiStreamLM(nn.Module):
         return logits if bias is None else logits + bias[codec].view(shape)
 
     def loss(self, frames: torch.Tensor, loss_mask: torch.Tensor, position_ids: torch.Tensor | None = None,
-             document_ids: torch.Tensor | None = None, heard: HeardTranscripts | None = None) -> LossOutput:
+             document_ids: torch.Tensor | None = None, heard: HeardTranscripts | None = None,
+             features: HeardFeatures | None = None) -> LossOutput:
         """Next-frame loss on delayed `frames` `[B, N, S]`; `loss_mask` (delayed the same way) marks the
         cells that carry loss. In packed rows (`document_ids`), a frame never predicts the first frame
         of the next example. `heard`: transcripts of the audio the batch listens to, for the auxiliary
-        CTC loss (added to the weighted sum; its per-token mean is logged as `ctc`)."""
+        CTC loss (added to the weighted sum; its per-token mean is logged as `ctc`); `features`: the
+        continuous input path's features of the same steps."""
         cut = (lambda x: None if x is None else x[..., :-1])
-        hidden = self.hidden_states(frames[..., :-1], cut(position_ids), cut(document_ids))
+        inputs = None if features is None else HeardFeatures(features.values[:, :-1], features.present[:, :-1])
+        hidden = self.hidden_states(frames[..., :-1], cut(position_ids), cut(document_ids), inputs)
         out = multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids), frames[:, 0, :-1])
         if heard is not None and heard.rows:
             ctc_sum, per_token = heard_ctc_loss(self, hidden, heard)

@@ -39,7 +39,8 @@ MAX_SECONDS = 60.0
 
 
 def align_to_frames(ids: np.ndarray, from_rate: float, to_rate: float, frames: int) -> np.ndarray:
-    """Resample an id sequence at `from_rate` onto `frames` frames at `to_rate`.
+    """Resample an id sequence (or any array along its first axis) at `from_rate` onto `frames`
+    frames at `to_rate`.
 
     Target frame t takes the source frame that contains its centre, (t + 1/2) / to_rate seconds.
     The rate ratio is taken as an exact fraction, because with common rates (50 -> 25 Hz) every
@@ -64,9 +65,10 @@ class TokenizerPaths:
 
 
 class SpeechTokenizers:
-    """The three tokenizers, loaded once per process."""
+    """The three tokenizers, loaded once per process; `heard_features`: also give each frame the semantic
+    tokenizer's features (`SemanticTokenizer.encode_with_features`), float16."""
 
-    def __init__(self, paths: TokenizerPaths):
+    def __init__(self, paths: TokenizerPaths, heard_features: bool = False):
         from opuslm.tokenize.acoustic import load_acoustic_tokenizer
         from opuslm.tokenize.semantic import SemanticTokenizer
         from opuslm.tokenize.text import load_text_tokenizer
@@ -74,19 +76,22 @@ class SpeechTokenizers:
         self.text = load_text_tokenizer(paths.text)
         self.semantic = SemanticTokenizer.load(paths.semantic)
         self.acoustic = load_acoustic_tokenizer(paths.acoustic)
+        self.heard_features = heard_features
 
-    def encode_audio(self, wavs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray] | AudioError]:
-        """Waveforms at the codec's rate -> (semantic ids `[T]`, codes `[Q, T]`) on the codec's frames,
-        or the AudioError saying why one cannot be tokenized."""
+    def encode_audio(self, wavs: list[np.ndarray]) -> list[tuple | AudioError]:
+        """Waveforms at the codec's rate -> (semantic ids `[T]`, codes `[Q, T]`, heard features `[T, dim]`
+        float16 or None) on the codec's frames, or the AudioError saying why one cannot be tokenized."""
         out = []
         for wav, codes in zip(wavs, self.acoustic.encode_batch(wavs, self.acoustic.sample_rate)):
             try:
-                semantic = align_to_frames(self.semantic.encode(wav, self.acoustic.sample_rate),
-                                           self.semantic.frame_rate, self.acoustic.frame_rate, codes.shape[1])
+                ids, features = self.semantic.encode_with_features(wav, self.acoustic.sample_rate)
+                frames = (self.semantic.frame_rate, self.acoustic.frame_rate, codes.shape[1])
+                semantic = align_to_frames(ids, *frames)
+                heard = align_to_frames(features, *frames).astype(np.float16) if self.heard_features else None
             except AudioError as error:
                 out.append(error)
                 continue
-            out.append((semantic, codes))
+            out.append((semantic, codes, heard))
         return out
 
     def tokenize(self, utterances: list[Utterance], manifest_dir: Path, batch_size: int,
@@ -125,7 +130,8 @@ class SpeechTokenizers:
                     continue
                 meta = {"id": u.id, "text": u.text, "speaker": u.speaker, "split": u.split, "duration": u.duration,
                         "labels": u.labels, "words": u.words, "events": u.events, "answer": u.answer}
-                outcome[i] = TokenizedUtterance(text_ids(self.text, u.text), *encoded, meta)
+                semantic, codes, features = encoded
+                outcome[i] = TokenizedUtterance(text_ids(self.text, u.text), semantic, codes, meta, features)
         in_order = [outcome[i] for i in range(len(utterances))]
         return ([o for o in in_order if isinstance(o, TokenizedUtterance)],
                 [o for o in in_order if not isinstance(o, TokenizedUtterance)])
@@ -145,7 +151,8 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(paths: TokenizerPaths, threads: int | None, parent: int | None = None) -> None:
+def _init_worker(paths: TokenizerPaths, threads: int | None, parent: int | None = None,
+                 heard_features: bool = False) -> None:
     """Load the tokenizers into this process; worker processes (`parent` set) use one thread each."""
     import torch
     from threadpoolctl import threadpool_limits
@@ -157,7 +164,7 @@ def _init_worker(paths: TokenizerPaths, threads: int | None, parent: int | None 
         # numpy's BLAS too (the mel-pitch codec's codeword search): two workers of two BLAS threads each
         # encoded at 37 audio s per CPU s against 116 on one thread
         threadpool_limits(threads)
-    _WORKER["tokenizers"] = SpeechTokenizers(paths)
+    _WORKER["tokenizers"] = SpeechTokenizers(paths, heard_features)
 
 
 def manifest_problems(utterances: list[Utterance]) -> list[str | None]:
@@ -179,9 +186,12 @@ def _run_shard(job) -> tuple[int, int, int]:
 
 
 def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths, shard_size: int = 256,
-                    workers: int = 1, batch_size: int = 8, progress: bool = True, max_seconds: float = MAX_SECONDS) -> dict:
+                    workers: int = 1, batch_size: int = 8, progress: bool = True, max_seconds: float = MAX_SECONDS,
+                    heard_features: bool = False) -> dict:
     """Tokenize every utterance of `manifest` into shards under `out`; returns the summary. Utterances
-    longer than `max_seconds` are rejected (a 10-minute file took 4 GB)."""
+    longer than `max_seconds` are rejected (a 10-minute file took 4 GB). `heard_features`: store each
+    frame's semantic features beside its ids, for a model's continuous input path (float16; the demo's
+    Whisper tiny.en features take 768 bytes a frame, about 140 MB for 2 hours)."""
     from opuslm.progress import progress_bar
 
     manifest = Path(manifest)
@@ -192,7 +202,7 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     identity = paths.identity()
-    _init_worker(paths, threads=None)
+    _init_worker(paths, threads=None, heard_features=heard_features)
     acoustic, semantic, text = (_WORKER["tokenizers"].acoustic, _WORKER["tokenizers"].semantic, _WORKER["tokenizers"].text)
     info = {
         "manifest": str(manifest_file.resolve()),
@@ -208,6 +218,9 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
             "acoustic": {"path": str(Path(paths.acoustic).resolve()), "hash": identity["acoustic"], **acoustic.describe()},
         },
     }
+    if heard_features:  # what the features are follows from the semantic tokenizer's hash
+        info["heard_features"] = {"dim": semantic.feature_dim, "dtype": "float16",
+                                  "from": "the semantic tokenizer's features, normalised as its k-means reads them"}
     info_path = out / "tokens.json"
     if info_path.is_file():
         stored = json.loads(info_path.read_text())
@@ -215,6 +228,9 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
         if (stored["manifest_hash"], stored["shard_size"], stored.get("max_seconds", max_seconds)) != (
                 info["manifest_hash"], shard_size, max_seconds):
             raise OpusLMError(f"{out} holds shards of another manifest, shard size or maximum duration; use a new --out")
+        if ("heard_features" in stored) != heard_features:
+            have, want = ("without", "with") if heard_features else ("with", "without")
+            raise OpusLMError(f"{out} holds shards {have} heard features; this run tokenizes {want} them: use a new --out")
     else:
         write_json(info_path, info, indent=2)
 
@@ -227,7 +243,8 @@ def tokenize_corpus(manifest: str | Path, out: str | Path, paths: TokenizerPaths
     bar = progress_bar(total=len(utterances), initial=len(utterances) - sum(len(j[1]) for j in jobs),
                desc="tokenizing", unit="utt", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (paths, 1, os.getpid())) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker,
+                                                       (paths, 1, os.getpid(), heard_features)) as pool:
             for _, accepted, rejected in pool.imap_unordered(_run_shard, jobs):
                 bar.update(accepted + rejected)
     else:

@@ -44,10 +44,20 @@ class SemanticTokenizer:
 
     def encode(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """int64 ids `[frames]` of mono audio at `sample_rate`."""
+        return self.encode_with_features(wav, sample_rate)[0]
+
+    def encode_with_features(self, wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and the features they were chosen from, normalised as k-means saw them (float32
+        `[frames, dim]`): what a model's continuous input path reads (`opuslm.model.streams`)."""
         feats = self.features(resample(np.asarray(wav, np.float32), sample_rate, self.sample_rate))
-        x = torch.from_numpy((feats - self.normalization[0]) / self.normalization[1]).to(torch.float64)
+        normalised = ((feats - self.normalization[0]) / self.normalization[1]).astype(np.float32)
+        x = torch.from_numpy(normalised).to(torch.float64)
         distances = self._centroid_norms[None, :] - 2 * x @ self._centroids64.T
-        return distances.argmin(dim=1).numpy().astype(np.int64)
+        return distances.argmin(dim=1).numpy().astype(np.int64), normalised
+
+    @property
+    def feature_dim(self) -> int:
+        return self.centroids.shape[1]
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)

@@ -4,7 +4,9 @@ A shard is a folder `shard-NNNNN/` holding, for its utterances in manifest order
 `text.npy` (int32 transcript ids, concatenated), `semantic.npy` (int32 ids, concatenated frames),
 `codes.npy` (int16 `[frames, num_codebooks]`, concatenated), `index.npy` (int64 rows
 `text_start, text_len, frame_start, num_frames`), `meta.jsonl` (id, text, speaker, split, labels,
-words, events, answer) and `rejects.jsonl`. A shard is written to a temporary folder and renamed,
+words, events, answer) and `rejects.jsonl`; with heard features (`opuslm tokenize --heard-features`),
+`features.npy` too (float16 `[frames, dim]`, concatenated): the semantic tokenizer's own features of
+each frame, normalised as its k-means reads them, for a model's continuous input path. A shard is written to a temporary folder and renamed,
 so a folder named `shard-NNNNN` is always complete. `tokens.json` beside the shards records the
 identity (content hash) of each tokenizer; opening shards with other tokenizers is refused.
 """
@@ -32,6 +34,7 @@ class TokenizedUtterance:
     semantic: np.ndarray  # [frames]
     codes: np.ndarray  # [num_codebooks, frames]
     meta: dict
+    features: np.ndarray | None = None  # [frames, dim] float16: the heard features, where tokenized with them
 
 
 def shard_name(index: int) -> str:
@@ -54,6 +57,8 @@ def write_shard(folder: Path, index: int, items: list[TokenizedUtterance], rejec
     np.save(tmp / "semantic.npy", np.concatenate([it.semantic for it in items]).astype(np.int32) if items else np.zeros(0, np.int32))
     codes = np.concatenate([it.codes.T for it in items]) if items else np.zeros((0, num_codebooks))
     np.save(tmp / "codes.npy", codes.astype(np.int16))
+    if items and items[0].features is not None:
+        np.save(tmp / "features.npy", np.concatenate([it.features for it in items]).astype(np.float16))
     with open(tmp / "meta.jsonl", "w", encoding="utf-8") as f:
         for it in items:
             f.write(json_text(it.meta, None) + "\n")
@@ -143,7 +148,14 @@ class TokenShards:
             semantic=np.asarray(shard.array("semantic")[frame_start: frame_start + frames], dtype=np.int64),
             codes=np.asarray(shard.array("codes")[frame_start: frame_start + frames], dtype=np.int64).T,
             meta=shard.meta(local),
+            features=np.asarray(shard.array("features")[frame_start: frame_start + frames])
+            if self.feature_dim else None,
         )
+
+    @property
+    def feature_dim(self) -> int:
+        """The dimension of the heard features these shards hold; 0 when tokenized without them."""
+        return int((self.info.get("heard_features") or {}).get("dim", 0))
 
 
 def check_identity(stored: dict, expected: dict, where: str, expected_is: str = "the one given") -> None:

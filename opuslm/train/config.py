@@ -150,6 +150,9 @@ class InitConfig(Strict):
     codebook_row_scale: float = Field(1.0, ge=0)
     # stream 0 scored over the whole vocabulary, or over the ids that can follow its input (MultiStreamConfig)
     stream0_softmax: Literal[STREAM0_SOFTMAX] = STREAM0_SOFTMAX[0]
+    # the continuous input path (opuslm.model.streams): the heard audio's semantic-encoder features, from
+    # token shards made with `opuslm tokenize --heard-features`, added through an adapter
+    heard_features: bool = False
 
     @model_validator(mode="after")
     def _one_start(self):
@@ -159,7 +162,7 @@ class InitConfig(Strict):
             raise ValueError("name exactly one of llm (a local HF folder), preset, or model (an OpusLM model folder)")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; presets: {', '.join(PRESETS)}")
-        growing = {"delays", "seed", "codebook_row_scale", "stream0_softmax"} & self.model_fields_set
+        growing = {"delays", "seed", "codebook_row_scale", "stream0_softmax", "heard_features"} & self.model_fields_set
         if self.model is not None and growing:
             raise ValueError(f"{', '.join(sorted(growing))} shape a new model; a trained model folder keeps its own")
         return self

@@ -40,14 +40,15 @@ def stage_data(stage: StageConfig, datasets: dict[str, str], model, text_tokeniz
     `tasks`: the TaskTable the sources' understanding tasks come from (default: the built-ins)."""
     builder = TemplateBuilder.for_model(model.vocab, text_tokenizer, model.delays, frame_rate_of(datasets, stage.data.sources),
                                         tasks=tasks)
-    train = PackedLoader(stage.data, datasets, builder, model.delays, rank, ranks, tokenizers=identity)
+    heard = model.config.heard_features
+    train = PackedLoader(stage.data, datasets, builder, model.delays, rank, ranks, tokenizers=identity, heard_features=heard)
     validation, notes = {}, []
     for source in validation_sources or stage.data.sources:
         config = DataConfig(sources=[source], row_frames=stage.data.row_frames, rows=stage.data.rows,
                             loss_region=stage.data.loss_region, seed=stage.data.seed)
         try:
             loader = PackedLoader(config, datasets, builder, model.delays, rank, ranks, split=stage.validation.split,
-                                  tokenizers=identity)
+                                  tokenizers=identity, heard_features=heard)
         except OpusLMError as error:
             notes.append(f"{source.name}: no validation ({error})")
             continue

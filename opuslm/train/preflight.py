@@ -7,6 +7,8 @@ order) it reads:
 
     tokenizer identities   every token-shard dataset any source reads, against the tokenizers the
                            model is built with (`tokens`' shards, or `init.model`'s tokenizers.json)
+    heard features         every such dataset holds the features the model's continuous input path
+                           reads (`init.heard_features`, or `init.model`'s), of its dimension
     delays                 `init.delays` against the number of streams of that vocabulary
     LoRA targets           each stage's `tune.lora.targets` against the backbone's module names (the
                            backbone is built on the meta device: no weights are read)
@@ -41,6 +43,7 @@ class Backbone:
     linear_names: list[str]  # the short names (q_proj, ...) of its linear layers, for messages
     position_limit: int | None
     config_from: str
+    heard_features: int = 0  # the feature dimension of its continuous input path (0: none)
 
 
 def definition(stage: StageConfig) -> dict:
@@ -96,8 +99,12 @@ def read_backbone(path: Path, schedule: ScheduleConfig) -> Backbone:
     from opuslm.tokenize.shards import TokenShards
     from opuslm.vocab import JointVocab
 
+    from opuslm.model.multistream import reads_heard_features
+
     init = schedule.init
+    heard = 0
     if init.model is not None:
+        heard = reads_heard_features(init.model)
         identity, identity_from = model_identity(init.model), f"init.model {init.model}"
         num_streams = JointVocab.load(Path(init.model) / "vocab.json").num_streams
         config, config_from = AutoConfig.from_pretrained(init.model, local_files_only=True), f"{init.model}/config.json"
@@ -106,6 +113,12 @@ def read_backbone(path: Path, schedule: ScheduleConfig) -> Backbone:
         shards = TokenShards(tokens)
         identity = {name: recorded["hash"] for name, recorded in shards.info["tokenizers"].items()}
         identity_from = f"tokens: {schedule.tokens} ({tokens})"
+        if init.heard_features:
+            heard = shards.feature_dim
+            if not heard:
+                raise OpusLMError(f"{path}: init.heard_features: datasets.{schedule.tokens} ({tokens}) has no heard "
+                                  "features to size the continuous input path by: tokenize it with "
+                                  "`opuslm tokenize --heard-features`, or drop init.heard_features")
         num_streams = JointVocab.from_tokens(tokens).num_streams
         if init.llm is not None:
             config, config_from = AutoConfig.from_pretrained(init.llm, local_files_only=True), f"{init.llm}/config.json"
@@ -118,12 +131,13 @@ def read_backbone(path: Path, schedule: ScheduleConfig) -> Backbone:
     with torch.device("meta"):  # shapes and names only
         modules = dict(AutoModelForCausalLM.from_config(config).named_modules())
     linear = sorted({name.rpartition(".")[2] for name, m in modules.items() if isinstance(m, torch.nn.Linear)})
-    return Backbone(identity, identity_from, num_streams, list(modules), linear, backbone_positions(config), config_from)
+    return Backbone(identity, identity_from, num_streams, list(modules), linear, backbone_positions(config), config_from,
+                    heard)
 
 
 def preflight(path: str | Path, schedule: ScheduleConfig, stages: list[StageConfig]) -> Backbone:
     """Every check of the module docstring; raises OpusLMError naming the key and the file."""
-    from opuslm.batch_stream import text_dataset_file
+    from opuslm.batch_stream import require_heard_features, text_dataset_file
     from opuslm.interleave import check_delays
     from opuslm.tokenize.shards import TokenShards, check_identity
 
@@ -132,9 +146,11 @@ def preflight(path: str | Path, schedule: ScheduleConfig, stages: list[StageConf
     for where, source in dataset_readers(path, schedule, stages):
         folder = Path(schedule.datasets[source.dataset])
         if text_dataset_file(folder, source.split) is None:
-            check_identity(TokenShards(folder).info["tokenizers"], backbone.identity,
-                           f"{where}: datasets.{source.dataset} in {path} ({folder})",
+            shards = TokenShards(folder)
+            named = f"{where}: datasets.{source.dataset} in {path} ({folder})"
+            check_identity(shards.info["tokenizers"], backbone.identity, named,
                            f"the model is built with ({backbone.identity_from})")
+            require_heard_features(shards, backbone.heard_features, named)
     if schedule.init.delays is not None:
         try:
             check_delays(schedule.init.delays, backbone.num_streams)

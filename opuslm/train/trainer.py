@@ -40,8 +40,8 @@ class LossForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frames, loss_mask, position_ids, document_ids, heard=None):
-        out = self.model.loss(frames, loss_mask, position_ids, document_ids, heard)
+    def forward(self, frames, loss_mask, position_ids, document_ids, heard=None, features=None):
+        out = self.model.loss(frames, loss_mask, position_ids, document_ids, heard, features)
         return out.weighted_sum, out
 
 

@@ -8,6 +8,7 @@ Groups, each a set of rows or tensors of the multi-stream model:
     backbone         the transformer's own weights (layers and norms); with LoRA only its adapters train
     head             the output head (a tied head is the embedding table: freeze its rows instead)
     stream_offsets   the per-stream offsets added before the codebook heads
+    heard_adapter    the continuous input path's adapter (a model with `heard_features` only)
 
 A frozen group's rows keep their values exactly: their gradient is zero, and the tables take no weight
 decay, so AdamW leaves them alone.
@@ -19,7 +20,7 @@ import torch
 
 from opuslm.errors import OpusLMError
 
-FREEZE_GROUPS = ("audio_rows", "text_rows", "backbone", "head", "stream_offsets")
+FREEZE_GROUPS = ("audio_rows", "text_rows", "backbone", "head", "stream_offsets", "heard_adapter")
 
 
 def add_stage_lora(model, tune) -> None:
@@ -51,6 +52,11 @@ def apply_tuning(model, tune) -> None:
             continue
         param.requires_grad_(".lora_" in name or (not adapted and "backbone" not in frozen))
     model.stream_offsets.requires_grad_("stream_offsets" not in frozen)
+    if model.config.heard_features:
+        model.heard_adapter.requires_grad_("heard_adapter" not in frozen)
+    elif "heard_adapter" in frozen:
+        raise OpusLMError("tune.freeze names heard_adapter, but the model has no continuous input path "
+                          "(its heard_features is 0)")
     if not tied:
         head.requires_grad_("head" not in frozen)
     _freeze_rows(embeddings, model.vocab, {"audio_rows", "text_rows"} & frozen)

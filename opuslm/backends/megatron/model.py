@@ -92,6 +92,9 @@ class MegatronOpusLM(MultiStreamLM):
         """This rank's tensor-parallel slice of an HF-backbone `OpusLM` (same weights, same outputs)."""
         import copy
 
+        if model.config.heard_features:
+            raise OpusLMError("the continuous input path (heard_features) runs on the HF backend only; train this "
+                              "stage with parallel: ddp or fsdp, or start from a model without it")
         shape = BackboneShape.of(model.backbone.config)
         converted = cls(shape, model.vocab, parallel, copy.deepcopy(model.config), dtype,
                         getattr(model.backbone.config, "max_position_embeddings", 4096), recompute)

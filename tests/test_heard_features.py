@@ -1,0 +1,203 @@
+"""The continuous input path: the semantic tokenizer's features of the audio a task listens to, cached in
+the shards and added through an adapter. Cached features equal a fresh encode; they sit where stream 0
+puts its frames, in training and in decoding alike; the path adds exactly nothing until trained and
+nothing where no audio is heard; a model with it trains, saves, loads and listens through it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from opuslm.batch_stream import HeardFeatures, heard_steps
+from opuslm.errors import OpusLMError
+from opuslm.infer.decode import Prompt, prompt_features
+from opuslm.interleave import delay
+from opuslm.model.config import MultiStreamConfig
+from opuslm.model.multistream import OpusLM, reads_heard_features
+from opuslm.tokenize import pipeline
+from opuslm.tokenize.shards import TokenShards
+from opuslm.vocab import PAD_ID, JointVocab
+
+from test_model import VOCAB, saved_llm
+
+STAGES = Path(__file__).resolve().parents[1] / "stages"
+
+
+@pytest.fixture(scope="module")
+def heard_shards(small_corpus, tiny_tokenizers, tmp_path_factory):
+    """The first 24 utterances of the small corpus, tokenized with heard features (shards of 10)."""
+    from opuslm.data.manifest import read_manifest, write_manifest
+
+    subset = small_corpus / "first24-heard.jsonl"
+    write_manifest(subset, read_manifest(small_corpus)[:24])
+    out = tmp_path_factory.mktemp("heard") / "tokens"
+    pipeline.tokenize_corpus(subset, out, tiny_tokenizers, shard_size=10, progress=False, heard_features=True)
+    return out
+
+
+def test_cached_features_equal_a_fresh_encode_and_leave_the_ids_as_they_were(heard_shards, tiny_shards, tiny_tokenizers,
+                                                                              small_corpus):
+    from opuslm.audio import resample
+    from opuslm.data.manifest import read_manifest
+
+    heard, plain = TokenShards(heard_shards), TokenShards(tiny_shards)
+    dim = pipeline.SpeechTokenizers(tiny_tokenizers).semantic.feature_dim
+    assert heard.feature_dim == dim > 0 and plain.feature_dim == 0 and plain[0].features is None
+    fresh = pipeline.SpeechTokenizers(tiny_tokenizers, heard_features=True)
+    utterances = read_manifest(small_corpus)[:24]
+    for i in (0, 9, 10, 23):  # both sides of a shard boundary
+        u = utterances[i]
+        wav, _ = u.load_audio(small_corpus, target_rate=fresh.acoustic.sample_rate)
+        semantic, codes, features = fresh.encode_audio([wav])[0]
+        got = heard[i]
+        assert got.features.dtype == np.float16 and got.features.shape == (len(got.semantic), dim)
+        assert np.array_equal(got.features, features)
+        assert np.array_equal(got.semantic, semantic) and np.array_equal(got.codes, codes)
+        assert np.array_equal(got.semantic, plain[i].semantic) and np.array_equal(got.codes, plain[i].codes)
+        raw = fresh.semantic.features(resample(wav, fresh.acoustic.sample_rate, fresh.semantic.sample_rate))
+        mean, std = fresh.semantic.normalization
+        aligned = pipeline.align_to_frames((raw - mean) / std, fresh.semantic.frame_rate, fresh.acoustic.frame_rate,
+                                           len(semantic))
+        assert np.allclose(got.features, aligned, atol=2e-2, rtol=1e-2)  # float16's rounding
+
+
+def test_tokenizing_into_shards_of_the_other_kind_is_refused(heard_shards, small_corpus, tiny_tokenizers):
+    info = TokenShards(heard_shards).info
+    with pytest.raises(OpusLMError, match="holds shards with heard features; this run tokenizes without them"):
+        pipeline.tokenize_corpus(info["manifest"], heard_shards, tiny_tokenizers, shard_size=10, progress=False)
+
+
+class Heard:
+    """Just what heard_steps reads of a template's Frames."""
+
+    def __init__(self, tokens, heard):
+        self.tokens, self.heard = tokens, heard
+
+
+@pytest.mark.parametrize("delays", [[0, 1, 2, 3], [1, 1, 2, 3], [2, 2, 2, 2]])
+def test_heard_features_sit_in_stream_0s_delayed_steps_and_masked_frames_hide_theirs(delays):
+    rng = np.random.default_rng(0)
+    frames, start, end = 20, 5, 14
+    tokens = rng.integers(10, 50, (4, frames))
+    tokens[:, 8:10] = PAD_ID  # an audio mask's span
+    features = rng.normal(size=(end - start, 3)).astype(np.float16)
+    steps = frames + max(delays)
+    values, present = heard_steps(Heard(tokens, (start, end)), features, delays[0], steps)
+    delayed = delay(torch.from_numpy(tokens), delays, PAD_ID)
+    for s in range(steps):  # naive: step s holds stream 0's frame s - delays[0]
+        t = s - delays[0]
+        heard = start <= t < end and tokens[0, t] != PAD_ID
+        assert present[s] == heard
+        assert np.array_equal(values[s], features[t - start] if heard else np.zeros(3, np.float16))
+        if heard:
+            assert delayed[0, s] == tokens[0, t]
+    with pytest.raises(OpusLMError, match="8 frames of heard features beside 9 heard audio frames"):
+        heard_steps(Heard(tokens, (start, end)), features[:8], delays[0], steps)
+
+
+def test_decoding_puts_a_prompts_features_where_training_puts_them():
+    rng = np.random.default_rng(1)
+    features = [rng.normal(size=(n, 3)).astype(np.float16) for n in (6, 9)]
+    prompts = [Prompt(np.zeros((4, 3 + len(f))), "text", 1, 5, (2, 2 + len(f)), f) for f in features]
+    d0 = 1
+    known = [p.frames.shape[1] + d0 for p in prompts]
+    got = prompt_features(prompts, known, max(known), d0)
+    for b, prompt in enumerate(prompts):  # right-aligned (left padding), each as training would place it alone
+        values, present = heard_steps(Heard(np.ones((4, prompt.frames.shape[1])), prompt.heard), prompt.features, d0,
+                                      known[b])
+        pad = max(known) - known[b]
+        assert torch.equal(got.present[b, pad:], torch.from_numpy(present)) and not got.present[b, :pad].any()
+        assert torch.equal(got.values[b, pad:], torch.from_numpy(values.astype(np.float32)))
+    assert prompt_features([Prompt(np.zeros((4, 3)), "text", 1, 5)], [4], 4, d0) is None
+
+
+def grown(tmp_path, heard: int):
+    _, folder = saved_llm(tmp_path, "llama")
+    return OpusLM.from_llm(folder, VOCAB, MultiStreamConfig(heard_features=heard)).eval()
+
+
+def random_heard(shape, seed):
+    generator = torch.Generator().manual_seed(seed)
+    present = torch.zeros(shape, dtype=torch.bool)
+    present[:, 3:7] = True
+    values = torch.randn(*shape, 5, generator=generator) * present.unsqueeze(-1)
+    return HeardFeatures(values, present)
+
+
+def test_the_path_adds_nothing_until_trained_and_nothing_where_no_audio_is_heard(tmp_path):
+    plain, with_path = grown(tmp_path / "a", 0), grown(tmp_path / "b", 5)
+    assert not hasattr(plain, "heard_adapter")
+    frames = torch.randint(0, VOCAB.size, (2, VOCAB.num_streams, 10), generator=torch.Generator().manual_seed(0))
+    heard = random_heard((2, 10), 1)
+    with torch.no_grad():
+        assert torch.equal(with_path(frames, heard=heard).last_hidden_state, plain(frames).last_hidden_state)
+        torch.nn.init.normal_(with_path.heard_adapter[2].weight)
+        changed = with_path.embed(frames, heard) - plain.embed(frames)
+    assert changed[heard.present].abs().min() > 0 and torch.equal(changed[~heard.present], torch.zeros_like(changed[~heard.present]))
+    with pytest.raises(OpusLMError, match="heard features were given to a model without the continuous input path"):
+        plain.embed(frames, heard)
+
+
+def test_a_model_with_the_path_saves_and_loads_its_adapter(tmp_path):
+    model = grown(tmp_path, 5)
+    with torch.no_grad():
+        for p in model.heard_adapter.parameters():
+            p.normal_()
+    model.save_pretrained(tmp_path / "saved")
+    loaded = OpusLM.from_pretrained(tmp_path / "saved").eval()
+    assert reads_heard_features(tmp_path / "saved") == 5 and loaded.config.heard_features == 5
+    frames = torch.randint(0, VOCAB.size, (2, VOCAB.num_streams, 10), generator=torch.Generator().manual_seed(0))
+    heard = random_heard((2, 10), 2)
+    with torch.no_grad():
+        assert torch.equal(loaded(frames, heard=heard).last_hidden_state, model(frames, heard=heard).last_hidden_state)
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(tmp_path / "saved" / "streams.safetensors")
+    save_file({"stream_offsets": state["stream_offsets"]}, tmp_path / "saved" / "streams.safetensors")
+    (tmp_path / "saved" / "checksums.json").unlink()
+    with pytest.raises(OpusLMError, match="streams.safetensors holds stream_offsets but the model's config needs"):
+        OpusLM.from_pretrained(tmp_path / "saved")
+
+
+def schedule_file(folder, shards, heard: bool):
+    schedule = {
+        "out": str(folder / "out"), "tokens": "speech", "datasets": {"speech": str(shards), "text": str(shards)},
+        "init": {"preset": "tiny", "heard_features": heard},
+        "stages": [{"file": str(STAGES / "pretrain.yaml"), "overrides": {
+            "steps": 3, "lr": {"peak": 3e-3, "warmup": 1}, "checkpoint_every": 3,
+            "data": {"row_frames": 512, "rows": 2, "sources": [{"name": "asr", "dataset": "speech", "task": "asr"}]},
+            "validation": {"every": 3, "batches": 1, "split": "train"}}}],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "schedule.yaml").write_text(yaml.safe_dump(schedule))
+    return folder / "schedule.yaml"
+
+
+def test_a_schedule_with_the_path_trains_its_adapter_and_the_model_listens_through_it(heard_shards, tiny_shards,
+                                                                                      small_corpus, tmp_path):
+    from opuslm.audio import load_audio
+    from opuslm.data.manifest import read_manifest
+    from opuslm.infer.sampling import Sampling
+    from opuslm.infer.speech_lm import SpeechLM
+    from opuslm.train.stages import run_schedule, stage_model
+
+    with pytest.raises(OpusLMError, match=r"has no heard features to size the continuous input path by.*--heard-features"):
+        run_schedule(schedule_file(tmp_path / "plain", tiny_shards, heard=True), progress=False)
+    run_schedule(schedule_file(tmp_path / "heard", heard_shards, heard=True), progress=False)
+    folder = stage_model(tmp_path / "heard" / "out", "pretrain")
+    model = OpusLM.from_pretrained(folder)
+    assert model.heard_adapter[2].weight.abs().sum() > 0  # it learned from the features
+    lm = SpeechLM.load(folder, sampling=Sampling(greedy_audio=True))
+    assert lm.tokenizers.heard_features
+    audios = [load_audio(u.audio_path(small_corpus)) for u in read_manifest(small_corpus)[:3]]
+    batched = lm.transcribe(audios, max_tokens=5)
+    assert batched == [lm.transcribe([a], max_tokens=5)[0] for a in audios]
+    prompt = lm._prompt("asr", lm.tokenize_audio(audios[0]), "text", 5, "clip", "--max-tokens")
+    assert prompt.features is not None and prompt.heard[1] - prompt.heard[0] == len(prompt.features)
+    with pytest.raises(OpusLMError, match="tokenize it again with `opuslm tokenize --heard-features`"):
+        reused = yaml.safe_load(schedule_file(tmp_path / "again", tiny_shards, heard=False).read_text())
+        reused["init"] = {"model": str(folder)}
+        (tmp_path / "again" / "schedule.yaml").write_text(yaml.safe_dump(reused))
+        run_schedule(tmp_path / "again" / "schedule.yaml", progress=False)
