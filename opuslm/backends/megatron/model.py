@@ -158,7 +158,7 @@ class MegatronOpusLM(MultiStreamLM):
             weight = gather_from_sequence_parallel_region(weight, tensor_parallel_output_grad=False)
         return weight[:self.vocab.size], None
 
-    def hidden_states(self, frames, position_ids=None, document_ids=None) -> torch.Tensor:
+    def hidden_states(self, frames, position_ids=None, document_ids=None, heard=None) -> torch.Tensor:
         if frames.dim() != 3 or frames.shape[1] != self.vocab.num_streams:
             raise OpusLMError(f"frames must be [batch, {self.vocab.num_streams} streams, steps], got {tuple(frames.shape)}")
         batch, _, steps = frames.shape
@@ -168,7 +168,7 @@ class MegatronOpusLM(MultiStreamLM):
             document_ids = torch.zeros(batch, steps, dtype=torch.long, device=frames.device)
         masked = ~packed_attention(document_ids)[:, None]  # Megatron masks where True
         rotary = self.gpt.rotary_pos_emb(int(position_ids.max()) + 1)[position_ids.t()].squeeze(2)  # [S, B, 1, d]
-        hidden = self.gpt.decoder(hidden_states=self.embed(frames).transpose(0, 1).contiguous(),
+        hidden = self.gpt.decoder(hidden_states=self.embed(frames, heard).transpose(0, 1).contiguous(),
                                   attention_mask=masked, rotary_pos_emb=rotary)
         return hidden.transpose(0, 1)
 
