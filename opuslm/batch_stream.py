@@ -143,18 +143,21 @@ def mask_heard_audio(tokens: np.ndarray, heard: tuple[int, int], share: float, s
         tokens[:, at:min(at + span, end)] = PAD_ID
 
 
-def heard_steps(frames, features: np.ndarray, stream0_delay: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """The features of the audio `frames` listens to (`frames.heard`, undelayed `[start, end)`; `features`
-    `[end - start, F]`) in the `steps` delayed steps, where stream 0 puts them: `(values [steps, F],
-    present [steps])`. A frame the audio mask padded is not present: a masked frame hides its features too."""
-    start, end = frames.heard
+def heard_steps(tokens: np.ndarray, heard: tuple[int, int], features: np.ndarray, stream0_delay: int,
+                steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The features of the audio that undelayed frames `tokens` `[N, T]` listen to (`heard`: their
+    `[start, end)`; `features` `[end - start, F]`) in the `steps` delayed steps, where stream 0 puts them:
+    `(values [steps, F], present [steps])`. The one placement rule of training and decoding
+    (`opuslm.infer.decode.prompt_features`). A frame the audio mask padded is not present: a masked
+    frame hides its features too."""
+    start, end = heard
     if len(features) != end - start:
         raise OpusLMError(f"{len(features)} frames of heard features beside {end - start} heard audio frames")
     values = np.zeros((steps, features.shape[1]), np.float16)
     present = np.zeros(steps, bool)
     at = slice(start + stream0_delay, end + stream0_delay)
     values[at] = features
-    present[at] = frames.tokens[0, start:end] != PAD_ID
+    present[at] = tokens[0, start:end] != PAD_ID
     values[~present] = 0
     return values, present
 
@@ -241,7 +244,7 @@ class _Source:
         if frames.heard is not None:  # the delay moves codebook k's cells k steps on: keep them in the span
             heard = (frames.heard[0], frames.heard[1] + max(self.delays), frames.transcript)
             if self.heard_features:
-                features = heard_steps(frames, example.features, self.delays[0], tokens.shape[1])
+                features = heard_steps(frames.tokens, frames.heard, example.features, self.delays[0], tokens.shape[1])
         return tokens.numpy(), mask.numpy(), heard, features
 
 

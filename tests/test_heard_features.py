@@ -69,13 +69,6 @@ def test_tokenizing_into_shards_of_the_other_kind_is_refused(heard_shards, small
         pipeline.tokenize_corpus(info["manifest"], heard_shards, tiny_tokenizers, shard_size=10, progress=False)
 
 
-class Heard:
-    """Just what heard_steps reads of a template's Frames."""
-
-    def __init__(self, tokens, heard):
-        self.tokens, self.heard = tokens, heard
-
-
 @pytest.mark.parametrize("delays", [[0, 1, 2, 3], [1, 1, 2, 3], [2, 2, 2, 2]])
 def test_heard_features_sit_in_stream_0s_delayed_steps_and_masked_frames_hide_theirs(delays):
     rng = np.random.default_rng(0)
@@ -84,7 +77,7 @@ def test_heard_features_sit_in_stream_0s_delayed_steps_and_masked_frames_hide_th
     tokens[:, 8:10] = PAD_ID  # an audio mask's span
     features = rng.normal(size=(end - start, 3)).astype(np.float16)
     steps = frames + max(delays)
-    values, present = heard_steps(Heard(tokens, (start, end)), features, delays[0], steps)
+    values, present = heard_steps(tokens, (start, end), features, delays[0], steps)
     delayed = delay(torch.from_numpy(tokens), delays, PAD_ID)
     for s in range(steps):  # naive: step s holds stream 0's frame s - delays[0]
         t = s - delays[0]
@@ -94,22 +87,24 @@ def test_heard_features_sit_in_stream_0s_delayed_steps_and_masked_frames_hide_th
         if heard:
             assert delayed[0, s] == tokens[0, t]
     with pytest.raises(OpusLMError, match="8 frames of heard features beside 9 heard audio frames"):
-        heard_steps(Heard(tokens, (start, end)), features[:8], delays[0], steps)
+        heard_steps(tokens, (start, end), features[:8], delays[0], steps)
 
 
 def test_decoding_puts_a_prompts_features_where_training_puts_them():
     rng = np.random.default_rng(1)
     features = [rng.normal(size=(n, 3)).astype(np.float16) for n in (6, 9)]
-    prompts = [Prompt(np.zeros((4, 3 + len(f))), "text", 1, 5, (2, 2 + len(f)), f) for f in features]
+    prompts = [Prompt(np.full((4, 3 + len(f)), 7), "text", 1, 5, (2, 2 + len(f)), f) for f in features]
     d0 = 1
     known = [p.frames.shape[1] + d0 for p in prompts]
     got = prompt_features(prompts, known, max(known), d0)
-    for b, prompt in enumerate(prompts):  # right-aligned (left padding), each as training would place it alone
-        values, present = heard_steps(Heard(np.ones((4, prompt.frames.shape[1])), prompt.heard), prompt.features, d0,
-                                      known[b])
+    for b, prompt in enumerate(prompts):  # naive: right-aligned (left padding), frame t at column t + d0
         pad = max(known) - known[b]
-        assert torch.equal(got.present[b, pad:], torch.from_numpy(present)) and not got.present[b, :pad].any()
-        assert torch.equal(got.values[b, pad:], torch.from_numpy(values.astype(np.float32)))
+        for column in range(max(known)):
+            t = column - pad - d0
+            heard = prompt.heard[0] <= t < prompt.heard[1]
+            assert bool(got.present[b, column]) == heard
+            expected = prompt.features[t - prompt.heard[0]].astype(np.float32) if heard else np.zeros(3, np.float32)
+            assert torch.equal(got.values[b, column], torch.from_numpy(expected))
     assert prompt_features([Prompt(np.zeros((4, 3)), "text", 1, 5)], [4], 4, d0) is None
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from opuslm.batch_stream import HeardFeatures
+from opuslm.batch_stream import HeardFeatures, heard_steps
 from opuslm.errors import OpusLMError
 from opuslm.infer.sampling import Sampling
 from opuslm.interleave import delay
@@ -162,20 +162,19 @@ def _prefill(model, sequences: list[_Sequence], device):
 
 def prompt_features(prompts: list[Prompt], known: list[int], length: int, stream0_delay: int) -> HeardFeatures | None:
     """The prompts' heard features in `_prefill`'s delayed columns, left-padded to `length` (`known[b]`:
-    prompt b's columns): stream 0's place, undelayed frame t at column t + delays[0], as `heard_steps`
-    puts them in training; None when no prompt has any (a model without the continuous input path).
-    Generated frames are never heard, as in training, where only the audio a task listens to has them."""
+    prompt b's columns), placed by training's own rule (`heard_steps`); None when no prompt has any (a
+    model without the continuous input path). Generated frames are never heard, as in training, where
+    only the audio a task listens to has them."""
     with_features = [p for p in prompts if p.features is not None]
     if not with_features:
         return None
     values = torch.zeros(len(prompts), length, with_features[0].features.shape[1])
     present = torch.zeros(len(prompts), length, dtype=torch.bool)
     for b, prompt in enumerate(prompts):
-        if prompt.features is None:
-            continue
-        start = length - known[b] + prompt.heard[0] + stream0_delay
-        values[b, start:start + len(prompt.features)] = torch.as_tensor(prompt.features.astype(np.float32))
-        present[b, start:start + len(prompt.features)] = True
+        if prompt.features is not None:
+            placed, heard = heard_steps(prompt.frames, prompt.heard, prompt.features, stream0_delay, known[b])
+            values[b, length - known[b]:] = torch.from_numpy(placed.astype(np.float32))
+            present[b, length - known[b]:] = torch.from_numpy(heard)
     return HeardFeatures(values, present)
 
 

@@ -144,8 +144,8 @@ class SpeechLM:
             stop_id = int(self.vocab.text([self.tokenizers.text.eos_token_id])[0])
         self._require_positions(frames.tokens.shape[1], max_frames, name, limit_flag, "its prompt",
                                 listening=target == "text" and task != "text_lm")
-        heard = getattr(example, "features", None) if frames.heard is not None else None
-        return Prompt(frames.tokens, target, stop_id, max_frames, frames.heard if heard is not None else None, heard)
+        features = example.features if frames.heard is not None else None  # only an utterance is heard
+        return Prompt(frames.tokens, target, stop_id, max_frames, frames.heard, features)
 
     # ---- outputs ----
     def _text(self, generated: Generated) -> str:
