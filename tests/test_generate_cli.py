@@ -42,6 +42,26 @@ def test_the_api_batches_like_single_calls_and_respects_limits(tiny_model_folder
     assert len(continued) <= 0.2 * rate + rate / frame_rate
 
 
+def test_srwt_after_asr_times_the_words_asr_wrote_and_free_srwt_stays_available(tiny_model_folder, small_corpus):
+    from opuslm.audio import load_audio
+    from opuslm.infer.outputs import emitted_words
+    from opuslm.infer.sampling import Sampling
+    from opuslm.infer.speech_lm import SpeechLM
+
+    lm = SpeechLM.load(tiny_model_folder)
+    audios = [load_audio(path) for path in corpus_wavs(small_corpus, 3)]
+    transcripts = [emitted_words(text).split() for text in lm.transcribe(audios, max_tokens=8)]
+    assert any(transcripts)
+    for words, text, audio in zip(transcripts, lm.understand("srwt", audios, max_tokens=8), audios):
+        read = lm.read("srwt", text, audio)
+        assert (not read.problems and [w for w, _, _ in read.timestamps] == words) if words else text == ""
+    free = SpeechLM.load(tiny_model_folder, sampling=Sampling(timestamps="free"))
+    assert free.understand("srwt", audios, max_tokens=8) == [
+        free.tokenizers.text.decode(free.vocab.to_text(g.frames[0]).tolist(), skip_special_tokens=True)
+        for g in free._run([free._prompt("srwt", free.tokenize_audio(a, "", "x", 8), "text", 8, "x", "--max-tokens",
+                                         instruct=True) for a in audios])]
+
+
 def test_generate_command_writes_wavs_and_prints_text(tiny_model_folder, small_corpus, tmp_path, capsys):
     wavs = corpus_wavs(small_corpus, 2)
     assert main(["generate", "asr", *wavs, "--model", str(tiny_model_folder), "--max-tokens", "4"]) == 0

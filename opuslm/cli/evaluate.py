@@ -6,6 +6,7 @@ from pathlib import Path
 
 from opuslm.cli import help_formatter
 from opuslm.errors import OpusLMError
+from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling
 
 
 def register(subparsers) -> None:
@@ -38,6 +39,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--guard", action="store_true",
                           help="score outputs ended where they leave the task's format (as `opuslm generate "
                           "--guard`); the default scores what the model wrote, so the malformed rate is its own")
+    evaluate.add_argument("--timestamps", choices=TIMESTAMP_DECODINGS, default=Sampling.timestamps,
+                          help="SRWT: 'after-asr' writes the model's own transcript and chooses only the times (the "
+                          "default); 'free' writes words and times in one pass, as the task was trained")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_eval)
 
@@ -87,7 +91,8 @@ def _eval(args) -> None:
     check_eval_tasks(tasks, table_of_model)  # before loading a judge and a model
     judge = None if args.judge == "none" else load_judge(args.judge)
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit,
-                            progress=not args.quiet, beam=args.beam, guard=args.guard)
+                            progress=not args.quiet,
+                            sampling=Sampling(seed=0, beam=args.beam, guard=args.guard, timestamps=args.timestamps))
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))
     print("\n".join(malformed_table(results["malformed"]) + declared_table(results["declared"])))

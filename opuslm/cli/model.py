@@ -10,7 +10,7 @@ GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
 
 def register(subparsers) -> None:
-    from opuslm.infer.sampling import Sampling
+    from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling
     from opuslm.model.config import STREAM0_SOFTMAX
     from opuslm.model.presets import PRESETS
     from opuslm.tasks import BUILTIN_TASKS
@@ -94,6 +94,9 @@ def register(subparsers) -> None:
                           help="text: end each output where it leaves the task's format (ASR: the transcript "
                           "only; ASR + X: the transcript and the task's tags; SRWT: ordered timestamps within the "
                           "clip; STTC: one answer), as if decoding had stopped there")
+    generate.add_argument("--timestamps", choices=TIMESTAMP_DECODINGS, default=defaults.timestamps,
+                          help="srwt: 'after-asr' transcribes first and writes that transcript with the times the "
+                          "model chooses (well formed by construction); 'free' writes words and times in one pass")
     generate.add_argument("--overwrite", action="store_true",
                           help="replace the WAVs an earlier tts / continue-audio run left in --out (refused without it)")
     generate.add_argument("--json", action="store_true",
@@ -187,7 +190,8 @@ def _generate(args) -> None:
         raise OpusLMError(f"{args.out} already holds {len(earlier)} {args.task} WAV(s) of an earlier run "
                           f"({earlier[0].name}, ...): give another --out, or --overwrite to replace them all")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                        greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam, guard=args.guard)
+                        greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam, guard=args.guard,
+                        timestamps=args.timestamps)
     lm = SpeechLM.load(args.model, args.codec, args.device, sampling)
     for path in earlier:  # --overwrite: none of the earlier run's files stays beside the new ones
         path.unlink()

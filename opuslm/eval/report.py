@@ -178,6 +178,10 @@ def _bar_plot(plt, path: Path, rows, metrics: dict, confusion: dict, higher: boo
     plt.close(figure)
 
 
+TIMESTAMP_READINGS = {"after-asr": "after ASR: the model's own transcript, with the times it chooses",
+                      "free": "in one free pass: words and times together, as trained"}
+
+
 def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
     import matplotlib
 
@@ -235,7 +239,10 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
         plots.append("loss_curves.png")
     lines = [f"# Evaluation of {results['model']}", "",
              f"Corpus {results['corpus']} (manifest {results['corpus_manifest_hash']}), vocabulary {results['model_vocab']}, "
-             f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", "", table(metrics), ""]
+             f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", ""]
+    if results.get("timestamps"):
+        lines += [f"SRWT decoded {TIMESTAMP_READINGS[results['timestamps']]} (`--timestamps {results['timestamps']}`).", ""]
+    lines += [table(metrics), ""]
     lines += teacher_forced_line(metrics.get("tts_teacher_forced_accuracy"))
     lines += malformed_table(results.get("malformed", {}))
     lines += declared_table(results.get("declared", {}))

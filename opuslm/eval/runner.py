@@ -109,11 +109,12 @@ class Evaluation:
     SAMPLES = 5  # TTS samples written under samples/ (and twice as many ASR rows) for the report
 
     def __init__(self, model_folder: Path, corpus: Path, out: Path, judge=None, codec=None, batch_size: int = 8,
-                 limit: int | None = None, progress: bool = True, lm=None, beam: int = 1, guard: bool = False):
+                 limit: int | None = None, progress: bool = True, lm=None, sampling=None):
+        """`sampling`: how the model decodes (`opuslm.infer.sampling.Sampling`; default: its defaults, seed 0)."""
         from opuslm.infer.sampling import Sampling
         from opuslm.infer.speech_lm import SpeechLM
 
-        self.lm = lm or SpeechLM.load(model_folder, codec, sampling=Sampling(seed=0, beam=beam, guard=guard))
+        self.lm = lm or SpeechLM.load(model_folder, codec, sampling=sampling or Sampling(seed=0))
         self.model_folder, self.corpus, self.out = Path(model_folder), Path(corpus), Path(out)
         self.judge, self.batch_size, self.limit, self.progress = judge, batch_size, limit, progress
         self.hyps: list[dict] = []
@@ -409,7 +410,9 @@ class Evaluation:
         results = {
             "metrics": self.results, "model": str(self.model_folder), "model_vocab": self.lm.vocab.hash,
             "corpus": str(self.corpus), "corpus_manifest_hash": folder_hash(self.corpus / "manifest.jsonl"),
-            "judge": getattr(self.judge, "info", None) if "tts" in tasks else None, "limit": self.limit, "guard": getattr(getattr(self.lm, "sampling", None), "guard", False),
+            "judge": getattr(self.judge, "info", None) if "tts" in tasks else None, "limit": self.limit,
+            "guard": getattr(getattr(self.lm, "sampling", None), "guard", False),
+            "timestamps": getattr(getattr(self.lm, "sampling", None), "timestamps", None) if "srwt" in tasks else None,
             "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
             "declared": declared,

@@ -18,7 +18,7 @@ import torch
 
 from opuslm.errors import OpusLMError
 from opuslm.infer.decode import (Generated, Prompt, _advance, _check_prompts, _feed, _prefill, _Sequence,
-                                 _stream0_allowed)
+                                 _stream0_allowed, constrained)
 from opuslm.model.multistream import returned_cache
 from opuslm.vocab import PAD_ID
 
@@ -51,7 +51,7 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
     done = [False] * batch
     length = 0  # ids each running beam has written (all beams of a step have the same number)
     while True:
-        logprobs = (model.stream_logits(hidden, 0).float() + allowed).log_softmax(-1)
+        logprobs = (model.stream_logits(hidden, 0).float() + constrained(model, beams, allowed)).log_softmax(-1)
         vocab_size = logprobs.shape[-1]
         top_scores, top_index = (scores[:, None] + logprobs).view(batch, -1).topk(2 * width, dim=-1)
         length += 1
@@ -59,6 +59,8 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
         for b, prompt in enumerate(prompts):
             kept = []
             for rank, (score, index) in enumerate(zip(top_scores[b].tolist(), top_index[b].tolist())):
+                if score == float("-inf"):  # fewer allowed continuations than beams (a constraint)
+                    break
                 source, token = b * width + index // vocab_size, index % vocab_size
                 if token == prompt.stop_id:
                     if rank < width and not done[b]:  # a stop among the best `width` ends a hypothesis
@@ -69,6 +71,10 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
                 kept.append((source, token, score))
                 if len(kept) == width:
                     break
+            if not kept:  # every continuation ended: the prompt is done, its rows idle on its stop id
+                done[b] = True
+                kept = [(b * width, prompt.stop_id, float("-inf"))]
+            kept += [(kept[0][0], kept[0][1], float("-inf"))] * (width - len(kept))  # dead rows copy a live one
             for source, token, score in kept:
                 keep.append(source), tokens.append(token), kept_scores.append(score)
             finished[b] = sorted(finished[b], key=lambda item: -item[0])[:width]

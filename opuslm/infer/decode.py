@@ -10,7 +10,8 @@ stream is either
 - *chosen* from the model: stream 0 over the ids the target allows (text range or semantic range,
   plus the stop id), stream k >= 1 over its codebook's slice; pad is never chosen.
 
-Text is greedy; audio is sampled with temperature, top-k and top-p from a seeded generator (or
+A text prompt may carry a constraint (`opuslm.infer.timed_words`: SRWT after ASR) that says which text
+ids may come next and when the text may end; decoding chooses among those only. Text is greedy; audio is sampled with temperature, top-k and top-p from a seeded generator (or
 greedy too). Prompts of different lengths are left-padded with an attention mask and explicit
 positions, so a batch returns what single generations return (greedy).
 """
@@ -37,7 +38,9 @@ TARGET_KINDS = ("text", "audio")
 class Prompt:
     """Undelayed prompt frames `[N, P]` (a template cut at its target), what the target is, the id
     that ends it, and the most frames to generate; for a model with the continuous input path, the
-    undelayed frames `[start, end)` of the audio the prompt listens to and their features `[end - start, F]`."""
+    undelayed frames `[start, end)` of the audio the prompt listens to and their features `[end - start, F]`;
+    for a text target, an optional constraint on what it writes (`allowed(text ids written) -> (text ids
+    that may follow, whether it may stop)`, as `timed_words.TimedWords` answers)."""
 
     frames: np.ndarray
     target: str
@@ -45,6 +48,7 @@ class Prompt:
     max_frames: int
     heard: tuple[int, int] | None = None
     features: np.ndarray | None = None
+    constraint: object | None = None
 
 
 @dataclass
@@ -110,6 +114,10 @@ class _Sequence:
             elif t + 1 - self.prompt_length >= self.prompt.max_frames:
                 self.end = t + 1  # the next frame is forced to stop
 
+    def written_text(self, vocab) -> list[int]:
+        """The text-token ids stream 0 has written after the prompt."""
+        return vocab.to_text([int(frame[0]) for frame in self.frames[self.prompt_length:]]).tolist()
+
     def finished(self, step: int, d0: int, max_delay: int) -> bool:
         """Every stream is past the stop frame: stream 0 wrote it, the lagging ones their last frames."""
         return self.end is not None and step > self.end + d0 and step >= self.end + max_delay
@@ -138,6 +146,24 @@ def _stream0_allowed(model, prompts: list[Prompt], device) -> torch.Tensor:
     allowed["audio"][slice(*vocab.modality_range("semantic"))] = 0
     return torch.stack([allowed[p.target].clone().index_fill_(0, torch.tensor([p.stop_id], device=device), 0)
                         for p in prompts])
+
+
+def constrained(model, sequences: list[_Sequence], allowed: torch.Tensor) -> torch.Tensor:
+    """`allowed` `[B, V]` (`_stream0_allowed`) with, for each sequence whose prompt has a constraint and is
+    still writing, -inf outside the ids the constraint allows next (and the stop id unless it may stop)."""
+    if not any(seq.prompt.constraint is not None for seq in sequences):
+        return allowed
+    vocab, rows = model.vocab, allowed.clone()
+    for b, seq in enumerate(sequences):
+        if seq.prompt.constraint is None or seq.end is not None:
+            continue
+        ids, may_stop = seq.prompt.constraint.allowed(seq.written_text(vocab))
+        row = torch.full_like(rows[b], float("-inf"))
+        row[torch.as_tensor(vocab.text(ids), dtype=torch.long, device=row.device)] = 0
+        if may_stop:
+            row[seq.prompt.stop_id] = 0
+        rows[b] = row
+    return rows
 
 
 def _prefill(model, sequences: list[_Sequence], device):
@@ -223,7 +249,7 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
     while True:
         hidden = out.last_hidden_state[:, -1]
         # stream 0 first: its stop decides the other streams' cells; the codebooks are sampled together
-        logits = model.stream_logits(hidden, 0).float() + stop_allowed
+        logits = model.stream_logits(hidden, 0).float() + constrained(model, sequences, stop_allowed)
         choice = logits.argmax(-1)
         if not is_text.all():
             choice = torch.where(is_text, choice, _sample(logits, sampling, generator))

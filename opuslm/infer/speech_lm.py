@@ -23,7 +23,8 @@ from opuslm.errors import OpusLMError
 from opuslm.infer.beam import beam_search
 from opuslm.infer.decode import Generated, Prompt, generate, teacher_forced
 from opuslm.infer.sampling import Sampling
-from opuslm.infer.outputs import TaskOutput, read_output
+from opuslm.infer.outputs import TaskOutput, emitted_words, read_output
+from opuslm.infer.timed_words import TimedWords, TokenStrings
 from opuslm.tasks import TaskTable, trained_labels
 from opuslm.templates import PROMPT_SECONDS, TemplateBuilder
 from opuslm.tokenize.shards import TokenizedUtterance
@@ -51,6 +52,7 @@ class SpeechLM:
         self.labels_taught = labels_taught or {}  # per task, the labels its training data held (the guard's)
         self.sampling = sampling or Sampling()
         self.prompt_seconds = prompt_seconds
+        self._token_strings: TokenStrings | None = None
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
                                 tokenizers.acoustic.codebook_size, len(tokenizers.text))
@@ -184,11 +186,37 @@ class SpeechLM:
 
     def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200,
                    names: list[str] | None = None) -> list[str]:
-        self.tasks.require(task)
-        prompts = [self._prompt(task, self.tokenize_audio(a, "", n, max_tokens), "text", max_tokens, n, "--max-tokens",
-                                instruct=True, instruction=instruction)
-                   for a, n in zip(audios, self._names(names, len(audios)))]
-        return self._answers(task, self._run(prompts), audios)
+        """The task's text output per clip. A timestamp task is written after ASR unless the sampling says
+        "free" (`opuslm.infer.timed_words`): the clip's transcript first, then that task's format with those
+        words and the times the model chooses; a clip whose transcript has no words gets no output.
+        `max_tokens` bounds the transcript; its timed form is as long as its words need."""
+        spec = self.tasks.require(task)
+        names = self._names(names, len(audios))
+        words: list[list[str] | None] = [None] * len(audios)
+        if spec.target == "timestamps" and self.sampling.timestamps == "after-asr":
+            words = [emitted_words(text).split() for text in self.transcribe(audios, max_tokens, names)]
+        prompts, asked = [], []
+        for i, (audio, name, forced) in enumerate(zip(audios, names, words)):
+            if forced == []:
+                continue
+            constraint = None if forced is None else TimedWords(forced, self.token_strings, len(audio[0]) / audio[1])
+            length = max_tokens if constraint is None else constraint.most_characters  # it ends within that
+            prompt = self._prompt(task, self.tokenize_audio(audio, "", name, length), "text", length, name,
+                                  "--max-tokens", instruct=True, instruction=instruction)
+            prompt.constraint = constraint
+            prompts.append(prompt)
+            asked.append(i)
+        answers = [""] * len(audios)
+        for i, answer in zip(asked, self._answers(task, self._run(prompts), [audios[i] for i in asked])):
+            answers[i] = answer
+        return answers
+
+    @property
+    def token_strings(self) -> TokenStrings:
+        """What each text id writes (built once, on first use)."""
+        if self._token_strings is None:
+            self._token_strings = TokenStrings(self.tokenizers.text)
+        return self._token_strings
 
     def speak(self, texts: list[str], speaker_prompts: list[Audio | None] | None = None, max_seconds: float = 20.0,
               names: list[str] | None = None) -> list[Speech]:
