@@ -243,8 +243,10 @@ class _Source:
         heard = features = None
         if frames.heard is not None:  # the delay moves codebook k's cells k steps on: keep them in the span
             heard = (frames.heard[0], frames.heard[1] + max(self.delays), frames.transcript)
-            if self.heard_features:
+            if self.heard_features and self.builder.tasks.hears_features(task):
                 features = heard_steps(frames.tokens, frames.heard, example.features, self.delays[0], tokens.shape[1])
+                if self.data.heard_dropout and rng.random() < self.data.heard_dropout:
+                    features = (np.zeros_like(features[0]), np.zeros_like(features[1]))
         return tokens.numpy(), mask.numpy(), heard, features
 
 

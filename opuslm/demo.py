@@ -62,6 +62,8 @@ class DemoConfig:
     heard_features: bool = _option(False, "the continuous input path: tokenize with the semantic encoder's features "
                                    "and let the model add them, through an adapter, at the audio it listens to (use a "
                                    "new --out: the shards change)")
+    heard_dropout: float = _option(0.5, "with --heard-features: the share of training examples that listen without "
+                                   "the features, so the model keeps learning the voice from the ids")
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,9 @@ def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
         schedule["init"]["heard_features"] = True
     for entry in schedule["stages"]:
         entry["file"] = str(_stage_file(entry["file"]))
+        if config.heard_features and config.heard_dropout:
+            data = entry.setdefault("overrides", {}).setdefault("data", {})
+            data["heard_dropout"] = config.heard_dropout
     summaries = run_schedule(_write_schedule(paths.out / "schedule.yaml", schedule), progress=True,
                              steps_scale=config.steps_scale)
     return "; ".join(f"{s['stage']} {s['steps']} steps, loss {s['first_loss']:.2f} -> {s['final_loss']:.2f}"

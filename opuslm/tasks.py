@@ -9,6 +9,8 @@ user declares their own in the same form, in a YAML file the schedule names (`ta
       instructions:                 # paraphrases; training draws one per example
         - Is this a statement, a question or a request?
         - What kind of sentence is this?
+      heard_features: true          # optional: false leaves the task to the ids alone when the model has
+                                    # the continuous input path (labels of the voice, see below)
 
 Targets: `transcript`; `labels` (`<value>` per key); `transcript+labels` (ASR + X); `timestamps`
 (`<0.00>word<0.34>` per word); `answer`; `transcript+answer` (`transcript<answer>answer`). Scores:
@@ -19,6 +21,11 @@ training listed), `exact` (normalised exact match), `wer` (word error rate); the
 A built-in task has its own task id `<task:NAME>` in the joint vocabulary. A declared task has none:
 adding ids would change the vocabulary's layout and so every checkpoint's hash. Its instructions tell
 it apart, as OSUM's do. A model folder keeps the tasks it was trained on (`tasks.json`).
+
+`heard_features: false` marks a task whose answer is about the voice (gender, age, emotion): a model with
+the continuous input path trains and answers it from the ids only, because the speech encoder's states
+are trained to ignore the speaker and a model given them leans on them (demo, 2026-12-03: gender 0.99
+from the ids, 0.89-0.92 with the features added, 0.985 with them withheld at answer time).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class TaskSpec(Strict):
     labels: list[str] = []
     score: Literal[SCORES] | None = None
     instructions: list[str] = Field(min_length=1)
+    heard_features: bool = True  # the continuous input path adds the heard audio's features (False: ids only)
 
     @field_validator("labels")
     @classmethod
@@ -114,6 +122,12 @@ class TaskTable:
 
     def names(self) -> list[str]:
         return list(self.specs)
+
+    def hears_features(self, name: str) -> bool:
+        """Whether task `name` reads the heard features of a model's continuous input path: the one rule of
+        training (the loader) and decoding (`SpeechLM`); the generative tasks do, declared ones say."""
+        spec = self.specs.get(name)
+        return spec is None or spec.heard_features
 
     def require(self, name: str) -> TaskSpec:
         if name not in self.specs:

@@ -191,8 +191,44 @@ def test_a_schedule_with_the_path_trains_its_adapter_and_the_model_listens_throu
     assert batched == [lm.transcribe([a], max_tokens=5)[0] for a in audios]
     prompt = lm._prompt("asr", lm.tokenize_audio(audios[0]), "text", 5, "clip", "--max-tokens")
     assert prompt.features is not None and prompt.heard[1] - prompt.heard[0] == len(prompt.features)
+    assert lm._prompt("sgc", lm.tokenize_audio(audios[0]), "text", 5, "clip", "--max-tokens", instruct=True).features is None
     with pytest.raises(OpusLMError, match="tokenize it again with `opuslm tokenize --heard-features`"):
         reused = yaml.safe_load(schedule_file(tmp_path / "again", tiny_shards, heard=False).read_text())
         reused["init"] = {"model": str(folder)}
         (tmp_path / "again" / "schedule.yaml").write_text(yaml.safe_dump(reused))
         run_schedule(tmp_path / "again" / "schedule.yaml", progress=False)
+
+
+def test_heard_dropout_withholds_whole_examples_features_and_nothing_else(heard_shards, tiny_tokenizers):
+    import random
+
+    from opuslm.batch_stream import PackedLoader
+    from opuslm.templates import TemplateBuilder
+    from opuslm.tokenize.text import load_text_tokenizer
+    from opuslm.train.config import DataConfig
+
+    shards = TokenShards(heard_shards)
+    vocab = JointVocab.from_tokens(heard_shards)
+    delays = list(range(vocab.num_streams))
+    builder = TemplateBuilder(vocab, load_text_tokenizer(shards.tokenizer_path("text")), max_delay=delays[-1])
+
+    def examples(dropout: float, task: str = "asr"):
+        config = DataConfig.model_validate({"sources": [{"name": "a", "dataset": "s", "task": task}],
+                                            "audio_mask": 0.2, "heard_dropout": dropout})
+        source = PackedLoader(config, {"s": str(heard_shards)}, builder, delays, heard_features=shards.feature_dim).sources[0]
+        return [source.example(item, random.Random(item)) for item in source.items]
+
+    kept, dropped, half = examples(0.0), examples(1.0), examples(0.5)
+    assert all(values.any() for _, _, _, (values, _) in kept)
+    withheld = 0
+    for full, none, either in zip(kept, dropped, half):
+        for built in (none, either):
+            assert np.array_equal(built[0], full[0]) and np.array_equal(built[1], full[1])  # ids and loss mask
+        assert not none[3][0].any() and not none[3][1].any()
+        same = np.array_equal(either[3][0], full[3][0]) and np.array_equal(either[3][1], full[3][1])
+        assert same or (not either[3][0].any() and not either[3][1].any())
+        withheld += not same
+    assert 0 < withheld < len(kept)
+    # a task of the voice (`heard_features: false` in tasks.yaml) never reads them, dropout or not
+    voice = examples(0.0, "sgc")
+    assert voice and all(features is None for _, _, heard, features in voice)

@@ -146,7 +146,8 @@ class SpeechLM:
             stop_id = int(self.vocab.text([self.tokenizers.text.eos_token_id])[0])
         self._require_positions(frames.tokens.shape[1], max_frames, name, limit_flag, "its prompt",
                                 listening=target == "text" and task != "text_lm")
-        features = example.features if frames.heard is not None else None  # only an utterance is heard
+        heard = frames.heard is not None and self.tasks.hears_features(task)  # only an utterance is heard
+        features = example.features if heard else None
         return Prompt(frames.tokens, target, stop_id, max_frames, frames.heard, features)
 
     # ---- outputs ----

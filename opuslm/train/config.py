@@ -46,6 +46,10 @@ class DataConfig(Strict):
     # zero) in spans of audio_mask_span frames, in training only; against memorising utterances
     audio_mask: float = Field(0.0, ge=0, lt=1)
     audio_mask_span: int = Field(5, gt=0)
+    # the continuous input path only: this share of the examples that listen to audio are trained without
+    # its features (modality dropout), so the model keeps learning what the ids carry and the features do
+    # not (the voice: Whisper's states are speaker-invariant); in training only
+    heard_dropout: float = Field(0.0, ge=0, le=1)
     seed: int = 0
 
 

@@ -8,7 +8,8 @@ order) it reads:
     tokenizer identities   every token-shard dataset any source reads, against the tokenizers the
                            model is built with (`tokens`' shards, or `init.model`'s tokenizers.json)
     heard features         every such dataset holds the features the model's continuous input path
-                           reads (`init.heard_features`, or `init.model`'s), of its dimension
+                           reads (`init.heard_features`, or `init.model`'s), of its dimension; a
+                           stage's `data.heard_dropout` needs that path
     delays                 `init.delays` against the number of streams of that vocabulary
     LoRA targets           each stage's `tune.lora.targets` against the backbone's module names (the
                            backbone is built on the meta device: no weights are read)
@@ -165,6 +166,10 @@ def preflight(path: str | Path, schedule: ScheduleConfig, stages: list[StageConf
                 raise OpusLMError(f"{stage.file}: stage {stage.name}: tune.lora.targets: no module named "
                                   f"{', '.join(missing)} in the backbone ({backbone.config_from}); its linear layers: "
                                   f"{', '.join(backbone.linear_names)}, or all-linear")
+        if stage.data.heard_dropout and not backbone.heard_features:
+            raise OpusLMError(f"{stage.file}: stage {stage.name}: data.heard_dropout ({stage.data.heard_dropout}) drops "
+                              "heard features, and the model has no continuous input path: set init.heard_features, "
+                              "or drop data.heard_dropout")
         if backbone.position_limit is not None and stage.data.row_frames > backbone.position_limit:
             raise OpusLMError(f"{stage.file}: stage {stage.name}: data.row_frames ({stage.data.row_frames}) is more than "
                               f"the backbone's {backbone.position_limit} positions (max_position_embeddings of "
