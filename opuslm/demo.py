@@ -59,11 +59,12 @@ class DemoConfig:
                                      "`opuslm eval` scores)")
     corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
                                   "synthetic one")
-    heard_features: bool = _option(False, "the continuous input path: tokenize with the semantic encoder's features "
-                                   "and let the model add them, through an adapter, at the audio it listens to (use a "
-                                   "new --out: the shards change)")
-    heard_dropout: float = _option(0.5, "with --heard-features: the share of training examples that listen without "
-                                   "the features, so the model keeps learning the voice from the ids")
+    heard_features: bool = _option(True, "the continuous input path: tokenize with the semantic encoder's features "
+                                   "and let the model add them, through an adapter, at the audio it listens to (tasks "
+                                   "about the voice read the ids only); --no-heard-features: ids only (use a new --out: "
+                                   "the shards change)")
+    heard_dropout: float = _option(0.0, "with the continuous input path: the share of training examples that listen "
+                                   "without the features (modality dropout)")
 
 
 @dataclass(frozen=True)

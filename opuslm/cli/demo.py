@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     defaults, hints = DemoConfig(), typing.get_type_hints(DemoConfig)
     for spec in dataclasses.fields(DemoConfig):
         kind = _option_type(hints[spec.name])
-        how = {"action": "store_true"} if kind is bool else {"type": kind}  # a switch, off by default
+        how = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}  # --x and --no-x
         demo.add_argument(f"--{spec.name.replace('_', '-')}", default=getattr(defaults, spec.name), **how, **spec.metadata)
     demo.set_defaults(func=_run)
 
