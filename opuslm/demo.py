@@ -323,6 +323,9 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> Demo
     from opuslm.backends import register_backends
 
     register_backends()
+    if config.heard_dropout and not config.heard_features:  # before any step: it would be ignored
+        raise OpusLMError(f"--heard-dropout {config.heard_dropout} drops heard features, and --no-heard-features "
+                          "turns them off: drop one of the two")
     paths = DemoPaths.under(config.out, config.corpus)
     config.out.mkdir(parents=True, exist_ok=True)
     for number, (title, step) in enumerate(STEPS, 1):

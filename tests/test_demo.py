@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 TINY = ["--hours", "0.03", "--codec-frames", "2000", "--llm-steps", "3", "--judge-steps", "3", "--steps-scale", "0.01",
         "--text-lines", "2000", "--workers", "1", "--seed", "3"]
@@ -56,3 +58,14 @@ def test_the_demo_command_is_its_config_one_option_per_field():
     assert DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)}) == DemoConfig()
     args = build_parser().parse_args(["demo", "--steps-scale", "0.5", "--llm", "some/llm", "--semantic-features", "cepstral"])
     assert (args.steps_scale, str(args.llm), args.semantic_features) == (0.5, "some/llm", "cepstral")
+    assert build_parser().parse_args(["demo"]).heard_features  # the default, with its --no- switch
+    assert not build_parser().parse_args(["demo", "--no-heard-features"]).heard_features
+
+
+def test_dropout_without_the_features_is_refused_before_any_step(tmp_path):
+    from opuslm.demo import DemoConfig, run_demo
+    from opuslm.errors import OpusLMError
+
+    with pytest.raises(OpusLMError, match="--heard-dropout 0.3 drops heard features, and --no-heard-features"):
+        run_demo(DemoConfig(out=tmp_path / "demo", heard_features=False, heard_dropout=0.3))
+    assert not (tmp_path / "demo").exists()

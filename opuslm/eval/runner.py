@@ -407,12 +407,13 @@ class Evaluation:
                 self.declared(table.declared[name], "test")
         confusion = self.results.pop("confusion", {})
         declared = self.results.pop("declared", {})
+        sampling = getattr(self.lm, "sampling", None)  # a scripted test model may have none
         results = {
             "metrics": self.results, "model": str(self.model_folder), "model_vocab": self.lm.vocab.hash,
             "corpus": str(self.corpus), "corpus_manifest_hash": folder_hash(self.corpus / "manifest.jsonl"),
             "judge": getattr(self.judge, "info", None) if "tts" in tasks else None, "limit": self.limit,
-            "guard": getattr(getattr(self.lm, "sampling", None), "guard", False),
-            "timestamps": getattr(getattr(self.lm, "sampling", None), "timestamps", None) if "srwt" in tasks else None,
+            "guard": getattr(sampling, "guard", False),
+            "timestamps": getattr(sampling, "timestamps", None) if "srwt" in tasks else None,
             "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
             "declared": declared,

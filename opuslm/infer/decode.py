@@ -11,8 +11,8 @@ stream is either
   plus the stop id), stream k >= 1 over its codebook's slice; pad is never chosen.
 
 A text prompt may carry a constraint (`opuslm.infer.timed_words`: SRWT after ASR) that says which text
-ids may come next and when the text may end; decoding chooses among those only. Text is greedy; audio is sampled with temperature, top-k and top-p from a seeded generator (or
-greedy too). Prompts of different lengths are left-padded with an attention mask and explicit
+ids may come next and when the text may end; decoding chooses among those only. Text is greedy; audio
+is sampled with temperature, top-k and top-p from a seeded generator (or greedy too). Prompts of different lengths are left-padded with an attention mask and explicit
 positions, so a batch returns what single generations return (greedy).
 """
 

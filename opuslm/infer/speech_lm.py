@@ -181,8 +181,13 @@ class SpeechLM:
 
     # ---- verbs ----
     def transcribe(self, audios: list[Audio], max_tokens: int = 200, names: list[str] | None = None) -> list[str]:
-        prompts = [self._prompt("asr", self.tokenize_audio(a, "", n, max_tokens), "text", max_tokens, n, "--max-tokens")
-                   for a, n in zip(audios, self._names(names, len(audios)))]
+        names = self._names(names, len(audios))
+        examples = [self.tokenize_audio(a, "", n, max_tokens) for a, n in zip(audios, names)]
+        return self._transcripts(examples, audios, names, max_tokens)
+
+    def _transcripts(self, examples: list[TokenizedUtterance], audios: list[Audio], names: list[str],
+                     max_tokens: int) -> list[str]:
+        prompts = [self._prompt("asr", e, "text", max_tokens, n, "--max-tokens") for e, n in zip(examples, names)]
         return self._answers("asr", self._run(prompts), audios)
 
     def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200,
@@ -193,17 +198,18 @@ class SpeechLM:
         `max_tokens` bounds the transcript; its timed form is as long as its words need."""
         spec = self.tasks.require(task)
         names = self._names(names, len(audios))
+        examples = [self.tokenize_audio(a, "", n, max_tokens) for a, n in zip(audios, names)]  # once for both passes
         words: list[list[str] | None] = [None] * len(audios)
         if spec.target == "timestamps" and self.sampling.timestamps == "after-asr":
-            words = [emitted_words(text).split() for text in self.transcribe(audios, max_tokens, names)]
+            words = [emitted_words(text).split() for text in self._transcripts(examples, audios, names, max_tokens)]
         prompts, asked = [], []
-        for i, (audio, name, forced) in enumerate(zip(audios, names, words)):
+        for i, (audio, example, name, forced) in enumerate(zip(audios, examples, names, words)):
             if forced == []:
                 continue
             constraint = None if forced is None else TimedWords(forced, self.token_strings, len(audio[0]) / audio[1])
             length = max_tokens if constraint is None else constraint.most_characters  # it ends within that
-            prompt = self._prompt(task, self.tokenize_audio(audio, "", name, length), "text", length, name,
-                                  "--max-tokens", instruct=True, instruction=instruction)
+            prompt = self._prompt(task, example, "text", length, name, "--max-tokens", instruct=True,
+                                  instruction=instruction)
             prompt.constraint = constraint
             prompts.append(prompt)
             asked.append(i)
