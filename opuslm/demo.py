@@ -6,6 +6,7 @@ re-run resumes. `opuslm demo` is this module behind argparse; its options are `D
 
     corpus/  text/  tokenizers/{text,semantic,codec}/  tokens/  vocab.json
     text_llm_schedule.yaml  text_llm/  llm/          the small text LLM (unless `llm` is given)
+    replay/                                          the LLM's own text (a schedule with a `replay` dataset)
     schedule.yaml  run/{pretrain,anneal,instruct}/   the stages of stages/demo.yaml
     judge/  eval/                                    the CTC judge (with judge="ctc"), the report
 """
@@ -59,6 +60,8 @@ class DemoConfig:
                                      "`opuslm eval` scores)")
     corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
                                   "synthetic one")
+    replay_lines: int = _option(1000, "samples of the LLM's own text to replay, when the schedule names a `replay` "
+                                "dataset (stages/demo_smollm2.yaml does)")
     heard_features: bool = _option(True, "the continuous input path: tokenize with the semantic encoder's features "
                                    "and let the model add them, through an adapter, at the audio it listens to (tasks "
                                    "about the voice read the ids only); --no-heard-features: ids only (use a new --out: "
@@ -78,6 +81,7 @@ class DemoPaths:
     tokens: Path
     vocab: Path
     llm: Path
+    replay: Path
     text_llm_run: Path
     run: Path
     judge: Path
@@ -88,7 +92,7 @@ class DemoPaths:
         out = Path(out)
         return cls(out=out, corpus=given_corpus or out / "corpus", text=out / "tokens" if given_corpus else out / "text",
                    tokenizers=out / "tokenizers", tokens=out / "tokens", vocab=out / "vocab.json", llm=out / "llm",
-                   text_llm_run=out / "text_llm", run=out / "run", judge=out / "judge", eval=out / "eval")
+                   replay=out / "replay", text_llm_run=out / "text_llm", run=out / "run", judge=out / "judge", eval=out / "eval")
 
 
 def _done(folder: Path, marker: str) -> bool:
@@ -240,7 +244,8 @@ def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
     schedule = _demo_schedule(config)
     tokens, text = str(paths.tokens.resolve()), str(paths.text.resolve())
     schedule["out"] = str(paths.run.resolve())
-    schedule["datasets"] = {name: text if name == "text" else tokens for name in schedule["datasets"]}
+    given = {"text": text, "replay": str(paths.replay.resolve())}
+    schedule["datasets"] = {name: given.get(name, tokens) for name in schedule["datasets"]}
     kept = {key: value for key, value in schedule["init"].items() if key != "preset"}  # codebook_row_scale
     schedule["init"] = {**kept, "llm": str(Path(config.llm or paths.llm).resolve()), "seed": config.seed}
     if config.heard_features:
@@ -254,6 +259,16 @@ def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
                              steps_scale=config.steps_scale)
     return "; ".join(f"{s['stage']} {s['steps']} steps, loss {s['first_loss']:.2f} -> {s['final_loss']:.2f}"
                      for s in summaries) + f" -> {paths.run}"
+
+
+def write_replay_text(config: DemoConfig, paths: DemoPaths) -> str:
+    """The LLM's own samples (`opuslm data replay-text`), when the schedule names a `replay` dataset."""
+    from opuslm.data.synth.replay import describe, replay_text
+
+    if "replay" not in _demo_schedule(config)["datasets"]:
+        return "the schedule replays none of the LLM's own text (no `replay` dataset)"
+    summary = replay_text(Path(config.llm or paths.llm), paths.replay, config.replay_lines, config.seed, progress=False)
+    return f"{describe(summary)} -> {paths.replay}"
 
 
 def _warmup(stage_file: Path) -> int:
@@ -308,6 +323,7 @@ STEPS: tuple[tuple[str, Callable[[DemoConfig, DemoPaths], str]], ...] = (
     ("tokenize the corpus into shards", tokenize),
     ("lay out the joint vocabulary", joint_vocab),
     ("train the text LLM", train_text_llm),
+    ("sample the LLM's own text to replay", write_replay_text),
     ("train in stages: pretrain -> anneal -> instruct", train_stages),
     ("the TTS judge (embedded Whisper, or the CTC judge trained on real audio)", train_judge),
     ("evaluate every task", evaluate),

@@ -17,7 +17,8 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
     run = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "[9/9] evaluate every task" in run.stdout and "demo finished" in run.stdout
+    assert "[10/10] evaluate every task" in run.stdout and "demo finished" in run.stdout
+    assert "replays none of the LLM's own text" in run.stdout  # stages/demo.yaml names no replay dataset
     text = json.loads((out / "text" / "text.json").read_text())
     assert sum(text["lines"].values()) + text["left_out_test_lines"] == 2000
     for schedule in ("text_llm_schedule.yaml", "schedule.yaml"):  # text_lm reads the text corpus, not transcripts

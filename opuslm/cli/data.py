@@ -40,6 +40,22 @@ def register(subparsers) -> None:
     synth_text.add_argument("--seed", type=int, default=0, help="random seed")
     synth_text.set_defaults(func=_synth_text)
 
+    replay = commands.add_parser(
+        "replay-text", help="text the LLM writes itself, replayed while it learns speech (keeps its text ability)",
+        description="Sample lines from a local HF LLM (its BOS, temperature 1, transformers' generate) into "
+        "train.txt and dev.txt. A text_lm source over them pulls continued pretraining back towards the LLM "
+        "it started from: the loss on its own samples is the KL divergence from it, plus a constant. Run it "
+        "before any speech training, on the LLM the schedule starts from.",
+        formatter_class=help_formatter,
+    )
+    replay.add_argument("llm", type=Path, help="the HF LLM folder (e.g. from `opuslm assets import smollm2-135m`)")
+    replay.add_argument("--out", type=Path, required=True, help="output folder (train.txt, dev.txt, replay.json)")
+    replay.add_argument("--lines", type=int, default=1000, help="samples to draw (every 20th goes to dev.txt)")
+    replay.add_argument("--max-new-tokens", type=int, default=96, help="the longest sample, in the LLM's tokens")
+    replay.add_argument("--batch-size", type=int, default=32, help="samples drawn at once")
+    replay.add_argument("--seed", type=int, default=0, help="random seed")
+    replay.set_defaults(func=_replay_text)
+
     imp = commands.add_parser(
         "import", help="turn a real corpus into a manifest",
         description="Turn a Kaldi data folder (labels from any utt2<key> file, e.g. utt2gender or a key of your "
@@ -98,6 +114,13 @@ def _synth_text(args) -> None:
     from opuslm.data.synth.text import describe, synthesize_text
 
     print(f"text corpus in {args.out}: {describe(synthesize_text(args.out, args.lines, args.seed))}")
+
+
+def _replay_text(args) -> None:
+    from opuslm.data.synth.replay import describe, replay_text
+
+    summary = replay_text(args.llm, args.out, args.lines, args.seed, args.max_new_tokens, args.batch_size)
+    print(f"replay text in {args.out}: {describe(summary)}")
 
 
 def _recipe(args) -> None:
