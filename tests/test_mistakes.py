@@ -155,6 +155,21 @@ def test_judge_transcribe_prints_what_the_judge_hears_and_its_wer(small_corpus, 
     assert main(["judge", "transcribe", wav, wav, "--reference", "one"]) == 2
 
 
+def test_judge_transcribe_of_a_corpus_split_equals_its_wavs_with_their_transcripts(small_corpus, capsys):
+    from opuslm.data.manifest import read_manifest
+
+    utterances = read_manifest(small_corpus, split="dev")
+    explicit = [str(u.audio_path(small_corpus)) for u in utterances]
+    for u in utterances:
+        explicit += ["--reference", u.text]
+    assert main(["judge", "transcribe", *explicit]) == 0
+    by_hand = capsys.readouterr().out
+    assert main(["judge", "transcribe", "--corpus", str(small_corpus), "--split", "dev"]) == 0
+    assert capsys.readouterr().out == by_hand and by_hand.endswith(f"over {len(utterances)} files\n")
+    assert main(["judge", "transcribe", "--corpus", str(small_corpus), "--split", "nope"]) == 2
+    assert main(["judge", "transcribe"]) == 2
+
+
 def test_a_model_with_a_nan_weight_is_refused_before_generating(model_run, tmp_path, capsys):
     from opuslm.model.multistream import OpusLM, model_tokenizers
 

@@ -60,12 +60,17 @@ def register(subparsers) -> None:
     train.set_defaults(func=_train_judge)
     transcribe = commands.add_parser("transcribe", formatter_class=help_formatter, help="the judge's transcripts of WAVs",
                                      description="Transcribe audio files with the judge that scores TTS (the embedded "
-                                     "Whisper tiny.en, or --judge DIR): what it hears, and with --reference its WER.")
-    transcribe.add_argument("wavs", nargs="+", type=Path, help="audio files")
+                                     "Whisper tiny.en, or --judge DIR): what it hears, and with --reference its WER; or "
+                                     "a corpus split's own audio against its transcripts (--corpus), the judge's "
+                                     "ceiling on real speech.")
+    transcribe.add_argument("wavs", nargs="*", type=Path, help="audio files (or give --corpus)")
     transcribe.add_argument("--judge", default="embedded", help="'embedded', a CTranslate2 Whisper folder, a local HF "
                             "ASR folder, or `opuslm judge train` output")
     transcribe.add_argument("--reference", action="append",
                             help="what was said, once per WAV in order: prints each WER and the corpus WER")
+    transcribe.add_argument("--corpus", type=Path, help="a corpus folder (manifest.jsonl): judge the audio of --split "
+                            "against its transcripts instead of WAVs")
+    transcribe.add_argument("--split", default="test", help="the split of --corpus")
     transcribe.set_defaults(func=_judge_transcribe)
 
 
@@ -104,6 +109,18 @@ def _judge_transcribe(args) -> None:
     from opuslm.eval import metrics
     from opuslm.eval.judge import load_judge
 
+    if args.corpus is not None:
+        from opuslm.data.manifest import read_manifest
+
+        if args.wavs or args.reference:
+            raise OpusLMError("give WAVs (with --reference) or --corpus, not both")
+        utterances = read_manifest(args.corpus, split=args.split)
+        if not utterances:
+            raise OpusLMError(f"{args.corpus}/manifest.jsonl has no {args.split!r} utterances; pick --split")
+        args.wavs = [u.audio_path(args.corpus) for u in utterances]
+        args.reference = [u.text for u in utterances]
+    if not args.wavs:
+        raise OpusLMError("give the WAVs to transcribe, or --corpus DIR")
     if args.reference is not None and len(args.reference) != len(args.wavs):
         raise OpusLMError(f"{len(args.wavs)} WAVs but {len(args.reference)} --reference texts: give one per WAV")
     audio = [load_audio(path, target_rate=16000)[0] for path in args.wavs]
