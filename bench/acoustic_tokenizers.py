@@ -6,6 +6,8 @@ test clips, with the same judge (the embedded Whisper tiny.en):
 
 - the mel-pitch codec (the demo's): a pitch codebook + 7 residual k-means log-mel codebooks, decoded by
   its harmonic-plus-noise synthesiser;
+- the same codec on HiFi-GAN's own log-mel, decoded by HiFi-GAN V1's universal generator (`opuslm assets
+  import hifigan-universal`; left out, with a line saying so, where the `hifigan` extra is not installed);
 - 8 residual k-means log-mel codebooks decoded by Griffin-Lim (librosa, 32 iterations), no pitch;
 - the small neural codec trained for --codec-steps (400: the demo's recipe before the mel-pitch codec).
 
@@ -15,6 +17,7 @@ test clips, with the same judge (the embedded Whisper tiny.en):
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 from pathlib import Path
 
@@ -60,6 +63,8 @@ def main() -> None:
 
     from opuslm.data.manifest import read_manifest
     from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
+    from opuslm.errors import OpusLMError
+    from opuslm.pretrained import import_asset
     from opuslm.eval.judge import WhisperJudge
     from opuslm.tokenize.acoustic import load_acoustic_tokenizer
     from opuslm.eval.codec_report import codec_report
@@ -72,15 +77,23 @@ def main() -> None:
     train = [u.load_audio(corpus, target_rate=16000)[0] for u in read_manifest(corpus, split="train")[: args.fit_utterances]]
     clips = [(u.id, u.load_audio(corpus, target_rate=16000)[0], u.text) for u in read_manifest(corpus, split="test")[: args.clips]]
     fit_mel_pitch_codec(train, work / "mel_pitch", progress=False)
+    try:
+        vocoder = import_asset("hifigan-universal", work / "hifigan")
+    except OpusLMError as missing:
+        print(f"left out the HiFi-GAN decoder: {missing}")
+        vocoder = None
+    if vocoder:
+        fit_mel_pitch_codec(train, work / "mel_hifigan", MelPitchConfig(decoder="hifigan"), progress=False, vocoder=vocoder)
     fit_mel_pitch_codec(train, work / "mel_only", MelPitchConfig(num_codebooks=9), progress=False)
     train_small_codec(train, work / "neural", steps=args.codec_steps, progress=False)
     candidates = {"mel-pitch codec (the demo's)": load_acoustic_tokenizer(work / "mel_pitch"),
+                  **({"mel-pitch codec, HiFi-GAN decoder": load_acoustic_tokenizer(work / "mel_hifigan")} if vocoder else {}),
                   "mel RVQ x 8 + Griffin-Lim": GriffinLimMel(work / "mel_only"),
                   f"small neural codec, {args.codec_steps} steps": load_acoustic_tokenizer(work / "neural")}
     judge = WhisperJudge()
     rows = []
     for name, codec in candidates.items():
-        figures = codec_report(codec, clips, judge, work / "reports" / name.split()[0])
+        figures = codec_report(codec, clips, judge, work / "reports" / re.sub(r"\W+", "-", name).strip("-"))
         rows.append((name, figures))
     print(f"{len(clips)} test clips of a {args.hours} h corpus; judge {judge.info['path']}; original audio: "
           f"judge WER {rows[0][1]['judge_wer_original']:.3f}")

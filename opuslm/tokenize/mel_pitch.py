@@ -44,11 +44,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opuslm.audio import resample
 from opuslm.errors import OpusLMError
 from opuslm.json_files import write_json
 
 CODEC_TYPE = "mel_pitch"
 CODEBOOK_FILE = "mel_codebooks.npy"
+VOCODER_FOLDER = "vocoder"  # with decoder "hifigan": a copy of the vocoder, so the folder's hash covers it
+DECODERS = ("harmonic", "hifigan")
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,11 @@ class MelPitchConfig:
     f0_ceil: float = 500.0
     seed: int = 0  # k-means and the synthesiser's phases and noise
     output_gain: float = 1.0  # the synthesiser's level, calibrated on training audio by the fit
+    decoder: str = "harmonic"  # or "hifigan": the mel is the vocoder's own, which `vocoder/` inverts
 
     def __post_init__(self):
+        if self.decoder not in DECODERS:
+            raise OpusLMError(f"mel-pitch codec: decoder {self.decoder!r}; known: {', '.join(DECODERS)}")
         if self.hop % self.sub_hop:
             raise OpusLMError(f"mel-pitch codec: hop {self.hop} must be a multiple of sub_hop {self.sub_hop}")
         if self.num_codebooks < 2 or self.codebook_size < 3:
@@ -106,13 +112,25 @@ def dio_f0(wav: np.ndarray, sample_rate: int, f0_floor: float, f0_ceil: float, f
 class MelPitchCodec:
     """Encode and decode with fitted mel codebooks `[num_codebooks - 1, codebook_size, sub_frames * n_mels]`."""
 
-    def __init__(self, config: MelPitchConfig, mel_codebooks: np.ndarray):
+    def __init__(self, config: MelPitchConfig, mel_codebooks: np.ndarray, vocoder: str | Path | None = None):
         from transformers.audio_utils import mel_filter_bank
 
         expected = (config.num_codebooks - 1, config.codebook_size, config.sub_frames * config.n_mels)
         if mel_codebooks.shape != expected:
             raise OpusLMError(f"mel-pitch codec: codebooks of shape {mel_codebooks.shape}, config wants {expected}")
         self.config, self.mel_codebooks = config, np.asarray(mel_codebooks, np.float64)
+        self.vocoder = None
+        if config.decoder == "hifigan":
+            from opuslm.tokenize.hifigan import HifiGanVocoder
+
+            if vocoder is None:
+                raise OpusLMError("mel-pitch codec: decoder hifigan needs a vocoder folder (`opuslm assets import "
+                                  "hifigan-universal --out DIR`, then --vocoder DIR)")
+            self.vocoder = HifiGanVocoder(vocoder, config.sample_rate)
+            if self.vocoder.mel.n_mels != config.n_mels:
+                raise OpusLMError(f"mel-pitch codec: {config.n_mels} mel bands, the vocoder {vocoder} reads "
+                                  f"{self.vocoder.mel.n_mels}")
+            self.vocoder_filters = self.vocoder.mel.filters()
         self.filters = mel_filter_bank(num_frequency_bins=config.n_fft // 2 + 1, num_mel_filters=config.n_mels,
                                        min_frequency=0.0, max_frequency=config.sample_rate / 2,
                                        sampling_rate=config.sample_rate, norm="slaney", mel_scale="slaney")  # [bins, mels]
@@ -127,8 +145,14 @@ class MelPitchCodec:
         return np.pad(np.asarray(wav, np.float64), (0, frames * self.config.hop - len(wav)))
 
     def log_mel(self, wav: np.ndarray) -> np.ndarray:
-        """Natural-log mel power of 10 ms sub-frames `[len(wav) / sub_hop, n_mels]` (`wav` padded to frames)."""
+        """Natural-log mel of 10 ms sub-frames `[len(wav) / sub_hop, n_mels]` (`wav` padded to frames): the
+        power through the codec's own filter bank, or with decoder hifigan the vocoder's own analysis
+        at the same sub-frame centres."""
         c = self.config
+        if self.vocoder is not None:
+            mel = self.vocoder.mel
+            centres = np.round(np.arange(len(wav) // c.sub_hop) * c.sub_hop * mel.sample_rate / c.sample_rate)
+            return mel.log_mel(resample(wav, c.sample_rate, mel.sample_rate), centres, self.vocoder_filters)
         spec = torch.stft(torch.from_numpy(wav), c.n_fft, c.sub_hop, c.window, self.window, center=True,
                           pad_mode="constant", return_complex=True)
         power = spec.abs().pow(2).T.numpy()[: len(wav) // c.sub_hop]
@@ -164,7 +188,11 @@ class MelPitchCodec:
 
     # ---- synthesis ----
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """float32 waveform `[frames * hop]` at `sample_rate` for codes `[num_codebooks, frames]`."""
+        """float32 waveform `[frames * hop]` at `sample_rate` for codes `[num_codebooks, frames]`. HiFi-GAN
+        hears the pitch in the mel's harmonics and reads no pitch code."""
+        if self.vocoder is not None:
+            sub_frames = self.stacked_mel_of(codes[1:]).reshape(-1, self.config.n_mels)
+            return self.vocoder.vocode(sub_frames, self.config.sample_rate / self.config.sub_hop)
         return self.synthesise(self.stacked_mel_of(codes[1:]), codes[0])
 
     def stacked_mel_of(self, mel_codes: np.ndarray) -> np.ndarray:
@@ -228,9 +256,13 @@ class MelPitchCodec:
 
     # ---- folders ----
     def save(self, folder: str | Path, training: dict) -> Path:
+        import shutil
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / CODEBOOK_FILE, self.mel_codebooks)
+        if self.vocoder is not None and self.vocoder.folder.resolve() != (folder / VOCODER_FOLDER).resolve():
+            shutil.copytree(self.vocoder.folder, folder / VOCODER_FOLDER, dirs_exist_ok=True)
         meta = {"type": CODEC_TYPE, "config": self.config.to_dict(), "training": training}
         write_json(folder / "codec.json", meta, indent=2)
         return folder
@@ -239,19 +271,20 @@ class MelPitchCodec:
     def load(cls, folder: str | Path) -> MelPitchCodec:
         folder = Path(folder)
         meta = json.loads((folder / "codec.json").read_text())
-        return cls(MelPitchConfig(**meta["config"]), np.load(folder / CODEBOOK_FILE))
+        return cls(MelPitchConfig(**meta["config"]), np.load(folder / CODEBOOK_FILE), folder / VOCODER_FOLDER)
 
 
 def fit_mel_pitch_codec(train_wavs: list[np.ndarray], out: str | Path, config: MelPitchConfig | None = None,
-                        max_frames: int = 30000, progress: bool = True) -> MelPitchCodec:
+                        max_frames: int = 30000, progress: bool = True, vocoder: str | Path | None = None) -> MelPitchCodec:
     """Fit the mel codebooks by residual k-means on frames of `train_wavs` (mono at config.sample_rate),
-    `max_frames` of them drawn with the config's seed; save the codec to `out`."""
+    `max_frames` of them drawn with the config's seed; save the codec to `out` (with decoder hifigan,
+    a copy of the `vocoder` folder beside the codebooks)."""
     from sklearn.cluster import KMeans
     from opuslm.progress import progress_bar
 
     config = config or MelPitchConfig()
     codec = MelPitchCodec(config, np.zeros((config.num_codebooks - 1, config.codebook_size,
-                                            config.sub_frames * config.n_mels)))
+                                            config.sub_frames * config.n_mels)), vocoder)
     frames = np.concatenate([codec.stacked_mel(w) for w in train_wavs if len(w)]) if train_wavs else np.zeros((0, 1))
     if len(frames) < config.codebook_size:
         raise OpusLMError(f"mel-pitch codec: {len(frames)} frames of training audio, fewer than the "
@@ -263,14 +296,15 @@ def fit_mel_pitch_codec(train_wavs: list[np.ndarray], out: str | Path, config: M
         kmeans = KMeans(config.codebook_size, n_init=1, max_iter=30, random_state=config.seed + q).fit(residual)
         books.append(kmeans.cluster_centers_.astype(np.float64))
         residual = residual - books[-1][kmeans.labels_]
-    codec = MelPitchCodec(config, np.stack(books))
-    # the envelope's peaks at resolved low harmonics make the synthesiser louder than its input (about
-    # 2x); one gain, the median level ratio over training clips, puts it back
-    calibration = [w for w in train_wavs if len(w)][:: max(1, len(train_wavs) // 20)][:20]
-    ratios = [np.sqrt(np.mean(np.square(w, dtype=np.float64)) / max(np.mean(np.square(codec.decode(codec.encode(w))[: len(w)],
-              dtype=np.float64)), 1e-20)) for w in calibration]
-    config = replace(config, output_gain=round(float(np.median(ratios)), 4))
-    codec = MelPitchCodec(config, codec.mel_codebooks)
+    codec = MelPitchCodec(config, np.stack(books), vocoder)
+    if config.decoder == "harmonic":
+        # the envelope's peaks at resolved low harmonics make the synthesiser louder than its input (about
+        # 2x); one gain, the median level ratio over training clips, puts it back
+        calibration = [w for w in train_wavs if len(w)][:: max(1, len(train_wavs) // 20)][:20]
+        ratios = [np.sqrt(np.mean(np.square(w, dtype=np.float64)) / max(np.mean(np.square(codec.decode(codec.encode(w))[: len(w)],
+                  dtype=np.float64)), 1e-20)) for w in calibration]
+        config = replace(config, output_gain=round(float(np.median(ratios)), 4))
+        codec = MelPitchCodec(config, codec.mel_codebooks)
     codec.save(out, {"frames": len(residual), "utterances": len(train_wavs), "kmeans": "scikit-learn KMeans, n_init 1, "
                      "30 iterations"})
     return codec
