@@ -31,6 +31,12 @@ agree only to 0.63 frame log-F0 correlation on the original audio, which bounds 
 library fits this decoder: pyworld's `synthesize` wants WORLD's own envelope and aperiodicity, and
 librosa's mel inversion is Griffin-Lim.
 
+With `decoder: hifigan` (`train-codec --vocoder DIR`) the mel codebooks quantise a pretrained HiFi-GAN's
+own log-mel instead (`opuslm/tokenize/hifigan.py`: its analysis at the same sub-frame centres), and the
+vocoder, copied into the codec folder, decodes it; the pitch codebook stays a token the LM reads, and
+HiFi-GAN hears the pitch in the mel's harmonics. On the demo corpus's 50 dev clips the judge's WER on
+resynthesis is 0.418 against this synthesiser's 0.504 (original 0.298), at 3x real time instead of 30x.
+
 Encoding is per utterance (batched codes equal single ones by construction), in float64.
 """
 
