@@ -112,6 +112,39 @@ def test_with_lora_only_the_adapters_change_inside_the_backbone_and_a_tied_head_
         apply_tuning(small_model(tied=True), TuneConfig(freeze=["head"]))
 
 
+def test_lr_scale_gives_each_groups_tensors_its_own_peak_and_the_schedule_keeps_the_ratios():
+    from opuslm.train.config import StageConfig
+    from opuslm.train.trainer import optimizer_and_schedule
+    from opuslm.train.tuning import lr_groups
+
+    model = small_model()
+    apply_tuning(model, TuneConfig(lora=LoraSettings(rank=2, alpha=4)))
+    stage = StageConfig.model_validate({
+        "name": "s", "steps": 10, "lr": {"peak": 1e-3, "warmup": 2}, "data": {"sources": [{"name": "a", "dataset": "d", "task": "asr"}]},
+        "optim": {"lr_scale": {"embeddings": 10, "lora": 0.5}}})
+    optimizer, scheduler = optimizer_and_schedule(model, stage, 1e-3)
+    group_of = lr_groups(model)
+    scale_of = {id(p): group["lr_scale"] for group in optimizer.param_groups for p in group["params"]}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(scale_of) == len(trainable) == sum(len(g["params"]) for g in optimizer.param_groups)  # each once
+    embeddings = model.backbone.get_input_embeddings().weight
+    assert scale_of[id(embeddings)] == 10 and group_of[id(embeddings)] == "embeddings"
+    assert all(scale_of[id(p)] == 0.5 for name, p in model.named_parameters() if ".lora_" in name)
+    assert {scale_of[id(p)] for name, p in model.named_parameters() if p.requires_grad and ".lora_" not in name
+            and p is not embeddings} == {1.0}
+    unscaled = {(g["weight_decay"], len(g["params"])) for g in torch.optim.AdamW(parameter_groups(model, 0.1), lr=1).param_groups}
+    assert len(unscaled) == 2  # without lr_scale: the decayed and the undecayed groups, as before
+    for step in range(10):
+        factor = optimizer.param_groups[0]["lr"] / 1e-3
+        for group in optimizer.param_groups:
+            assert group["lr"] == pytest.approx(1e-3 * group["lr_scale"] * factor)
+        optimizer.step()
+        scheduler.step()
+    with pytest.raises(ValueError, match="lr_scale"):
+        StageConfig.model_validate({"name": "s", "steps": 1, "parallel": "megatron", "optim": {"lr_scale": {"head": 2}},
+                                    "data": {"sources": [{"name": "a", "dataset": "d", "task": "asr"}]}})
+
+
 @pytest.fixture(scope="module")
 def base_model(tiny_shards, tmp_path_factory):
     """A model folder with its tokenizers (a preset, briefly trained: what the walkthrough fine-tunes)."""

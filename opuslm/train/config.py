@@ -18,7 +18,7 @@ from opuslm.errors import OpusLMError
 from opuslm.model.config import STREAM0_SOFTMAX
 from opuslm.model.lora import ALL_LINEAR
 from opuslm.tasks import GENERATIVE_TASKS, TaskTable, read_tasks
-from opuslm.train.tuning import FREEZE_GROUPS
+from opuslm.train.tuning import FREEZE_GROUPS, LR_GROUPS
 
 
 class SourceConfig(Strict):
@@ -77,6 +77,8 @@ class OptimConfig(Strict):
     weight_decay: float = Field(0.1, ge=0)  # not on embeddings, norms, biases or stream offsets
     eps: float = Field(1e-8, gt=0)
     clip: float = Field(1.0, gt=0)  # the gradient norm's ceiling
+    # the peak LR times this for a group (`opuslm.train.tuning.LR_GROUPS`), e.g. new audio parts faster than LoRA
+    lr_scale: dict[Literal[LR_GROUPS], Annotated[float, Field(gt=0, le=100)]] = {}
 
 
 class ValidationConfig(Strict):
@@ -124,8 +126,9 @@ class StageConfig(Strict):
 
     @model_validator(mode="after")
     def _tuning_on_hf(self):
-        if self.parallel == "megatron" and (self.tune.lora is not None or self.tune.freeze):
-            raise ValueError("tune (LoRA, freezing) runs on the HF backend (parallel: ddp or fsdp2), not megatron")
+        if self.parallel == "megatron" and (self.tune.lora is not None or self.tune.freeze or self.optim.lr_scale):
+            raise ValueError("tune (LoRA, freezing) and optim.lr_scale run on the HF backend (parallel: ddp or fsdp2), "
+                             "not megatron")
         return self
 
     @model_validator(mode="after")

@@ -45,15 +45,34 @@ class LossForward(nn.Module):
         return out.weighted_sum, out
 
 
-def parameter_groups(model, weight_decay: float) -> list[dict]:
+def parameter_groups(model, weight_decay: float, lr_scale: dict[str, float] | None = None) -> list[dict]:
     """Weight decay on matrices only: not on embeddings, the head, norms, biases or stream offsets; frozen
-    parameters are left out."""
+    parameters are left out. Each group carries its `lr_scale`: 1, or with `lr_scale` ({LR group: factor},
+    `opuslm.train.tuning.LR_GROUPS`) its group's factor, by which the trainer multiplies the peak LR (the
+    schedule's shape is the same for all)."""
+    from opuslm.train.tuning import lr_groups
+
     exempt = {id(p) for p in model.table_parameters()} | {id(model.stream_offsets)}
-    decay, no_decay = [], []
+    group_of = lr_groups(model) if lr_scale else {}
+    groups: dict[tuple[bool, float], list] = {}
     for param in model.parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 or id(param) in exempt else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            decays = param.ndim >= 2 and id(param) not in exempt
+            scale = (lr_scale or {}).get(group_of.get(id(param)), 1.0)
+            groups.setdefault((decays, scale), []).append(param)
+    ordered = sorted(groups.items(), key=lambda item: (item[0][1] != 1.0, not item[0][0]))  # unscaled, decayed first
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
+            for (decays, scale), params in ordered]
+
+
+def optimizer_and_schedule(model, stage, peak_lr: float):
+    """AdamW over `parameter_groups` (each group peaking at `peak_lr` times its `lr_scale`) and the
+    stage's LR schedule, which multiplies every group's peak by the same factor at each step."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, stage.optim.weight_decay, stage.optim.lr_scale),
+                                  lr=peak_lr, betas=stage.optim.betas, eps=stage.optim.eps)
+    for group in optimizer.param_groups:  # before the scheduler, which keeps each group's as its peak
+        group["lr"] = peak_lr * group["lr_scale"]
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, stage.steps, stage.lr))
 
 
 class StageRun:
@@ -72,9 +91,7 @@ class StageRun:
                                *self.backend.data_split(), validation_sources, self.tasks)  # tensor-parallel peers share a batch
         self.forward = self.backend.wrap(LossForward(self.model), self.model)
         # after wrapping: FSDP2 replaces the parameters with sharded ones, which the optimiser must hold
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, stage.optim.weight_decay), lr=peak_lr,
-                                           betas=stage.optim.betas, eps=stage.optim.eps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage.steps, stage.lr))
+        self.optimizer, self.scheduler = optimizer_and_schedule(self.model, stage, peak_lr)
         self.checkpoints = Checkpointer(self.run_dir / "checkpoints", self.backend, stage.checkpoint_every,
                                         stage.keep_last, stage.steps)
         self.log = RunLog(self.run_dir, stage.name, stage.steps, stage.log_every, self.world.main, progress)
@@ -134,7 +151,7 @@ class StageRun:
                 per_modality[name] = per_modality.get(name, 0.0) + value / len(batches)
         self.backend.finish_gradients(self.forward)
         grad_norm = self.backend.clip(self.model, self.stage.optim.clip)
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["lr_scale"]  # the schedule's
         self.optimizer.step()
         self.scheduler.step()
         self.backend.zero_gradients(self.forward, self.optimizer)

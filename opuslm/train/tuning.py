@@ -22,6 +22,11 @@ from opuslm.errors import OpusLMError
 
 FREEZE_GROUPS = ("audio_rows", "text_rows", "backbone", "head", "stream_offsets", "heard_adapter")
 
+# What `optim.lr_scale` can speed up or slow down: whole tensors, since AdamW's step does not scale with the
+# gradient (rows of one table cannot learn at two rates). `embeddings` is the joint table (with a tied head);
+# with text_rows frozen it is the audio rows' rate. `lora` is the adapters, `backbone` the rest of it.
+LR_GROUPS = ("embeddings", "head", "lora", "backbone", "stream_offsets", "heard_adapter")
+
 
 def add_stage_lora(model, tune) -> None:
     """The stage's LoRA adapters (`tune.lora`) on `model`, unless it has adapters already (a start folder
@@ -77,6 +82,19 @@ def _freeze_rows(table: torch.nn.Parameter, vocab, groups: set[str]) -> None:
         keep[:] = 0
         keep[audio] = 1
     table.register_hook(lambda grad: grad * keep)
+
+
+def lr_groups(model) -> dict[int, str]:
+    """The `LR_GROUPS` name of each of the HF multi-stream model's parameters, by `id`."""
+    embeddings = model.backbone.get_input_embeddings().weight
+    head = model.backbone.get_output_embeddings().weight
+    groups = {id(p): ("lora" if ".lora_" in name else "backbone") for name, p in model.backbone.named_parameters()}
+    groups[id(head)] = "head"
+    groups[id(embeddings)] = "embeddings"  # after head: a tied head is the table
+    groups[id(model.stream_offsets)] = "stream_offsets"
+    if model.config.heard_features:
+        groups.update({id(p): "heard_adapter" for p in model.heard_adapter.parameters()})
+    return groups
 
 
 def trainable_parameters(model) -> int:
