@@ -192,3 +192,12 @@ def test_a_checkpoint_of_another_model_shape_is_refused_in_one_line(tmp_path, mo
                                           r"model of another shape or tuning"):
         HFTraining.restore(object.__new__(HFTraining), tmp_path, torch.nn.Linear(2, 2), torch.optim.SGD(
             torch.nn.Linear(2, 2).parameters(), lr=0.1), "v")
+
+
+def test_a_vocoder_with_a_codec_it_cannot_decode_is_refused_before_any_work(small_corpus, tmp_path, capsys):
+    assert main(["tokenizers", "train-codec", "--manifest", str(small_corpus), "--out", str(tmp_path / "c"),
+                 "--kind", "neural", "--vocoder", str(tmp_path / "v")]) == 2
+    assert "--vocoder decodes the mel-pitch codec; the neural codec has a decoder of its own" in _error(capsys)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--vocoder", str(tmp_path / "v"), "--codec", str(tmp_path / "c")]) == 2
+    assert re.search(r"--vocoder \S+ decodes the demo's mel-pitch codec, and --codec \S+ replaces it: drop one", _error(capsys))
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d" / "corpus").exists()

