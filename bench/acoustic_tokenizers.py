@@ -83,7 +83,7 @@ def main() -> None:
         print(f"left out the HiFi-GAN decoder: {missing}")
         vocoder = None
     if vocoder:
-        fit_mel_pitch_codec(train, work / "mel_hifigan", MelPitchConfig(decoder="hifigan"), progress=False, vocoder=vocoder)
+        fit_mel_pitch_codec(train, work / "mel_hifigan", progress=False, vocoder=vocoder)
     fit_mel_pitch_codec(train, work / "mel_only", MelPitchConfig(num_codebooks=9), progress=False)
     train_small_codec(train, work / "neural", steps=args.codec_steps, progress=False)
     candidates = {"mel-pitch codec (the demo's)": load_acoustic_tokenizer(work / "mel_pitch"),

@@ -180,8 +180,8 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
                                  seed=config.seed).save(tokenizers.semantic)
     if need_codec:
         staging = paths.tokenizers / "codec.tmp"
-        fit_mel_pitch_codec(train, staging, MelPitchConfig(seed=config.seed, decoder="hifigan" if config.vocoder else "harmonic"),
-                            max_frames=config.codec_frames, vocoder=config.vocoder)
+        fit_mel_pitch_codec(train, staging, MelPitchConfig(seed=config.seed), max_frames=config.codec_frames,
+                            vocoder=config.vocoder)
         staging.rename(tokenizers.acoustic)
     report = paths.tokenizers / "codec.report"
     if not (report / "report.json").is_file():

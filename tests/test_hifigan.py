@@ -135,8 +135,9 @@ def test_the_vocoder_mel_is_librosas_filter_bank_over_torch_stft():
 def hifigan_codec(small_corpus, tiny_vocoder, tmp_path_factory):
     wavs = [sf.read(u.audio_path(small_corpus), dtype="float32")[0] for u in read_manifest(small_corpus, split="train")[:12]]
     folder = tmp_path_factory.mktemp("mel_hifigan") / "codec"
-    fit_mel_pitch_codec(wavs, folder, MelPitchConfig(num_codebooks=3, codebook_size=16, decoder="hifigan"),
-                        max_frames=3000, progress=False, vocoder=tiny_vocoder)
+    fit_mel_pitch_codec(wavs, folder, MelPitchConfig(num_codebooks=3, codebook_size=16), max_frames=3000,
+                        progress=False, vocoder=tiny_vocoder)
+    assert json.loads((folder / "codec.json").read_text())["config"]["decoder"] == "hifigan"  # the vocoder says so
     return folder
 
 

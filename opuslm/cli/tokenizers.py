@@ -209,8 +209,7 @@ def _train_codec(args) -> None:
         from opuslm.tokenize.mel_pitch import MelPitchConfig, fit_mel_pitch_codec
 
         fit_mel_pitch_codec(train, args.out, MelPitchConfig(num_codebooks=args.codebooks, codebook_size=args.codebook_size,
-                                                            seed=args.seed, decoder="hifigan" if args.vocoder else "harmonic"),
-                            vocoder=args.vocoder)
+                                                            seed=args.seed), vocoder=args.vocoder)
     else:
         from opuslm.tokenize.codec_training import train_small_codec
         from opuslm.tokenize.small_codec import SmallCodecConfig

@@ -285,12 +285,14 @@ class MelPitchCodec:
 def fit_mel_pitch_codec(train_wavs: list[np.ndarray], out: str | Path, config: MelPitchConfig | None = None,
                         max_frames: int = 30000, progress: bool = True, vocoder: str | Path | None = None) -> MelPitchCodec:
     """Fit the mel codebooks by residual k-means on frames of `train_wavs` (mono at config.sample_rate),
-    `max_frames` of them drawn with the config's seed; save the codec to `out` (with decoder hifigan,
-    a copy of the `vocoder` folder beside the codebooks)."""
+    `max_frames` of them drawn with the config's seed; save the codec to `out`. With a `vocoder` folder
+    the decoder is HiFi-GAN (config.decoder "hifigan"), and the codec keeps a copy of the vocoder."""
     from sklearn.cluster import KMeans
     from opuslm.progress import progress_bar
 
     config = config or MelPitchConfig()
+    if vocoder is not None:
+        config = replace(config, decoder="hifigan")
     codec = MelPitchCodec(config, np.zeros((config.num_codebooks - 1, config.codebook_size,
                                             config.sub_frames * config.n_mels)), vocoder)
     frames = np.concatenate([codec.stacked_mel(w) for w in train_wavs if len(w)]) if train_wavs else np.zeros((0, 1))

@@ -54,7 +54,7 @@ def parameter_groups(model, weight_decay: float, lr_scale: dict[str, float] | No
 
     exempt = {id(p) for p in model.table_parameters()} | {id(model.stream_offsets)}
     group_of = lr_groups(model) if lr_scale else {}
-    groups: dict[tuple[bool, float], list] = {}
+    groups: dict[tuple[bool, float], list] = {(True, 1.0): [], (False, 1.0): []}  # both, as before lr_scale
     for param in model.parameters():
         if param.requires_grad:
             decays = param.ndim >= 2 and id(param) not in exempt
@@ -151,7 +151,7 @@ class StageRun:
                 per_modality[name] = per_modality.get(name, 0.0) + value / len(batches)
         self.backend.finish_gradients(self.forward)
         grad_norm = self.backend.clip(self.model, self.stage.optim.clip)
-        lr = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["lr_scale"]  # the schedule's
+        lr = self.peak_lr * lr_factor(self.scheduler.last_epoch, self.stage.steps, self.stage.lr)  # the schedule's
         self.optimizer.step()
         self.scheduler.step()
         self.backend.zero_gradients(self.forward, self.optimizer)
