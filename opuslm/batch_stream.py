@@ -48,6 +48,7 @@ class HeardTranscripts:
     spans: list[tuple[int, int]]
     transcripts: list[torch.Tensor]
     weight: float
+    layer: str = "output"
 
 
 @dataclass
@@ -347,7 +348,7 @@ class PackedLoader:
         loss_mask = torch.zeros((len(mine), streams, length), dtype=torch.bool)
         positions = torch.zeros((len(mine), length), dtype=torch.long)
         documents = torch.full((len(mine), length), -1, dtype=torch.long)
-        heard = HeardTranscripts([], [], [], self.config.ctc_weight) if self.config.ctc_weight > 0 else None
+        heard = HeardTranscripts([], [], [], self.config.ctc_weight, self.config.ctc_layer) if self.config.ctc_weight > 0 else None
         features = HeardFeatures(torch.zeros((len(mine), length, self.heard_features)),
                                  torch.zeros((len(mine), length), dtype=torch.bool)) if self.heard_features else None
         examples = real = 0
@@ -355,7 +356,7 @@ class PackedLoader:
             at = 0
             for document, (_, tokens, mask, spoken, listened) in enumerate(row):
                 size = tokens.shape[1]
-                if heard is not None and spoken is not None:
+                if heard is not None and spoken is not None and (heard.layer == "output" or (listened is not None and listened[1].any())):
                     heard.rows.append(r)
                     heard.spans.append((at + spoken[0], at + spoken[1]))
                     heard.transcripts.append(torch.from_numpy(spoken[2]))

@@ -232,3 +232,101 @@ def test_heard_dropout_withholds_whole_examples_features_and_nothing_else(heard_
     # a task of the voice (`heard_features: false` in tasks.yaml) never reads them, dropout or not
     voice = examples(0.0, "sgc")
     assert voice and all(features is None for _, _, heard, features in voice)
+
+
+def test_ctc_on_the_adapter_scores_its_output_by_pad_and_the_text_rows_and_trains_it_alone(tmp_path):
+    """`data.ctc_layer: adapter` and the `heard_ctc` objective: the same naive CTC as the decoder's, over
+    the adapter's output instead of the last hidden states; the objective moves the adapter and nothing else."""
+    from opuslm.batch_stream import HeardTranscripts
+    from opuslm.train.tuning import train_only_heard_adapter
+
+    from test_model import naive_ctc, random_batch
+
+    model = grown(tmp_path, 5).train()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.heard_adapter[2].weight)
+    features = random_heard((2, 12), 3)
+    heard = HeardTranscripts(rows=[0, 1], spans=[(3, 7), (3, 9)], transcripts=[torch.tensor([4, 9]), torch.tensor([0])],
+                             weight=0.5, layer="adapter")
+    out = model.adapter_ctc_loss(heard, features)
+    head = model.backbone.get_output_embeddings().weight.double()
+    allowed = [PAD_ID] + list(range(VOCAB.text_offset, VOCAB.size))
+    added = model.heard_input(features, torch.float32).double()
+    expected = sum(naive_ctc((added[row, start:end] @ head[allowed].T).log_softmax(-1), [int(i) + 1 for i in transcript])
+                   for row, (start, end), transcript in zip(heard.rows, heard.spans, heard.transcripts))
+    assert out.frames == int(features.present.sum()) == 8
+    assert np.isclose(out.weighted_sum.item(), 0.5 * expected.item(), rtol=1e-4)
+    assert np.isclose(out.per_stream["ctc"], expected.item() / 3, rtol=1e-4)
+    frames, mask = random_batch(2)  # the next-frame loss asks the same of the adapter (its steps cut by one)
+    assert np.isclose((model.loss(frames[..., :12], mask[..., :12], heard=heard, features=features).weighted_sum
+                       - model.loss(frames[..., :12], mask[..., :12], features=features).weighted_sum).item(),
+                      0.5 * expected.item(), rtol=1e-4)
+    train_only_heard_adapter(model)
+    model.adapter_ctc_loss(heard, features).loss.backward()
+    trained = {name for name, p in model.named_parameters() if p.grad is not None}
+    assert trained == {f"heard_adapter.{k}" for k in ("0.weight", "0.bias", "2.weight", "2.bias")}
+    with pytest.raises(OpusLMError, match="objective heard_ctc trains the continuous input path's adapter, but the model has none"):
+        train_only_heard_adapter(grown(tmp_path / "plain", 0))
+
+
+def test_adapter_ctc_asks_only_for_audio_whose_features_the_batch_holds(heard_shards, tiny_tokenizers):
+    """Without features (heard_dropout) the adapter outputs zero, so its CTC would be a constant: left out."""
+    from opuslm.batch_stream import PackedLoader
+    from opuslm.templates import TemplateBuilder
+    from opuslm.tokenize.text import load_text_tokenizer
+    from opuslm.train.config import DataConfig
+
+    shards = TokenShards(heard_shards)
+    vocab = JointVocab.from_tokens(heard_shards)
+    delays = list(range(vocab.num_streams))
+    builder = TemplateBuilder(vocab, load_text_tokenizer(shards.tokenizer_path("text")), max_delay=delays[-1])
+
+    def heard_segments(layer: str, dropout: float) -> int:
+        config = DataConfig.model_validate({"sources": [{"name": "a", "dataset": "s", "task": "asr"}], "rows": 2,
+                                            "row_frames": 512, "ctc_weight": 1.0, "ctc_layer": layer,
+                                            "heard_dropout": dropout})
+        batch = PackedLoader(config, {"s": str(heard_shards)}, builder, delays, heard_features=shards.feature_dim).next_batch()
+        assert batch.heard.layer == layer
+        return len(batch.heard.rows)
+
+    assert heard_segments("adapter", 0.0) == heard_segments("output", 0.0) == heard_segments("output", 1.0) > 0
+    assert heard_segments("adapter", 1.0) == 0
+
+
+def test_a_heard_ctc_stage_trains_the_adapter_alone_and_the_next_stage_starts_from_it(heard_shards, tiny_shards, tmp_path):
+    from safetensors.torch import load_file
+
+    from opuslm.train.config import StageConfig
+    from opuslm.train.stages import run_schedule, stage_model
+
+    path = schedule_file(tmp_path, heard_shards, heard=True)
+    schedule = yaml.safe_load(path.read_text())
+    listen = yaml.safe_load(yaml.safe_dump(schedule["stages"][0]))
+    listen["overrides"].update({"name": "listen", "objective": "heard_ctc"})
+    listen["overrides"]["data"].update({"ctc_weight": 1.0, "ctc_layer": "adapter"})
+    schedule["stages"][0]["overrides"].update({"from": "listen"})
+    schedule["stages"].insert(0, listen)
+    path.write_text(yaml.safe_dump(schedule))
+    run_schedule(path, progress=False)
+    out = tmp_path / "out"
+    init, warmed = (OpusLM.from_pretrained(stage_model(out, s)) for s in ("init", "listen"))
+    assert all(torch.equal(a, b) for a, b in zip(init.backbone.state_dict().values(), warmed.backbone.state_dict().values()))
+    assert torch.equal(init.stream_offsets, warmed.stream_offsets)
+    assert not torch.equal(init.heard_adapter[2].weight, warmed.heard_adapter[2].weight)
+    assert (stage_model(out, "pretrain").parent / "summary.json").is_file()
+    logged = [line for line in (out / "listen" / "log.jsonl").read_text().splitlines() if '"per_stream"' in line]
+    assert logged and all(set(yaml.safe_load(line)["per_stream"]) == {"ctc"} for line in logged)
+    trained = load_file(stage_model(out, "listen") / "streams.safetensors")
+    assert torch.equal(trained["heard_adapter.2.weight"], warmed.heard_adapter[2].weight)
+
+    base = {"name": "s", "steps": 1, "objective": "heard_ctc", "data": {"sources": [{"name": "a", "dataset": "s", "task": "asr"}]}}
+    with pytest.raises(ValueError, match="set data.ctc_weight above 0 and data.ctc_layer: adapter"):
+        StageConfig.model_validate(base)
+    base["data"].update({"ctc_weight": 1.0, "ctc_layer": "adapter"})
+    with pytest.raises(ValueError, match="drop tune.lora"):
+        StageConfig.model_validate({**base, "tune": {"lora": {"rank": 2}}})
+    schedule = yaml.safe_load(schedule_file(tmp_path / "plain", tiny_shards, heard=False).read_text())
+    schedule["stages"][0]["overrides"]["data"].update({"ctc_weight": 1.0, "ctc_layer": "adapter"})
+    (tmp_path / "plain" / "schedule.yaml").write_text(yaml.safe_dump(schedule))
+    with pytest.raises(OpusLMError, match="data.ctc_layer adapter asks the continuous input path's adapter"):
+        run_schedule(tmp_path / "plain" / "schedule.yaml", progress=False)

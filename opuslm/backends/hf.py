@@ -33,10 +33,12 @@ class HFTraining:
         """The start model with the stage's `tune` applied (LoRA, frozen groups) before any wrapping:
         DDP and FSDP2 take what trains as they find it."""
         from opuslm.model.multistream import OpusLM
-        from opuslm.train.tuning import apply_tuning
+        from opuslm.train.tuning import apply_tuning, train_only_heard_adapter
 
         model = OpusLM.from_pretrained(start).to(self.world.device)
         apply_tuning(model, self.stage.tune)
+        if self.stage.objective == "heard_ctc":
+            train_only_heard_adapter(model)
         if self.stage.activation_checkpointing:
             model.enable_activation_checkpointing()
         return model

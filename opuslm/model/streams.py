@@ -97,8 +97,22 @@ class MultiStreamLM(nn.Module):
         if not self.config.heard_features:
             raise OpusLMError("heard features were given to a model without the continuous input path "
                               "(its heard_features is 0)")
-        added = self.heard_adapter(heard.values.to(embeds.dtype)) * heard.present.unsqueeze(-1).to(embeds.dtype)
-        return embeds + added
+        return embeds + self.heard_input(heard, embeds.dtype)
+
+    def heard_input(self, heard: HeardFeatures, dtype: torch.dtype) -> torch.Tensor:
+        """`[B, S, D]`: what the continuous input path adds to the embeddings, zero where no features are present."""
+        return self.heard_adapter(heard.values.to(dtype)) * heard.present.unsqueeze(-1).to(dtype)
+
+    def adapter_ctc_loss(self, heard: HeardTranscripts | None, features: HeardFeatures | None) -> LossOutput:
+        """The `heard_ctc` objective (a stage's `objective`): the auxiliary CTC loss asked of the adapter's
+        output alone (`heard_input`), scored by the text rows; no decoder runs."""
+        if heard is None or features is None:
+            raise OpusLMError("objective heard_ctc needs batches with transcripts (data.ctc_weight > 0) and heard "
+                              "features (a model with the continuous input path)")
+        ctc_sum, per_token = heard_ctc_loss(self, self.heard_input(features, self.stream_offsets.dtype), heard)
+        ctc_sum = ctc_sum + 0.0 * sum(p.sum() for p in self.heard_adapter.parameters())  # a batch that hears nothing
+        frames = int(features.present.sum())
+        return LossOutput(ctc_sum / max(frames, 1), ctc_sum, {"ctc": per_token}, {}, frames, frames)
 
     def stream_state_parameters(self) -> list[nn.Parameter]:
         """The parameters of `stream_state`, as parameters."""
@@ -167,7 +181,8 @@ class MultiStreamLM(nn.Module):
         hidden = self.hidden_states(frames[..., :-1], cut(position_ids), cut(document_ids), inputs)
         out = multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids), frames[:, 0, :-1])
         if heard is not None and heard.rows:
-            ctc_sum, per_token = heard_ctc_loss(self, hidden, heard)
+            asked = hidden if heard.layer == "output" else self.heard_input(inputs, hidden.dtype)
+            ctc_sum, per_token = heard_ctc_loss(self, asked, heard)
             out.weighted_sum = out.weighted_sum + ctc_sum
             out.loss = out.weighted_sum / max(out.frames, 1)
             out.per_stream["ctc"] = per_token

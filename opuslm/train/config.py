@@ -42,6 +42,10 @@ class DataConfig(Strict):
     loss_region: Literal["whole", "target"] = "target"
     # weight of the auxiliary CTC loss on the audio ASR and the understanding tasks listen to (0: off)
     ctc_weight: float = Field(0.0, ge=0)
+    # where it asks: "output", the decoder's last hidden states; "adapter", the continuous input path's
+    # adapter output, scored by the text rows (with a tied head, the rows the LLM reads its text through):
+    # the adapter learns to write the heard words in the LLM's own input space
+    ctc_layer: Literal["output", "adapter"] = "output"
     # SpecAugment's time masking on ids: this share of the heard audio's frames become pad (embedding
     # zero) in spans of audio_mask_span frames, in training only; against memorising utterances
     audio_mask: float = Field(0.0, ge=0, lt=1)
@@ -122,6 +126,12 @@ class StageConfig(Strict):
     tensor: int = Field(1, gt=0)  # Megatron-Core tensor-parallel size (parallel: megatron)
     pipeline: int = Field(1, gt=0)  # Megatron-Core pipeline-parallel size (only 1 is supported so far)
     tune: TuneConfig = TuneConfig()
+    # "next_frame": the multi-stream LM loss (plus data.ctc_weight's auxiliary CTC). "heard_ctc": only the
+    # continuous input path's adapter trains, by CTC of its output against the transcript over the text
+    # rows (data.ctc_layer "adapter"), and no decoder runs: a warm-up, cheap enough for a CPU, after which
+    # the adapter writes what it hears in the LLM's own input space and the next stage's decoder only
+    # learns to read it
+    objective: Literal["next_frame", "heard_ctc"] = "next_frame"
     _file: str = PrivateAttr("")  # where it was read: "<stage file> (with overrides from <schedule>)"
 
     @model_validator(mode="after")
@@ -129,6 +139,17 @@ class StageConfig(Strict):
         if self.parallel == "megatron" and (self.tune.lora is not None or self.tune.freeze or self.optim.lr_scale):
             raise ValueError("tune (LoRA, freezing) and optim.lr_scale run on the HF backend (parallel: ddp or fsdp2), "
                              "not megatron")
+        return self
+
+    @model_validator(mode="after")
+    def _heard_ctc_alone(self):
+        if self.objective == "heard_ctc":
+            if self.data.ctc_weight <= 0 or self.data.ctc_layer != "adapter":
+                raise ValueError("objective heard_ctc trains the adapter by the auxiliary CTC alone: set data.ctc_weight "
+                                 "above 0 and data.ctc_layer: adapter")
+            if self.tune.lora is not None or self.parallel == "megatron":
+                raise ValueError("objective heard_ctc trains only the adapter, on the HF backend: drop tune.lora "
+                                 "(and parallel: megatron)")
         return self
 
     @model_validator(mode="after")

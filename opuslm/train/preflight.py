@@ -170,6 +170,10 @@ def preflight(path: str | Path, schedule: ScheduleConfig, stages: list[StageConf
             raise OpusLMError(f"{stage.file}: stage {stage.name}: data.heard_dropout ({stage.data.heard_dropout}) drops "
                               "heard features, and the model has no continuous input path: set init.heard_features, "
                               "or drop data.heard_dropout")
+        if stage.data.ctc_layer == "adapter" and stage.data.ctc_weight and not backbone.heard_features:
+            raise OpusLMError(f"{stage.file}: stage {stage.name}: data.ctc_layer adapter asks the continuous input path's "
+                              "adapter for the transcript, and the model has none: set init.heard_features, or use "
+                              "data.ctc_layer: output")
         if backbone.position_limit is not None and stage.data.row_frames > backbone.position_limit:
             raise OpusLMError(f"{stage.file}: stage {stage.name}: data.row_frames ({stage.data.row_frames}) is more than "
                               f"the backbone's {backbone.position_limit} positions (max_position_embeddings of "

@@ -36,12 +36,15 @@ from opuslm.vocab import PAD_ID
 class LossForward(nn.Module):
     """The model's loss as a `forward`, so DDP and FSDP2 hooks see every training call."""
 
-    def __init__(self, model):
+    def __init__(self, model, objective: str = "next_frame"):
         super().__init__()
-        self.model = model
+        self.model, self.objective = model, objective
 
     def forward(self, frames, loss_mask, position_ids, document_ids, heard=None, features=None):
-        out = self.model.loss(frames, loss_mask, position_ids, document_ids, heard, features)
+        if self.objective == "heard_ctc":
+            out = self.model.adapter_ctc_loss(heard, features)
+        else:
+            out = self.model.loss(frames, loss_mask, position_ids, document_ids, heard, features)
         return out.weighted_sum, out
 
 
@@ -89,7 +92,7 @@ class StageRun:
         self.model = self.backend.load(start)
         self.data = stage_data(stage, datasets, self.model, load_text_tokenizer(self.tokenizers.text), model_identity(start),
                                *self.backend.data_split(), validation_sources, self.tasks)  # tensor-parallel peers share a batch
-        self.forward = self.backend.wrap(LossForward(self.model), self.model)
+        self.forward = self.backend.wrap(LossForward(self.model, stage.objective), self.model)
         # after wrapping: FSDP2 replaces the parameters with sharded ones, which the optimiser must hold
         self.optimizer, self.scheduler = optimizer_and_schedule(self.model, stage, peak_lr)
         self.checkpoints = Checkpointer(self.run_dir / "checkpoints", self.backend, stage.checkpoint_every,

@@ -67,6 +67,15 @@ def apply_tuning(model, tune) -> None:
     _freeze_rows(embeddings, model.vocab, {"audio_rows", "text_rows"} & frozen)
 
 
+def train_only_heard_adapter(model) -> None:
+    """The `heard_ctc` objective's tuning: the continuous input path's adapter trains, nothing else."""
+    if not model.config.heard_features:
+        raise OpusLMError("objective heard_ctc trains the continuous input path's adapter, but the model has none "
+                          "(its heard_features is 0): start from init.heard_features: true")
+    model.requires_grad_(False)
+    model.heard_adapter.requires_grad_(True)
+
+
 def _freeze_rows(table: torch.nn.Parameter, vocab, groups: set[str]) -> None:
     if groups == {"audio_rows", "text_rows"}:
         table.requires_grad_(False)
