@@ -306,6 +306,7 @@ def test_a_heard_ctc_stage_trains_the_adapter_alone_and_the_next_stage_starts_fr
     listen["overrides"]["data"].update({"ctc_weight": 1.0, "ctc_layer": "adapter"})
     schedule["stages"][0]["overrides"].update({"from": "listen"})
     schedule["stages"].insert(0, listen)
+    schedule["init"]["heard_mix"] = "text_posterior"
     path.write_text(yaml.safe_dump(schedule))
     run_schedule(path, progress=False)
     out = tmp_path / "out"
@@ -313,6 +314,7 @@ def test_a_heard_ctc_stage_trains_the_adapter_alone_and_the_next_stage_starts_fr
     assert all(torch.equal(a, b) for a, b in zip(init.backbone.state_dict().values(), warmed.backbone.state_dict().values()))
     assert torch.equal(init.stream_offsets, warmed.stream_offsets)
     assert not torch.equal(init.heard_adapter[2].weight, warmed.heard_adapter[2].weight)
+    assert init.config.heard_mix == warmed.config.heard_mix == "text_posterior"
     assert (stage_model(out, "pretrain").parent / "summary.json").is_file()
     logged = [line for line in (out / "listen" / "log.jsonl").read_text().splitlines() if '"per_stream"' in line]
     assert logged and all(set(yaml.safe_load(line)["per_stream"]) == {"ctc"} for line in logged)
@@ -330,3 +332,35 @@ def test_a_heard_ctc_stage_trains_the_adapter_alone_and_the_next_stage_starts_fr
     (tmp_path / "plain" / "schedule.yaml").write_text(yaml.safe_dump(schedule))
     with pytest.raises(OpusLMError, match="data.ctc_layer adapter asks the continuous input path's adapter"):
         run_schedule(tmp_path / "plain" / "schedule.yaml", progress=False)
+
+
+def test_the_text_posterior_mix_adds_the_heard_words_as_the_llms_own_rows(tmp_path):
+    """heard_mix text_posterior: at each heard step the softmax of the adapter's output over the blank and
+    the text rows, times the text rows (the blank adds nothing); zero where nothing is heard; a confident
+    output adds its word's row itself."""
+    folder = saved_llm(tmp_path, "llama")[1]
+    model = OpusLM.from_llm(folder, VOCAB, MultiStreamConfig(heard_features=5, heard_mix="text_posterior")).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.heard_adapter[2].weight)
+        features = random_heard((2, 10), 4)
+        added = model.heard_input(features, torch.float32)
+        head = model.backbone.get_output_embeddings().weight  # this LLM's head is not tied to its embeddings
+        text = model.backbone.get_input_embeddings().weight[VOCAB.text_offset:]
+        logits = model.heard_adapter(features.values) @ torch.cat([head[PAD_ID:PAD_ID + 1], head[VOCAB.text_offset:]]).T
+        naive = logits.softmax(-1)[..., 1:] @ text
+        assert torch.allclose(added[features.present], naive[features.present], atol=1e-6)
+        assert not added[~features.present].any()
+        word = 17  # an adapter whose output is a large multiple of one word's row adds that row
+        model.heard_adapter[2].weight.zero_()
+        model.heard_adapter[2].bias.copy_(500 * head[VOCAB.text_offset + word] / head[VOCAB.text_offset + word].norm())
+        confident = model.heard_input(features, torch.float32)[features.present]
+        assert torch.allclose(confident, text[word].expand_as(confident), atol=1e-3)
+    with pytest.raises(OpusLMError, match="heard_mix must be one of adapter, text_posterior"):
+        MultiStreamConfig(heard_features=5, heard_mix="words")
+
+
+def test_a_heard_mix_without_the_path_is_refused(heard_shards, tmp_path):
+    from opuslm.model.init import init_model
+
+    with pytest.raises(OpusLMError, match="heard_mix text_posterior shapes the continuous input path: turn on heard_features"):
+        init_model(heard_shards, tmp_path / "m", preset="tiny", heard_mix="text_posterior")

@@ -11,7 +11,7 @@ GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
 def register(subparsers) -> None:
     from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling
-    from opuslm.model.config import STREAM0_SOFTMAX
+    from opuslm.model.config import HEARD_MIX, STREAM0_SOFTMAX
     from opuslm.model.presets import PRESETS
     from opuslm.tasks import BUILTIN_TASKS
 
@@ -37,6 +37,10 @@ def register(subparsers) -> None:
     init.add_argument("--heard-features", action="store_true",
                       help="the continuous input path: the heard audio's semantic-encoder features, added through an "
                       "adapter (needs shards tokenized with --heard-features)")
+    init.add_argument("--heard-mix", choices=HEARD_MIX, default=HEARD_MIX[0],
+                      help="with --heard-features: add the adapter's output, or its softmax over the text rows times "
+                      "those rows (the heard words as the LLM's own word embeddings; warm the adapter first with a "
+                      "stage of objective heard_ctc, stages/listen.yaml)")
     init.set_defaults(func=_init)
 
     export = commands.add_parser("export-text", formatter_class=help_formatter, help="the text part as a plain HF LLM",
@@ -113,7 +117,7 @@ def _init(args) -> None:
 
     delays = parse_delays(args.delays, JointVocab.from_tokens(args.tokens).num_streams)
     model = init_model(args.tokens, args.out, args.llm, args.preset, delays, args.seed, args.codebook_row_scale,
-                       args.stream0_softmax, args.heard_features)
+                       args.stream0_softmax, args.heard_features, args.heard_mix)
     params = sum(p.numel() for p in model.parameters())
     print(f"model {args.out}: {params / 1e6:.1f} M parameters, vocabulary {model.vocab.hash} ({model.vocab.size} ids), "
           f"delays {model.delays}")

@@ -10,6 +10,7 @@ from opuslm.vocab import MODALITIES
 # OpusLM's 1.7B weights: semantic 0.5, each of 8 codebooks 0.5 / 8, text 1, special tokens 10.
 DEFAULT_LOSS_WEIGHTS = {"special": 10.0, "semantic": 0.5, "codec": 0.0625, "text": 1.0}
 STREAM0_SOFTMAX = ("full", "modality")
+HEARD_MIX = ("adapter", "text_posterior")
 
 
 @dataclass
@@ -20,13 +21,17 @@ class MultiStreamConfig:
     can follow its input (after a semantic id: specials and semantic ids; after a text id: specials and
     text ids; after a special: everything), as decoding allows (`opuslm.model.loss`); `heard_features`:
     the dimension of the continuous input path's features (0: off, the model reads ids alone), see
-    `opuslm.model.streams`."""
+    `opuslm.model.streams`; `heard_mix`: what the path adds, "adapter" its adapter's output, "text_posterior"
+    that output's softmax over the text rows (and a blank that adds nothing) times those rows: the words
+    it hears as the LLM's own word embeddings (LegoSLM's connection; train the adapter first with a
+    `heard_ctc` stage)."""
 
     delays: list[int] | None = None
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
     loss_chunk: int = 4096
     stream0_softmax: str = "full"
     heard_features: int = 0
+    heard_mix: str = "adapter"
 
     def __post_init__(self):
         unknown = set(self.loss_weights) - set(MODALITIES)
@@ -36,5 +41,7 @@ class MultiStreamConfig:
                               f"unknown {sorted(unknown)}, missing {sorted(missing)}")
         if self.stream0_softmax not in STREAM0_SOFTMAX:
             raise OpusLMError(f"stream0_softmax must be one of {', '.join(STREAM0_SOFTMAX)}, got {self.stream0_softmax!r}")
+        if self.heard_mix not in HEARD_MIX:
+            raise OpusLMError(f"heard_mix must be one of {', '.join(HEARD_MIX)}, got {self.heard_mix!r}")
         if self.heard_features < 0:
             raise OpusLMError(f"heard_features is a feature dimension (0: off), got {self.heard_features}")

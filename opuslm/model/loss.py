@@ -159,6 +159,12 @@ def _utterance_ctc(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
                       blank=0, reduction="sum", zero_infinity=True)
 
 
+def blank_and_text_rows(model) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The head rows the auxiliary CTC scores against: pad's (the blank) first, then the text range."""
+    weight, bias = model.joint_head()
+    return _head_rows(weight, bias, [(PAD_ID, PAD_ID + 1), model.vocab.modality_range("text")])
+
+
 def heard_ctc_loss(model, hidden: torch.Tensor, heard: HeardTranscripts) -> tuple[torch.Tensor, float]:
     """(weight x the summed CTC loss of every heard segment, the mean loss per transcript token).
 
@@ -167,9 +173,7 @@ def heard_ctc_loss(model, hidden: torch.Tensor, heard: HeardTranscripts) -> tupl
     softmax over that subset ignores the other logits, it does not fight the audio positions' own
     next-frame targets. One utterance at a time under activation checkpointing, so no `[T, text]`
     logits outlive their utterance (a 49k-token text range at 30 s is 150 MB each)."""
-    vocab: JointVocab = model.vocab
-    weight, bias = model.joint_head()
-    rows_weight, rows_bias = _head_rows(weight, bias, [(PAD_ID, PAD_ID + 1), vocab.modality_range("text")])
+    rows_weight, rows_bias = blank_and_text_rows(model)
     total, tokens = hidden.new_zeros((), dtype=torch.float32), 0
     for row, (start, end), transcript in zip(heard.rows, heard.spans, heard.transcripts):
         target = transcript.to(hidden.device) + 1  # 0 is the blank

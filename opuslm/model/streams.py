@@ -22,13 +22,14 @@ delayed frames. Everything else is here, once:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from opuslm.errors import OpusLMError
 from opuslm.interleave import check_delays, default_delays
 from opuslm.model.config import MultiStreamConfig
 from opuslm.batch_stream import HeardFeatures, HeardTranscripts
-from opuslm.model.loss import LossOutput, heard_ctc_loss, multistream_loss, next_frame_mask
+from opuslm.model.loss import LossOutput, blank_and_text_rows, heard_ctc_loss, multistream_loss, next_frame_mask
 from opuslm.vocab import PAD_ID, JointVocab
 
 
@@ -99,9 +100,23 @@ class MultiStreamLM(nn.Module):
                               "(its heard_features is 0)")
         return embeds + self.heard_input(heard, embeds.dtype)
 
-    def heard_input(self, heard: HeardFeatures, dtype: torch.dtype) -> torch.Tensor:
-        """`[B, S, D]`: what the continuous input path adds to the embeddings, zero where no features are present."""
+    def heard_adapter_output(self, heard: HeardFeatures, dtype: torch.dtype) -> torch.Tensor:
+        """`[B, S, D]`: the adapter's output where features are present, zero elsewhere (what the adapter's CTC scores)."""
         return self.heard_adapter(heard.values.to(dtype)) * heard.present.unsqueeze(-1).to(dtype)
+
+    def heard_input(self, heard: HeardFeatures, dtype: torch.dtype) -> torch.Tensor:
+        """`[B, S, D]`: what the continuous input path adds to the embeddings (`config.heard_mix`), zero where
+        no features are present."""
+        output = self.heard_adapter_output(heard, dtype)
+        if self.config.heard_mix == "adapter":
+            return output
+        weight, bias = blank_and_text_rows(self)  # scored as the adapter's CTC scores them (the head's rows)
+        words = self.input_embeddings().weight[slice(*self.vocab.modality_range("text"))]  # read as the LLM reads text
+        mixed = torch.zeros_like(output)
+        present = heard.present.to(output.device)
+        posterior = F.linear(output[present], weight, bias).softmax(-1)
+        mixed[present] = posterior[:, 1:] @ words  # the blank adds nothing
+        return mixed
 
     def adapter_ctc_loss(self, heard: HeardTranscripts | None, features: HeardFeatures | None) -> LossOutput:
         """The `heard_ctc` objective (a stage's `objective`): the auxiliary CTC loss asked of the adapter's
@@ -109,7 +124,7 @@ class MultiStreamLM(nn.Module):
         if heard is None or features is None:
             raise OpusLMError("objective heard_ctc needs batches with transcripts (data.ctc_weight > 0) and heard "
                               "features (a model with the continuous input path)")
-        ctc_sum, per_token = heard_ctc_loss(self, self.heard_input(features, self.stream_offsets.dtype), heard)
+        ctc_sum, per_token = heard_ctc_loss(self, self.heard_adapter_output(features, self.stream_offsets.dtype), heard)
         ctc_sum = ctc_sum + 0.0 * sum(p.sum() for p in self.heard_adapter.parameters())  # a batch that hears nothing
         frames = int(features.present.sum())
         return LossOutput(ctc_sum / max(frames, 1), ctc_sum, {"ctc": per_token}, {}, frames, frames)
@@ -181,7 +196,7 @@ class MultiStreamLM(nn.Module):
         hidden = self.hidden_states(frames[..., :-1], cut(position_ids), cut(document_ids), inputs)
         out = multistream_loss(self, hidden, frames[..., 1:], next_frame_mask(loss_mask, document_ids), frames[:, 0, :-1])
         if heard is not None and heard.rows:
-            asked = hidden if heard.layer == "output" else self.heard_input(inputs, hidden.dtype)
+            asked = hidden if heard.layer == "output" else self.heard_adapter_output(inputs, hidden.dtype)
             ctc_sum, per_token = heard_ctc_loss(self, asked, heard)
             out.weighted_sum = out.weighted_sum + ctc_sum
             out.loss = out.weighted_sum / max(out.frames, 1)

@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from opuslm.config_files import Strict, read_yaml, validate
 from opuslm.errors import OpusLMError
-from opuslm.model.config import STREAM0_SOFTMAX
+from opuslm.model.config import HEARD_MIX, STREAM0_SOFTMAX
 from opuslm.model.lora import ALL_LINEAR
 from opuslm.tasks import GENERATIVE_TASKS, TaskTable, read_tasks
 from opuslm.train.tuning import FREEZE_GROUPS, LR_GROUPS
@@ -181,6 +181,8 @@ class InitConfig(Strict):
     # the continuous input path (opuslm.model.streams): the heard audio's semantic-encoder features, from
     # token shards made with `opuslm tokenize --heard-features`, added through an adapter
     heard_features: bool = False
+    # what that path adds: the adapter's output, or the words it hears as the LLM's own rows (MultiStreamConfig)
+    heard_mix: Literal[HEARD_MIX] = HEARD_MIX[0]
 
     @model_validator(mode="after")
     def _one_start(self):
@@ -190,7 +192,8 @@ class InitConfig(Strict):
             raise ValueError("name exactly one of llm (a local HF folder), preset, or model (an OpusLM model folder)")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; presets: {', '.join(PRESETS)}")
-        growing = {"delays", "seed", "codebook_row_scale", "stream0_softmax", "heard_features"} & self.model_fields_set
+        growing = {"delays", "seed", "codebook_row_scale", "stream0_softmax", "heard_features",
+                   "heard_mix"} & self.model_fields_set
         if self.model is not None and growing:
             raise ValueError(f"{', '.join(sorted(growing))} shape a new model; a trained model folder keeps its own")
         return self

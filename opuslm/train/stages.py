@@ -53,7 +53,7 @@ def build_init(schedule, out: Path) -> Path:
         return folder
     tmp = folder.with_name("model.tmp")
     init_model(schedule.datasets[schedule.tokens], tmp, init.llm, init.preset, init.delays, init.seed,
-               init.codebook_row_scale, init.stream0_softmax, init.heard_features)
+               init.codebook_row_scale, init.stream0_softmax, init.heard_features, init.heard_mix)
     tmp.rename(folder)
     return folder
 
