@@ -301,9 +301,9 @@ def test_a_heard_ctc_stage_trains_the_adapter_alone_and_the_next_stage_starts_fr
 
     path = schedule_file(tmp_path, heard_shards, heard=True)
     schedule = yaml.safe_load(path.read_text())
-    listen = yaml.safe_load(yaml.safe_dump(schedule["stages"][0]))
-    listen["overrides"].update({"name": "listen", "objective": "heard_ctc"})
-    listen["overrides"]["data"].update({"ctc_weight": 1.0, "ctc_layer": "adapter"})
+    listen = {"file": str(STAGES / "listen.yaml"), "overrides": {  # the shipped warm-up, shrunk
+        "steps": 3, "lr": {"warmup": 1}, "checkpoint_every": 3, "data": {"row_frames": 512, "rows": 2},
+        "validation": {"every": 3, "batches": 1, "split": "train"}}}
     schedule["stages"][0]["overrides"].update({"from": "listen"})
     schedule["stages"].insert(0, listen)
     schedule["init"]["heard_mix"] = "text_posterior"
