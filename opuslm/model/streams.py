@@ -120,7 +120,7 @@ class MultiStreamLM(nn.Module):
 
     def adapter_ctc_loss(self, heard: HeardTranscripts | None, features: HeardFeatures | None) -> LossOutput:
         """The `heard_ctc` objective (a stage's `objective`): the auxiliary CTC loss asked of the adapter's
-        output alone (`heard_input`), scored by the text rows; no decoder runs."""
+        output alone (`heard_adapter_output`, before any `heard_mix`), scored by the text rows; no decoder runs."""
         if heard is None or features is None:
             raise OpusLMError("objective heard_ctc needs batches with transcripts (data.ctc_weight > 0) and heard "
                               "features (a model with the continuous input path)")

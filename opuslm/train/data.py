@@ -43,8 +43,8 @@ def stage_data(stage: StageConfig, datasets: dict[str, str], model, text_tokeniz
     heard = model.config.heard_features
     train = PackedLoader(stage.data, datasets, builder, model.delays, rank, ranks, tokenizers=identity, heard_features=heard)
     validation, notes = {}, []
+    asks = stage.objective == "heard_ctc"  # its only loss; a next-frame stage validates on that loss alone
     for source in validation_sources or stage.data.sources:
-        asks = stage.objective == "heard_ctc"  # its only loss; a next-frame stage validates on that loss alone
         config = DataConfig(sources=[source], row_frames=stage.data.row_frames, rows=stage.data.rows,
                             loss_region=stage.data.loss_region, seed=stage.data.seed,
                             ctc_weight=stage.data.ctc_weight if asks else 0.0, ctc_layer=stage.data.ctc_layer)
