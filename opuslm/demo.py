@@ -114,6 +114,21 @@ def _demo_schedule(config: DemoConfig) -> dict:
     return yaml.safe_load((path if path.is_file() else _stage_file(config.schedule)).read_text())
 
 
+def _listening_parts(config: DemoConfig) -> list[str]:
+    """What in the demo's schedule reads the continuous input path: `init.heard_mix`, and stages whose
+    objective is `heard_ctc` (their file with the schedule's overrides)."""
+    from opuslm.config_files import read_yaml
+    from opuslm.train.config import merge
+
+    schedule = _demo_schedule(config)
+    parts = [f"init.heard_mix: {schedule['init']['heard_mix']}"] if "heard_mix" in schedule["init"] else []
+    for entry in schedule["stages"]:
+        stage = merge(read_yaml(_stage_file(entry["file"])), entry.get("overrides") or {})
+        if stage.get("objective") == "heard_ctc":
+            parts.append(f"stage {stage['name']} (objective: heard_ctc)")
+    return parts
+
+
 def _write_schedule(path: Path, schedule: dict) -> Path:
     import yaml
 
@@ -349,6 +364,10 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> Demo
     if config.vocoder and config.codec:  # the vocoder decodes the codec the demo fits, which --codec replaces
         raise OpusLMError(f"--vocoder {config.vocoder} decodes the demo's mel-pitch codec, and --codec {config.codec} "
                           "replaces it: drop one of the two")
+    if not config.heard_features and (parts := _listening_parts(config)):
+        raise OpusLMError(f"the schedule {config.schedule} listens through the continuous input path "
+                          f"({', '.join(parts)}), which --no-heard-features turns off: drop --no-heard-features, "
+                          "or pass a --schedule without them")
     paths = DemoPaths.under(config.out, config.corpus)
     config.out.mkdir(parents=True, exist_ok=True)
     for number, (title, step) in enumerate(STEPS, 1):

@@ -70,3 +70,15 @@ def test_dropout_without_the_features_is_refused_before_any_step(tmp_path):
     with pytest.raises(OpusLMError, match="--heard-dropout 0.3 drops heard features, and --no-heard-features"):
         run_demo(DemoConfig(out=tmp_path / "demo", heard_features=False, heard_dropout=0.3))
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_schedule_that_listens_through_features_refuses_no_heard_features_before_any_step(tmp_path):
+    from opuslm.demo import DemoConfig, _listening_parts, run_demo
+    from opuslm.errors import OpusLMError
+
+    config = DemoConfig(out=tmp_path / "demo", heard_features=False, schedule="demo_smollm2.yaml", llm=tmp_path / "llm")
+    with pytest.raises(OpusLMError, match=r"\(init.heard_mix: text_posterior, stage listen \(objective: heard_ctc\)\), "
+                                          "which --no-heard-features turns off"):
+        run_demo(config)
+    assert not (tmp_path / "demo").exists()
+    assert _listening_parts(DemoConfig()) == []  # the embedded default's schedule runs with or without them

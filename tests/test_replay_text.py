@@ -84,7 +84,7 @@ def test_the_demo_samples_replay_text_for_a_schedule_that_names_it(tiny_llm, tmp
     from opuslm.demo import STAGE_FILES, DemoConfig, DemoPaths, write_replay_text
 
     shipped = yaml.safe_load((STAGE_FILES / "demo_smollm2.yaml").read_text())
-    replayed = {s["dataset"] for stage in shipped["stages"] for s in stage["overrides"]["data"]["sources"]}
+    replayed = {s["dataset"] for stage in shipped["stages"] for s in stage["overrides"]["data"].get("sources", [])}
     assert "replay" in shipped["datasets"] and "replay" in replayed
     schedule = tmp_path / "schedule.yaml"
     schedule.write_text(yaml.safe_dump({**shipped, "stages": shipped["stages"][:1]}))
