@@ -48,6 +48,13 @@ class LossForward(nn.Module):
         return out.weighted_sum, out
 
 
+def loss_frames(batch) -> int:
+    """What a batch's loss sum is divided by, in training and validation alike: the frames that carry a
+    next-frame loss. A heard_ctc stage's CTC sum is so per frame of its loss region too (about one a
+    transcript token), not per heard frame, which would make its validation loss several times smaller."""
+    return int(next_frame_mask(batch.loss_mask, batch.document_ids).any(1).sum())
+
+
 def parameter_groups(model, weight_decay: float, lr_scale: dict[str, float] | None = None) -> list[dict]:
     """Weight decay on matrices only: not on embeddings, the head, norms, biases or stream offsets; frozen
     parameters are left out. Each group carries its `lr_scale`: 1, or with `lr_scale` ({LR group: factor},
@@ -135,8 +142,7 @@ class StageRun:
 
     def _train_step(self) -> dict:
         batches = [self.data.train.next_batch() for _ in range(self.stage.grad_accum)]
-        frames_total = self.world.all_sum(float(sum(int(next_frame_mask(b.loss_mask, b.document_ids).any(1).sum())
-                                                    for b in batches)))
+        frames_total = self.world.all_sum(float(sum(loss_frames(b) for b in batches)))
         if frames_total == 0:
             raise OpusLMError(f"stage {self.stage.name}: a step with no loss-carrying frames; check the data mixture")
         weighted, per_stream, per_modality = 0.0, {}, {}
@@ -177,7 +183,7 @@ class StageRun:
                 with self.autocast():
                     _, out = self.forward(*b.model_inputs(self.world.device))
                 total += float(out.weighted_sum)
-                frames += out.frames
+                frames += loss_frames(b)
             losses[name] = self.world.all_sum(total) / max(self.world.all_sum(frames), 1)
         return losses
 
