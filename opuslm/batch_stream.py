@@ -41,7 +41,8 @@ TEXT_SUFFIXES = (".txt",)
 @dataclass
 class HeardTranscripts:
     """What the auxiliary CTC loss needs of a batch: per heard audio segment, its row, its steps
-    `[start, end)` in the delayed row (the trailer included, where the last frames' codebooks land),
+    `[start, end)` in the delayed row (`ctc_span`: at the output, the trailer included, where the last
+    frames' codebooks land; at the adapter, only its steps with features),
     and the transcript's text ids (the tokenizer's own ids); `weight` scales the summed loss."""
 
     rows: list[int]
@@ -161,6 +162,18 @@ def heard_steps(tokens: np.ndarray, heard: tuple[int, int], features: np.ndarray
     present[at] = tokens[0, start:end] != PAD_ID
     values[~present] = 0
     return values, present
+
+
+def ctc_span(layer: str, spoken: tuple, listened: tuple | None) -> tuple[int, int] | None:
+    """The steps `[start, end)` of a segment that the auxiliary CTC scores. At the decoder's output
+    (`layer` output): the heard audio's, the trailer included (its states there are real). At the adapter:
+    only from its first to its last step with features, since it outputs zero elsewhere, a uniform frame on
+    which any token costs what the blank costs, so that a trailer in the span let a short transcript hide
+    there while the audio's frames wrote blanks. None where the adapter has no features to be asked of."""
+    if layer == "output":
+        return spoken[0], spoken[1]
+    steps = np.flatnonzero(listened[1]) if listened is not None else []
+    return (int(steps[0]), int(steps[-1]) + 1) if len(steps) else None
 
 
 def require_heard_features(shards, dim: int, where: str) -> None:
@@ -356,9 +369,10 @@ class PackedLoader:
             at = 0
             for document, (_, tokens, mask, spoken, listened) in enumerate(row):
                 size = tokens.shape[1]
-                if heard is not None and spoken is not None and (heard.layer == "output" or (listened is not None and listened[1].any())):
+                span = ctc_span(heard.layer, spoken, listened) if heard is not None and spoken is not None else None
+                if span is not None:
                     heard.rows.append(r)
-                    heard.spans.append((at + spoken[0], at + spoken[1]))
+                    heard.spans.append((at + span[0], at + span[1]))
                     heard.transcripts.append(torch.from_numpy(spoken[2]))
                 if features is not None and listened is not None:
                     features.values[r, at:at + size] = torch.from_numpy(listened[0].astype(np.float32))

@@ -281,16 +281,27 @@ def test_adapter_ctc_asks_only_for_audio_whose_features_the_batch_holds(heard_sh
     delays = list(range(vocab.num_streams))
     builder = TemplateBuilder(vocab, load_text_tokenizer(shards.tokenizer_path("text")), max_delay=delays[-1])
 
-    def heard_segments(layer: str, dropout: float) -> int:
+    def batch(layer: str, dropout: float):
         config = DataConfig.model_validate({"sources": [{"name": "a", "dataset": "s", "task": "asr"}], "rows": 2,
                                             "row_frames": 512, "ctc_weight": 1.0, "ctc_layer": layer,
                                             "heard_dropout": dropout})
         batch = PackedLoader(config, {"s": str(heard_shards)}, builder, delays, heard_features=shards.feature_dim).next_batch()
         assert batch.heard.layer == layer
-        return len(batch.heard.rows)
+        return batch
+
+    def heard_segments(layer: str, dropout: float) -> int:
+        return len(batch(layer, dropout).heard.rows)
 
     assert heard_segments("adapter", 0.0) == heard_segments("output", 0.0) == heard_segments("output", 1.0) > 0
     assert heard_segments("adapter", 1.0) == 0
+    # the adapter is asked over exactly its steps with features (it outputs zero on the trailer, where any
+    # token would cost what the blank does); the output over the audio and the trailer of the delays
+    adapter, output = batch("adapter", 0.0), batch("output", 0.0)
+    present = adapter.features.present
+    for row, (start, end), (same_start, later_end) in zip(adapter.heard.rows, adapter.heard.spans, output.heard.spans):
+        assert present[row, start:end].all() and not present[row, start - 1] and not present[row, end]
+        assert (same_start, later_end) == (start, end + delays[-1])
+    assert int(present.sum()) == sum(end - start for start, end in adapter.heard.spans)
 
 
 def test_a_heard_ctc_stage_trains_the_adapter_alone_and_the_next_stage_starts_from_it(heard_shards, tiny_shards, tmp_path):
