@@ -257,7 +257,7 @@ def train_text_llm(config: DemoConfig, paths: DemoPaths) -> str:
 
 
 def train_stages(config: DemoConfig, paths: DemoPaths) -> str:
-    """Pretrain -> anneal -> instruct (stages/demo.yaml) from the text LLM."""
+    """The schedule's stages (stages/demo.yaml: pretrain -> anneal -> instruct) from the text LLM."""
     from opuslm.train.stages import run_schedule
 
     schedule = _demo_schedule(config)
@@ -343,7 +343,7 @@ STEPS: tuple[tuple[str, Callable[[DemoConfig, DemoPaths], str]], ...] = (
     ("lay out the joint vocabulary", joint_vocab),
     ("train the text LLM", train_text_llm),
     ("sample the LLM's own text to replay", write_replay_text),
-    ("train in stages: pretrain -> anneal -> instruct", train_stages),
+    ("train the schedule's stages (pretrain -> anneal -> instruct; the SmolLM2 recipe listens first)", train_stages),
     ("the TTS judge (embedded Whisper, or the CTC judge trained on real audio)", train_judge),
     ("evaluate every task", evaluate),
 )
