@@ -45,17 +45,28 @@ def _tiny_codec_config():
 TINY_CODEC = _tiny_codec_config()
 
 
-@pytest.fixture(scope="session")
-def tiny_shards(small_corpus, tiny_tokenizers, tmp_path_factory) -> Path:
-    """Token shards of the first 24 utterances of the small corpus (shards of 10)."""
+def _first24_shards(small_corpus, tiny_tokenizers, tmp_path_factory, heard_features: bool) -> Path:
     from opuslm.data.manifest import read_manifest, write_manifest
     from opuslm.tokenize.pipeline import tokenize_corpus
 
-    subset = small_corpus / "first24.jsonl"  # beside the corpus: its audio paths are relative to it
+    name = "first24-heard" if heard_features else "first24"
+    subset = small_corpus / f"{name}.jsonl"  # beside the corpus: its audio paths are relative to it
     write_manifest(subset, read_manifest(small_corpus)[:24])
-    out = tmp_path_factory.mktemp("shards") / "tokens"
-    tokenize_corpus(subset, out, tiny_tokenizers, shard_size=10, progress=False)
+    out = tmp_path_factory.mktemp(name) / "tokens"
+    tokenize_corpus(subset, out, tiny_tokenizers, shard_size=10, progress=False, heard_features=heard_features)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(small_corpus, tiny_tokenizers, tmp_path_factory) -> Path:
+    """Token shards of the first 24 utterances of the small corpus (shards of 10)."""
+    return _first24_shards(small_corpus, tiny_tokenizers, tmp_path_factory, heard_features=False)
+
+
+@pytest.fixture(scope="session")
+def heard_shards(small_corpus, tiny_tokenizers, tmp_path_factory) -> Path:
+    """The same utterances tokenized with heard features (the continuous input path's)."""
+    return _first24_shards(small_corpus, tiny_tokenizers, tmp_path_factory, heard_features=True)
 
 
 @pytest.fixture(scope="session")

@@ -25,18 +25,6 @@ from test_model import VOCAB, saved_llm
 STAGES = Path(__file__).resolve().parents[1] / "stages"
 
 
-@pytest.fixture(scope="module")
-def heard_shards(small_corpus, tiny_tokenizers, tmp_path_factory):
-    """The first 24 utterances of the small corpus, tokenized with heard features (shards of 10)."""
-    from opuslm.data.manifest import read_manifest, write_manifest
-
-    subset = small_corpus / "first24-heard.jsonl"
-    write_manifest(subset, read_manifest(small_corpus)[:24])
-    out = tmp_path_factory.mktemp("heard") / "tokens"
-    pipeline.tokenize_corpus(subset, out, tiny_tokenizers, shard_size=10, progress=False, heard_features=True)
-    return out
-
-
 def test_cached_features_equal_a_fresh_encode_and_leave_the_ids_as_they_were(heard_shards, tiny_shards, tiny_tokenizers,
                                                                               small_corpus):
     from opuslm.audio import resample

@@ -5,9 +5,10 @@ utterance of the embedded default uses in training (the roster's test voices, ne
 each of the four options is scored as the model would write it: the `sttc_answer` template's frames
 with that option as the answer (the instruction first, as OSUM tasks are asked), through the delay
 interleave and the model, summing the log-probabilities of the option's text tokens in stream 0 over
-the text range. The option with the highest sum is the model's answer: the same log-likelihood rule
-as the text questions (`TextScorer.multiple_choice`), so text-QA minus spoken-QA accuracy is the
-modality gap and nothing else.
+the text range. A model with the continuous input path hears the question's features too, placed as
+training and decoding place them (`batch_stream.heard_steps`). The option with the highest sum is the
+model's answer: the same log-likelihood rule as the text questions (`TextScorer.multiple_choice`), so
+text-QA minus spoken-QA accuracy is the modality gap and nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from opuslm.batch_stream import HeardFeatures, heard_steps
 from opuslm.interleave import delay
 from opuslm.vocab import PAD_ID
 
@@ -50,8 +52,13 @@ def answer_logprobs(lm, audio: tuple[np.ndarray, int], options: list[str], instr
         frames[row, :, :f.tokens.shape[1]] = torch.from_numpy(f.tokens)
     device = next(model.parameters()).device
     delayed = delay(frames, model.delays, PAD_ID).to(device)
+    options_heard = {}
+    if heard.features is not None and lm.tasks.hears_features(SPOKEN_QA_TASK):  # as training and decoding hear it
+        placed = [heard_steps(f.tokens, f.heard, heard.features, model.delays[0], delayed.shape[-1]) for f in built]
+        options_heard["heard"] = HeardFeatures(torch.from_numpy(np.stack([v for v, _ in placed]).astype(np.float32)),
+                                               torch.from_numpy(np.stack([p for _, p in placed]))).to(device)
     text = slice(*vocab.modality_range("text"))
-    logprobs = model.stream_logits(model(delayed).last_hidden_state, 0)[..., text].float().log_softmax(-1)
+    logprobs = model.stream_logits(model(delayed, **options_heard).last_hidden_state, 0)[..., text].float().log_softmax(-1)
     scores = []
     for row, f in enumerate(built):
         ids = f.tokens[0]

@@ -83,22 +83,41 @@ def factual_questions(seed: int = 0, sums: int = 100) -> list[tuple[str, list[st
 
 
 class TextScorer:
-    """Log-probabilities of text under a plain HF LLM (`hf`) or an OpusLM's text range (`opuslm`)."""
+    """Log-probabilities of text under a plain HF LLM (`hf`) or an OpusLM's text range (`opuslm`).
 
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
+    Sequences are scored in right-padded batches of similar lengths (`batch_tokens` ids a batch at most):
+    a causal model's logits at a position do not see the pad after it, so each sequence's scores are its
+    own (`tests/test_text_scorer.py` checks them against one sequence at a time)."""
+
+    def __init__(self, model, tokenizer, batch_tokens: int = 2048):
+        self.model, self.tokenizer, self.batch_tokens = model, tokenizer, batch_tokens
         self.multistream = hasattr(model, "vocab")
 
     @torch.no_grad()
-    def token_logprobs(self, ids: list[int]) -> torch.Tensor:
-        """log p(ids[t] | ids[:t]) for t >= 1 (text-tokenizer ids)."""
-        x = torch.tensor([ids])
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.multistream:
-            logits = self.model.text_logits(x)
-        else:
-            logits = self.model(x).logits[..., : len(self.tokenizer)]
-        logprobs = logits[0, :-1].float().log_softmax(-1)
-        return logprobs.gather(-1, x[0, 1:, None])[:, 0]
+            return self.model.text_logits(x)
+        return self.model(x).logits[..., : len(self.tokenizer)]
+
+    def token_logprobs(self, sequences: list[list[int]]) -> list[torch.Tensor]:
+        """Per sequence, log p(ids[t] | ids[:t]) for t >= 1 (text-tokenizer ids)."""
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        scored: list[torch.Tensor | None] = [None] * len(sequences)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end + 1 - start) * len(sequences[order[end]]) <= self.batch_tokens:
+                end += 1
+            batch = [sequences[i] for i in order[start:end]]
+            x = torch.zeros((len(batch), len(batch[-1])), dtype=torch.long)  # id 0 pads: never read
+            for row, ids in enumerate(batch):
+                x[row, : len(ids)] = torch.tensor(ids)
+            logits = self._logits(x)[:, :-1].float()
+            logprobs = logits.gather(-1, x[:, 1:, None])[..., 0] - logits.logsumexp(-1)
+            for row, i in enumerate(order[start:end]):
+                scored[i] = logprobs[row, : len(sequences[i]) - 1]
+            start = end
+        return scored
 
     def _ids(self, text: str) -> list[int]:
         ids = list(self.tokenizer(text)["input_ids"])
@@ -109,22 +128,24 @@ class TextScorer:
         return ids
 
     def perplexity(self, texts: list[str]) -> float:
-        total, count = 0.0, 0
-        for text in texts:
-            logprobs = self.token_logprobs(self._ids(text))
-            total, count = total - float(logprobs.sum()), count + len(logprobs)
+        scored = self.token_logprobs([self._ids(text) for text in texts])
+        total, count = -sum(float(logprobs.sum()) for logprobs in scored), sum(len(logprobs) for logprobs in scored)
         return math.exp(total / max(count, 1))
 
     def multiple_choice(self, items) -> tuple[float, list[dict]]:
         """Accuracy, and per item the option scores (sum of option-token log-probs)."""
-        correct, rows = 0, []
-        for question, options, answer in items:
+        prefixes, sequences = [], []
+        for question, options, _ in items:
             prefix = self._ids(question)[:-1] if self.tokenizer.eos_token_id is not None else self._ids(question)
-            scores = []
-            for option in options:
-                ids = prefix + list(self.tokenizer(" " + option, add_special_tokens=False)["input_ids"])
-                scores.append(float(self.token_logprobs(ids)[len(prefix) - 1:].sum()))
+            prefixes.append(len(prefix))
+            sequences += [prefix + list(self.tokenizer(" " + option, add_special_tokens=False)["input_ids"])
+                          for option in options]
+        scored = iter(self.token_logprobs(sequences))
+        correct, rows = 0, []
+        for (question, options, answer), prefix in zip(items, prefixes):
+            scores = [float(next(scored)[prefix - 1:].sum()) for _ in options]
             chosen = max(range(len(options)), key=scores.__getitem__)
             correct += chosen == answer
-            rows.append({"question": question, "options": options, "answer": answer, "chosen": chosen})
+            rows.append({"question": question, "options": options, "answer": answer, "chosen": chosen,
+                         "scores": scores})
         return correct / max(len(items), 1), rows
