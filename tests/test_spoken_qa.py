@@ -68,10 +68,12 @@ def test_option_scores_equal_one_option_at_a_time_token_by_token(tiny_lm):
     from opuslm.eval.spoken_qa import answer_logprobs, spoken_questions
 
     (samples, rate, _), = spoken_questions(["What is the capital of France?"])
-    options = ["Paris", "Buenos Aires", "Mexico City", "a"]  # different lengths: the batch is right-padded
-    scores = answer_logprobs(tiny_lm, (samples, rate), options, "Answer the spoken question.")
-    naive = [naive_option_logprob(tiny_lm, (samples, rate), option, "Answer the spoken question.") for option in options]
-    assert scores == pytest.approx(naive, rel=1e-4, abs=1e-4)
+    # different lengths (the batch is right-padded); then all four with the same first tokens, which the
+    # options' shared columns hold and which are scored all the same
+    for options in (["Paris", "Buenos Aires", "Mexico City", "a"], ["Buenos Aires", "Buenos Dias", "Bueno", "Bu"]):
+        scores = answer_logprobs(tiny_lm, (samples, rate), options, "Answer the spoken question.")
+        naive = [naive_option_logprob(tiny_lm, (samples, rate), option, "Answer the spoken question.") for option in options]
+        assert scores == pytest.approx(naive, rel=1e-4, abs=1e-4)
     assert len(set(np.round(scores, 3))) == 4
 
 

@@ -39,8 +39,12 @@ def spoken_questions(questions: list[str]) -> list[tuple[np.ndarray, int, str]]:
 
 @torch.no_grad()
 def answer_logprobs(lm, audio: tuple[np.ndarray, int], options: list[str], instruction: str) -> list[float]:
-    """log p(option's text tokens | the spoken question) for each option, in one batch."""
+    """log p(option's text tokens | the spoken question) for each option, in one batch. The delayed
+    columns the options share (the instruction and the question) run once; the options' own columns run
+    on that KV cache, a row each."""
     from dataclasses import replace
+
+    from opuslm.model.multistream import returned_cache
 
     model, vocab = lm.model, lm.vocab
     heard = lm.tokenize_audio((np.asarray(audio[0], np.float32) / 32768.0, audio[1]))
@@ -52,19 +56,29 @@ def answer_logprobs(lm, audio: tuple[np.ndarray, int], options: list[str], instr
         frames[row, :, :f.tokens.shape[1]] = torch.from_numpy(f.tokens)
     device = next(model.parameters()).device
     delayed = delay(frames, model.delays, PAD_ID).to(device)
-    options_heard = {}
+    heard_at = None
     if heard.features is not None and lm.tasks.hears_features(SPOKEN_QA_TASK):  # as training and decoding hear it
         placed = [heard_steps(f.tokens, f.heard, heard.features, model.delays[0], delayed.shape[-1]) for f in built]
-        options_heard["heard"] = HeardFeatures(torch.from_numpy(np.stack([v for v, _ in placed]).astype(np.float32)),
-                                               torch.from_numpy(np.stack([p for _, p in placed]))).to(device)
+        heard_at = HeardFeatures(torch.from_numpy(np.stack([v for v, _ in placed]).astype(np.float32)),
+                                 torch.from_numpy(np.stack([p for _, p in placed]))).to(device)
     text = slice(*vocab.modality_range("text"))
-    logprobs = model.stream_logits(model(delayed, **options_heard).last_hidden_state, 0)[..., text].float().log_softmax(-1)
-    scores = []
-    for row, f in enumerate(built):
-        ids = f.tokens[0]
-        cells = [t for t in np.flatnonzero(f.target[0]) if text.start <= ids[t] < text.stop]  # not the <eos>
-        scores.append(sum(float(logprobs[row, t - 1, int(ids[t]) - text.start]) for t in cells))
-    return scores
+    cells = [[t for t in np.flatnonzero(f.target[0]) if text.start <= f.tokens[0, t] < text.stop]  # not the <eos>
+             for f in built]
+    differs = (delayed != delayed[:1]).any(1).any(0).nonzero()
+    first_own = int(differs[0]) if len(differs) else delayed.shape[-1] - 1
+    first_scored = min((row[0] for row in cells if row), default=first_own)  # its logits come from the column before
+    shared = max(min(first_own, first_scored), 1)
+    prefix = model(delayed[:1, :, :shared], use_cache=True,
+                   heard=None if heard_at is None else HeardFeatures(heard_at.values[:1, :shared], heard_at.present[:1, :shared]))
+    cache = returned_cache(prefix)
+    cache.batch_repeat_interleave(len(built))
+    positions = torch.arange(shared, delayed.shape[-1], device=device).expand(len(built), -1)
+    rest = model(delayed[..., shared:], position_ids=positions, past_key_values=cache,
+                 heard=None if heard_at is None else HeardFeatures(heard_at.values[:, shared:], heard_at.present[:, shared:]))
+    hidden = torch.cat([prefix.last_hidden_state[:, -1:].expand(len(built), -1, -1), rest.last_hidden_state], 1)
+    logprobs = model.stream_logits(hidden, 0)[..., text].float().log_softmax(-1)  # column c predicts shared + c
+    return [sum(float(logprobs[row, t - shared, int(f.tokens[0, t]) - text.start]) for t in cells[row])
+            for row, f in enumerate(built)]
 
 
 def spoken_multiple_choice(lm, items: list[tuple[str, list[str], int]], instruction: str,
