@@ -56,11 +56,14 @@ def answer_logprobs(lm, audio: tuple[np.ndarray, int], options: list[str], instr
         frames[row, :, :f.tokens.shape[1]] = torch.from_numpy(f.tokens)
     device = next(model.parameters()).device
     delayed = delay(frames, model.delays, PAD_ID).to(device)
-    heard_at = None
-    if heard.features is not None and lm.tasks.hears_features(SPOKEN_QA_TASK):  # as training and decoding hear it
-        placed = [heard_steps(f.tokens, f.heard, heard.features, model.delays[0], delayed.shape[-1]) for f in built]
-        heard_at = HeardFeatures(torch.from_numpy(np.stack([v for v, _ in placed]).astype(np.float32)),
-                                 torch.from_numpy(np.stack([p for _, p in placed]))).to(device)
+    hears = heard.features is not None and lm.tasks.hears_features(SPOKEN_QA_TASK)  # as training and decoding hear it
+    if hears:  # the options share the question, so its features sit in the same steps of every row
+        values, present = heard_steps(built[0].tokens, built[0].heard, heard.features, model.delays[0], delayed.shape[-1])
+        values, present = torch.from_numpy(values.astype(np.float32)).to(device), torch.from_numpy(present).to(device)
+
+    def heard_in(columns: slice, rows: int) -> HeardFeatures | None:
+        return HeardFeatures(values[columns].expand(rows, -1, -1), present[columns].expand(rows, -1)) if hears else None
+
     text = slice(*vocab.modality_range("text"))
     cells = [[t for t in np.flatnonzero(f.target[0]) if text.start <= f.tokens[0, t] < text.stop]  # not the <eos>
              for f in built]
@@ -68,13 +71,12 @@ def answer_logprobs(lm, audio: tuple[np.ndarray, int], options: list[str], instr
     first_own = int(differs[0]) if len(differs) else delayed.shape[-1] - 1
     first_scored = min((row[0] for row in cells if row), default=first_own)  # its logits come from the column before
     shared = max(min(first_own, first_scored), 1)
-    prefix = model(delayed[:1, :, :shared], use_cache=True,
-                   heard=None if heard_at is None else HeardFeatures(heard_at.values[:1, :shared], heard_at.present[:1, :shared]))
+    prefix = model(delayed[:1, :, :shared], use_cache=True, heard=heard_in(slice(None, shared), 1))
     cache = returned_cache(prefix)
     cache.batch_repeat_interleave(len(built))
     positions = torch.arange(shared, delayed.shape[-1], device=device).expand(len(built), -1)
     rest = model(delayed[..., shared:], position_ids=positions, past_key_values=cache,
-                 heard=None if heard_at is None else HeardFeatures(heard_at.values[:, shared:], heard_at.present[:, shared:]))
+                 heard=heard_in(slice(shared, None), len(built)))
     hidden = torch.cat([prefix.last_hidden_state[:, -1:].expand(len(built), -1, -1), rest.last_hidden_state], 1)
     logprobs = model.stream_logits(hidden, 0)[..., text].float().log_softmax(-1)  # column c predicts shared + c
     return [sum(float(logprobs[row, t - shared, int(f.tokens[0, t]) - text.start]) for t in cells[row])
