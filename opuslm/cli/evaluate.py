@@ -6,7 +6,7 @@ from pathlib import Path
 
 from opuslm.cli import help_formatter
 from opuslm.errors import OpusLMError
-from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling
+from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling, add_joint_ctc_options
 
 
 def register(subparsers) -> None:
@@ -36,6 +36,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--batch-size", type=int, default=8, help="clips decoded together")
     evaluate.add_argument("--beam", type=int, default=1, help="beam width for the text the model writes (1: greedy, "
                           "the default and what the demo reports)")
+    add_joint_ctc_options(evaluate)
     evaluate.add_argument("--guard", action="store_true",
                           help="score outputs ended where they leave the task's format (as `opuslm generate "
                           "--guard`); the default scores what the model wrote, so the malformed rate is its own")
@@ -97,7 +98,8 @@ def _eval(args) -> None:
     judge = None if args.judge == "none" else load_judge(args.judge)
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit,
                             progress=not args.quiet,
-                            sampling=Sampling(seed=0, beam=args.beam, guard=args.guard, timestamps=args.timestamps))
+                            sampling=Sampling(seed=0, beam=args.beam, guard=args.guard, timestamps=args.timestamps,
+                                              ctc_weight=args.ctc_weight, ctc_layer=args.ctc_layer))
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))
     print("\n".join(malformed_table(results["malformed"]) + declared_table(results["declared"])))

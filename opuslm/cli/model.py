@@ -10,7 +10,7 @@ GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
 
 def register(subparsers) -> None:
-    from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling
+    from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling, add_joint_ctc_options
     from opuslm.model.config import HEARD_MIX, STREAM0_SOFTMAX
     from opuslm.model.presets import PRESETS
     from opuslm.tasks import BUILTIN_TASKS
@@ -94,6 +94,7 @@ def register(subparsers) -> None:
     generate.add_argument("--greedy-audio", action="store_true", help="greedy audio too (reproducible across batch sizes)")
     generate.add_argument("--seed", type=int, default=defaults.seed, help="seed of the audio sampling")
     generate.add_argument("--beam", type=int, default=defaults.beam, help="text: beam width (1: greedy)")
+    add_joint_ctc_options(generate)
     generate.add_argument("--guard", action="store_true",
                           help="text: end each output where it leaves the task's format (ASR: the transcript "
                           "only; ASR + X: the transcript and the task's tags; SRWT: ordered timestamps within the "
@@ -195,7 +196,7 @@ def _generate(args) -> None:
                           f"({earlier[0].name}, ...): give another --out, or --overwrite to replace them all")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam, guard=args.guard,
-                        timestamps=args.timestamps)
+                        timestamps=args.timestamps, ctc_weight=args.ctc_weight, ctc_layer=args.ctc_layer)
     lm = SpeechLM.load(args.model, args.codec, args.device, sampling)
     for path in earlier:  # --overwrite: none of the earlier run's files stays beside the new ones
         path.unlink()

@@ -7,9 +7,11 @@ While a text target is written only stream 0 is chosen: every other stream is fo
 ramp, then pad), so a beam is one `_Sequence` of `decode.py` and its score. The beams of a prompt
 start from one prefill of the prompt, whose KV cache rows are repeated and then reordered as beams
 branch (`Cache.batch_repeat_interleave`, `Cache.reorder_cache`). Width 1 is greedy decoding, exactly
-(tested against `generate`).
+(tested against `generate`). With `ctc`, transcripts are scored jointly with the CTC posteriors of the
+audio they transcribe (`opuslm.infer.ctc_prefix`), at any width.
 
     beam_search(model, prompts, beam=4)  # -> one Generated per prompt, as generate returns
+    beam_search(model, prompts, beam=1, ctc=JointCTC(weight=0.3, layer="adapter"))
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from opuslm.errors import OpusLMError
+from opuslm.infer.ctc_prefix import CTCPrefixScorer, JointCTC, utterance_posteriors
 from opuslm.infer.decode import (Generated, Prompt, _advance, _check_prompts, _feed, _prefill, _Sequence,
                                  _stream0_allowed, constrained)
 from opuslm.model.multistream import returned_cache
@@ -24,8 +27,8 @@ from opuslm.vocab import PAD_ID
 
 
 @torch.no_grad()
-def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
-    """The best-scoring finished continuation of every prompt (all text targets)."""
+def beam_search(model, prompts: list[Prompt], beam: int, ctc: JointCTC | None = None) -> list[Generated]:
+    """The best-scoring finished continuation of every prompt (all text targets; with `ctc`, all transcripts)."""
     if beam < 1:
         raise OpusLMError(f"the beam width must be at least 1, got {beam}")
     if not prompts:
@@ -33,6 +36,8 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
     _check_prompts(model, prompts)
     if any(p.target != "text" for p in prompts):
         raise OpusLMError("beam search writes text targets; audio targets are sampled (`generate`)")
+    if ctc is not None and not all(p.transcribes for p in prompts):
+        raise OpusLMError("joint CTC decoding scores transcripts of heard audio (ASR); a prompt here is another task")
     num_streams, delays = model.vocab.num_streams, model.delays
     device = next(model.parameters()).device
     starts = [_Sequence(p, num_streams) for p in prompts]
@@ -42,6 +47,11 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
     cache.batch_repeat_interleave(width)
     hidden = out.last_hidden_state[:, -1].repeat_interleave(width, 0)
     mask, positions = mask.repeat_interleave(width, 0), positions.repeat_interleave(width, 0)
+    if ctc is not None:
+        scorer = CTCPrefixScorer(*utterance_posteriors(model, prompts, out, steps, ctc.layer),
+                                 model.vocab.modality_range("text")[0], ctc.candidates)
+        prefixes = scorer.initial(torch.arange(batch, device=device).repeat_interleave(width))
+        stop_ids = torch.tensor([p.stop_id for p in prompts], device=device).repeat_interleave(width)
     steps = [step for step in steps for _ in range(width)]
     allowed = _stream0_allowed(model, prompts, device).repeat_interleave(width, 0)
     beams = [start.clone() for start in starts for _ in range(width)]
@@ -52,6 +62,8 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
     length = 0  # ids each running beam has written (all beams of a step have the same number)
     while True:
         logprobs = (model.stream_logits(hidden, 0).float() + constrained(model, beams, allowed)).log_softmax(-1)
+        if ctc is not None:
+            logprobs, pending = scorer.joint(prefixes, logprobs, stop_ids, ctc.weight)
         vocab_size = logprobs.shape[-1]
         top_scores, top_index = (scores[:, None] + logprobs).view(batch, -1).topk(2 * width, dim=-1)
         length += 1
@@ -81,6 +93,8 @@ def beam_search(model, prompts: list[Prompt], beam: int) -> list[Generated]:
             best_running = max(score for _, _, score in kept) / length
             done[b] = done[b] or (len(finished[b]) == width and finished[b][-1][0] >= best_running)
         beams = [beams[i].clone() for i in keep]
+        if ctc is not None:
+            prefixes = scorer.advance(pending, keep, tokens)
         scores = torch.tensor(kept_scores, device=device)
         cache.reorder_cache(torch.tensor(keep, device=device))
         column = _advance(beams, steps, [[token] + [PAD_ID] * (num_streams - 1) for token in tokens], delays)

@@ -40,7 +40,8 @@ class Prompt:
     that ends it, and the most frames to generate; for a model with the continuous input path, the
     undelayed frames `[start, end)` of the audio the prompt listens to and their features `[end - start, F]`;
     for a text target, an optional constraint on what it writes (`allowed(text ids written) -> (text ids
-    that may follow, whether it may stop)`, as `timed_words.TimedWords` answers)."""
+    that may follow, whether it may stop)`, as `timed_words.TimedWords` answers); `transcribes`: the target is
+    the heard audio's transcript and nothing else (ASR), which joint CTC decoding can score."""
 
     frames: np.ndarray
     target: str
@@ -49,6 +50,7 @@ class Prompt:
     heard: tuple[int, int] | None = None
     features: np.ndarray | None = None
     constraint: object | None = None
+    transcribes: bool = False
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """How decoding chooses ids: the one place its defaults are written (the CLI reads them here). Audio is
-sampled; text is greedy, or a beam search when `beam` > 1 (`opuslm.infer.beam`). Timestamp tasks (SRWT)
+sampled; text is greedy, or a beam search when `beam` > 1 (`opuslm.infer.beam`); ASR transcripts may be
+scored jointly with the CTC posteriors of their audio (`ctc_weight` > 0, `opuslm.infer.ctc_prefix`). Timestamp tasks (SRWT)
 are written after ASR by default: the model's own transcript, with only the times chosen
 (`opuslm.infer.timed_words`); "free" writes words and times in one pass, as the task was trained."""
 
@@ -22,9 +23,33 @@ class Sampling:
     beam: int = 1  # text targets: the beam width (1: greedy)
     guard: bool = False  # text targets: end where the output leaves the task's format (`opuslm.infer.outputs`)
     timestamps: str = "after-asr"  # timestamp targets: "after-asr" or "free"
+    ctc_weight: float = 0.0  # ASR: the CTC prefix score's weight in joint decoding (0: off)
+    ctc_layer: str = "adapter"  # ASR: whose CTC posteriors, the continuous input path's adapter or the output
+
+    @property
+    def joint_ctc(self):
+        """The joint CTC decoding of transcripts these settings ask for, or None."""
+        from opuslm.infer.ctc_prefix import JointCTC
+
+        return JointCTC(self.ctc_weight, self.ctc_layer) if self.ctc_weight else None
 
     def __post_init__(self):
         if self.beam < 1:
             raise OpusLMError(f"the beam width (--beam) must be at least 1, got {self.beam}")
         if self.timestamps not in TIMESTAMP_DECODINGS:
             raise OpusLMError(f"--timestamps must be one of {', '.join(TIMESTAMP_DECODINGS)}, got {self.timestamps!r}")
+        if self.ctc_weight:
+            self.joint_ctc  # JointCTC refuses a weight outside (0, 1] and an unknown layer
+
+
+def add_joint_ctc_options(parser) -> None:
+    """`--ctc-weight` and `--ctc-layer`, as `opuslm generate` and `opuslm eval` take them."""
+    parser.add_argument("--ctc-weight", type=float, default=Sampling.ctc_weight,
+                        help="ASR: decode jointly with the CTC posteriors of the audio (ESPnet's hybrid decoding), this "
+                        "weight on the CTC prefix score and 1 minus it on the model's own (0: off, the default; 0.3 is "
+                        "ESPnet's usual); it keeps a briefly trained model from writing a sentence it has read instead "
+                        "of the one it hears. Needs a model trained with data.ctc_weight > 0 on --ctc-layer")
+    parser.add_argument("--ctc-layer", choices=("adapter", "output"), default=Sampling.ctc_layer,
+                        help="ASR with --ctc-weight: whose CTC posteriors, the continuous input path's adapter (a "
+                        "heard_ctc stage, or data.ctc_layer adapter) or the decoder's states at the audio "
+                        "(data.ctc_layer output)")

@@ -161,8 +161,9 @@ class SpeechLM:
         return self.tokenizers.acoustic.decode(self.vocab.to_codes(frames[1:]))
 
     def _run(self, prompts: list[Prompt], progress: bool = False) -> list[Generated]:
-        if self.sampling.beam > 1 and all(p.target == "text" for p in prompts):
-            return beam_search(self.model, prompts, self.sampling.beam)
+        ctc = self.sampling.joint_ctc if prompts and all(p.transcribes for p in prompts) else None
+        if (self.sampling.beam > 1 or ctc is not None) and all(p.target == "text" for p in prompts):
+            return beam_search(self.model, prompts, self.sampling.beam, ctc)
         return generate(self.model, prompts, self.sampling, progress)
 
     def read(self, task: str, text: str, audio: Audio | None = None) -> TaskOutput:
@@ -188,6 +189,8 @@ class SpeechLM:
     def _transcripts(self, examples: list[TokenizedUtterance], audios: list[Audio], names: list[str],
                      max_tokens: int) -> list[str]:
         prompts = [self._prompt("asr", e, "text", max_tokens, n, "--max-tokens") for e, n in zip(examples, names)]
+        for prompt in prompts:
+            prompt.transcribes = True
         return self._answers("asr", self._run(prompts), audios)
 
     def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200,
