@@ -60,6 +60,11 @@ class DemoConfig:
     ssl_layer: int = _option(6, "the SSL layer to cluster")
     eval_tasks: str | None = _option(None, "comma-separated tasks the last step evaluates (default: every task "
                                      "`opuslm eval` scores)")
+    ctc_weight: float = _option(0.0, "ASR in the last step's eval: the CTC prefix score's weight in joint decoding (0: the "
+                                "model's own greedy transcripts; see `opuslm eval --help`)")
+    ctc_layer: str = _option("adapter", "ASR with --ctc-weight: whose CTC posteriors score the transcripts, the continuous "
+                             "input path's adapter (a listen stage trained it) or the decoder's output at the audio",
+                             choices=("adapter", "output"))
     corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
                                   "synthetic one")
     replay_lines: int = _option(1000, "samples of the LLM's own text to replay, when the schedule names a `replay` "
@@ -322,12 +327,14 @@ def evaluate(config: DemoConfig, paths: DemoPaths) -> str:
     from opuslm.eval.judge import load_judge
     from opuslm.eval.report import table
     from opuslm.eval.runner import EVAL_TASKS, Evaluation, check_eval_tasks
+    from opuslm.infer.sampling import Sampling
     from opuslm.train.stages import stage_model
 
     if not (paths.eval / "results.json").is_file():
         final_stage = json.loads((paths.run / "summary.json").read_text())[-1]["stage"]
         evaluation = Evaluation(stage_model(paths.run, final_stage), paths.corpus, paths.eval,
-                                load_judge(_judge_folder(config, paths)))
+                                load_judge(_judge_folder(config, paths)),
+                                sampling=Sampling(seed=0, ctc_weight=config.ctc_weight, ctc_layer=config.ctc_layer))
         tasks = [t.strip() for t in config.eval_tasks.split(",") if t.strip()] if config.eval_tasks else list(EVAL_TASKS)
         check_eval_tasks(tasks)
         evaluation.run(tasks, Path(config.llm or paths.llm), paths.run)

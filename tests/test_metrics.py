@@ -275,3 +275,21 @@ def test_the_report_plots_wer_and_accuracies_with_targets_and_says_when_nothing_
     assert "judge: none (no TTS scored)" in report
     assert "![wer_metrics.png](wer_metrics.png)" in report and "![task_metrics.png](task_metrics.png)" in report
     assert (tmp_path / "wer_metrics.png").stat().st_size > 1000 and (tmp_path / "task_metrics.png").stat().st_size > 1000
+
+
+def test_results_and_report_say_how_asr_was_decoded(tmp_path):
+    from types import SimpleNamespace
+
+    from opuslm.eval.report import write_report
+    from opuslm.eval.runner import asr_decoding
+    from opuslm.infer.sampling import Sampling
+
+    assert asr_decoding(Sampling()) == {"beam": 1, "ctc_weight": 0.0, "ctc_layer": None}
+    joint = asr_decoding(Sampling(beam=4, ctc_weight=0.3))
+    assert joint == {"beam": 4, "ctc_weight": 0.3, "ctc_layer": "adapter"}
+    assert asr_decoding(SimpleNamespace()) == {"beam": 1, "ctc_weight": 0.0, "ctc_layer": None}  # a scripted LM
+    results = {"metrics": {"asr_wer_test": 0.2}, "model": "m", "corpus": "c", "corpus_manifest_hash": "h",
+               "model_vocab": "v", "judge": None, "seconds": 1.0, "asr_decoding": joint}
+    write_report(tmp_path, results)
+    assert ("ASR decoded a beam of 4, jointly with the CTC posteriors of the adapter at weight 0.3 "
+            "(`--ctc-weight 0.3 --ctc-layer adapter`).") in (tmp_path / "report.md").read_text()

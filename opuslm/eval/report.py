@@ -242,6 +242,13 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
              f"judge: {describe_judge(results['judge'])}; {results['seconds']} s.", ""]
     if results.get("timestamps"):
         lines += [f"SRWT decoded {TIMESTAMP_READINGS[results['timestamps']]} (`--timestamps {results['timestamps']}`).", ""]
+    decoding = results.get("asr_decoding")
+    if decoding:
+        how = "greedy" if decoding["beam"] == 1 else f"a beam of {decoding['beam']}"
+        if decoding["ctc_weight"]:
+            how += (f", jointly with the CTC posteriors of the {decoding['ctc_layer']} at weight "
+                    f"{decoding['ctc_weight']} (`--ctc-weight {decoding['ctc_weight']} --ctc-layer {decoding['ctc_layer']}`)")
+        lines += [f"ASR decoded {how}.", ""]
     lines += [table(metrics), ""]
     lines += teacher_forced_line(metrics.get("tts_teacher_forced_accuracy"))
     lines += malformed_table(results.get("malformed", {}))

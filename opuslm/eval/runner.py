@@ -5,8 +5,9 @@ ASR (per split: dev = seen speakers, test = unseen), TTS scored by a judge (with
 resynthesis ceiling and the original audio through the same judge), OSUM's classification tasks
 (first-tag accuracy and confusion matrices), SRWT (word WER and AAS), STTC (answer exact match), and
 text (perplexity on held-out text, multiple-choice accuracy), and the text's factual questions asked
-aloud (spoken_qa: the modality gap). Text is decoded greedily; TTS audio is
-sampled with a fixed seed, so a re-run gives the same numbers.
+aloud (spoken_qa: the modality gap). Text is decoded greedily (or as the sampling says: a beam, and
+for ASR joint CTC decoding, recorded in results.json); TTS audio is sampled with a fixed seed, so a
+re-run gives the same numbers.
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ def speaker_similarities(utts, prompts, generated, originals, resynthesised) -> 
     return {"tts_speaker_sim": tts["generated"], "tts_speaker_sim_same_speaker": tts["same_speaker"],
             "tts_speaker_sim_different_speaker": tts["different_speaker"],
             "resynthesis_speaker_sim": float(np.mean(resynthesis)) if resynthesis else None}
+
+
+def asr_decoding(sampling) -> dict:
+    """How ASR transcripts were decoded: the beam width and joint CTC decoding's weight and layer."""
+    joint = getattr(sampling, "joint_ctc", None)
+    return {"beam": getattr(sampling, "beam", 1), "ctc_weight": joint.weight if joint else 0.0,
+            "ctc_layer": joint.layer if joint else None}
 
 
 class Evaluation:
@@ -414,6 +422,7 @@ class Evaluation:
             "judge": getattr(self.judge, "info", None) if "tts" in tasks else None, "limit": self.limit,
             "guard": getattr(sampling, "guard", False),
             "timestamps": getattr(sampling, "timestamps", None) if "srwt" in tasks else None,
+            "asr_decoding": asr_decoding(sampling) if "asr" in tasks else None,
             "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
             "declared": declared,
