@@ -363,6 +363,7 @@ def _print(line: str) -> None:
 def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> DemoPaths:
     """Every step in order, each reported as `[n/N] title` and its result line; returns the folders."""
     from opuslm.backends import register_backends
+    from opuslm.infer.sampling import Sampling
 
     register_backends()
     if config.heard_dropout and not config.heard_features:  # before any step: it would be ignored
@@ -371,6 +372,10 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> Demo
     if config.vocoder and config.codec:  # the vocoder decodes the codec the demo fits, which --codec replaces
         raise OpusLMError(f"--vocoder {config.vocoder} decodes the demo's mel-pitch codec, and --codec {config.codec} "
                           "replaces it: drop one of the two")
+    Sampling(ctc_weight=config.ctc_weight, ctc_layer=config.ctc_layer)  # a bad --ctc-weight, before hours of training
+    if config.ctc_weight and config.ctc_layer == "adapter" and not config.heard_features:
+        raise OpusLMError("--ctc-layer adapter decodes with the continuous input path's adapter, which "
+                          "--no-heard-features turns off: pass --ctc-layer output, or drop --no-heard-features")
     if not config.heard_features and (parts := _listening_parts(config)):
         raise OpusLMError(f"the schedule {config.schedule} listens through the continuous input path "
                           f"({', '.join(parts)}), which --no-heard-features turns off: drop --no-heard-features, "

@@ -72,6 +72,17 @@ def test_dropout_without_the_features_is_refused_before_any_step(tmp_path):
     assert not (tmp_path / "demo").exists()
 
 
+@pytest.mark.parametrize("options, refusal", [({"ctc_weight": 1.5}, "--ctc-weight"),
+                                              ({"ctc_weight": 0.3, "heard_features": False}, "--ctc-layer adapter")])
+def test_a_decoding_the_eval_cannot_run_is_refused_before_any_step(tmp_path, options, refusal):
+    from opuslm.demo import DemoConfig, run_demo
+    from opuslm.errors import OpusLMError
+
+    with pytest.raises(OpusLMError, match=refusal):
+        run_demo(DemoConfig(out=tmp_path / "demo", **options))
+    assert not (tmp_path / "demo").exists()
+
+
 def test_a_schedule_that_listens_through_features_refuses_no_heard_features_before_any_step(tmp_path):
     from opuslm.demo import DemoConfig, _listening_parts, run_demo
     from opuslm.errors import OpusLMError
