@@ -92,6 +92,31 @@ def test_generate_beam_searches_text_and_refuses_it_for_audio(tiny_model_folder,
     assert "must be at least 1, got 0" in capsys.readouterr().err
 
 
+def test_joint_ctc_decodes_transcripts_only_batched_as_alone(tiny_model_folder, small_corpus, monkeypatch, capsys):
+    from opuslm.audio import load_audio
+    from opuslm.infer import speech_lm
+    from opuslm.infer.ctc_prefix import JointCTC
+    from opuslm.infer.sampling import Sampling
+
+    wavs = corpus_wavs(small_corpus, 3)
+    audios = [load_audio(path) for path in wavs]
+    lm = speech_lm.SpeechLM.load(tiny_model_folder, sampling=Sampling(ctc_weight=0.5, ctc_layer="output"))
+    joint = lm.transcribe(audios, max_tokens=5)
+    assert joint == [lm.transcribe([a], max_tokens=5)[0] for a in audios]
+    assert main(["generate", "asr", *wavs, "--model", str(tiny_model_folder), "--max-tokens", "5",
+                 "--ctc-weight", "0.5", "--ctc-layer", "output"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == [f"{w}\t{t}" for w, t in zip(wavs, joint)]
+    searched = []
+    real = speech_lm.beam_search
+    monkeypatch.setattr(speech_lm, "beam_search", lambda *args: searched.append(args[3]) or real(*args))
+    lm.understand("sgc", audios[:1], max_tokens=3)  # not a transcript: greedy, no CTC
+    assert searched == []
+    lm.understand("srwt", audios[:1], max_tokens=3)  # after ASR: the transcript is, the timed pass is not
+    assert searched == [JointCTC(0.5, "output")]
+    assert main(["generate", "asr", wavs[0], "--model", str(tiny_model_folder), "--ctc-weight", "0.5"]) == 2
+    assert "--ctc-layer adapter needs the continuous input path" in capsys.readouterr().err
+
+
 def test_generate_refuses_a_missing_file_and_a_moved_codec(tiny_model_folder, tmp_path, capsys):
     assert main(["generate", "asr", str(tmp_path / "nope.wav"), "--model", str(tiny_model_folder)]) == 2
     assert "nope.wav" in capsys.readouterr().err
