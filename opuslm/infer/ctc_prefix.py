@@ -93,9 +93,9 @@ class CTCPrefixScorer:
         frames = log_probs.shape[1]
         beyond = torch.arange(frames, device=log_probs.device)[None] >= lengths[:, None].to(log_probs.device)
         # past an utterance's end: blank with probability 1, so every sum ending later equals the sum at its end
-        padded = log_probs.float().masked_fill(beyond[..., None], NEG_INF)
-        self.log_probs = padded.masked_fill(beyond[..., None] & (torch.arange(padded.shape[-1],
-                                            device=padded.device) == 0), 0.0)
+        self.log_probs = log_probs.float().clone()
+        self.log_probs[beyond] = NEG_INF
+        self.log_probs[..., 0] = self.log_probs[..., 0].masked_fill(beyond, 0.0)
         self.text_start, self.candidates = text_start, candidates
 
     def initial(self, utterance: torch.Tensor) -> PrefixState:
