@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from opuslm.errors import OpusLMError
+from opuslm.infer.sampling import CTC_LAYERS
 
 STAGE_FILES = Path(__file__).resolve().parents[1] / "stages"  # the checkout's stage YAMLs
 
@@ -64,7 +65,7 @@ class DemoConfig:
                                 "model's own greedy transcripts; see `opuslm eval --help`)")
     ctc_layer: str = _option("adapter", "ASR with --ctc-weight: whose CTC posteriors score the transcripts, the continuous "
                              "input path's adapter (a listen stage trained it) or the decoder's output at the audio",
-                             choices=("adapter", "output"))
+                             choices=CTC_LAYERS)
     corpus: Path | None = _option(None, "a corpus folder (manifest.jsonl, from `opuslm data import`) instead of the "
                                   "synthetic one")
     replay_lines: int = _option(1000, "samples of the LLM's own text to replay, when the schedule names a `replay` "

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from opuslm.errors import OpusLMError
+from opuslm.infer.sampling import CTC_LAYERS
 
 NEG_INF = float("-inf")
-CTC_LAYERS = ("adapter", "output")
 # ids the attention ranks best that CTC scores per hypothesis (ESPnet's pre-beam is 1.5 x the beam; greedy
 # decoding needs more than one for CTC to have any say)
 CANDIDATES = 10
@@ -108,9 +108,10 @@ class CTCPrefixScorer:
     def _extend(self, state: PrefixState, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefix scores `[R, K]` and forward variables `[R, T, 2, K]` of every hypothesis extended by each of
         its CTC indices `index` `[R, K]`."""
-        x = self.log_probs[state.utterance]  # [R, T, C]
-        x_c = x.gather(2, index[:, None, :].expand(-1, x.shape[1], -1))  # [R, T, K]
-        x_blank = x[:, :, :1]
+        frames = torch.arange(self.log_probs.shape[1], device=index.device)
+        # only the candidates' and the blank's columns: a hypothesis's whole [T, 1 + text] is 49k columns wide
+        x_c = self.log_probs[state.utterance[:, None, None], frames[None, :, None], index[:, None, :]]  # [R, T, K]
+        x_blank = self.log_probs[state.utterance, :, :1]
         # phi[t]: the prefix ended by frame t with c still to come; a repeated c needs a blank between
         total = torch.logaddexp(state.r[..., 0], state.r[..., 1])[..., None]
         phi = torch.where(index[:, None, :] == state.last[:, None, None], state.r[..., 1:2], total)
@@ -118,7 +119,7 @@ class CTCPrefixScorer:
         empty = (state.last == -1)[:, None]
         r_n[:, 0] = torch.where(empty, x_c[:, 0], torch.full_like(x_c[:, 0], NEG_INF))
         r_b[:, 0] = NEG_INF
-        for t in range(1, x.shape[1]):
+        for t in range(1, len(frames)):
             r_n[:, t] = torch.logaddexp(r_n[:, t - 1], phi[:, t - 1]) + x_c[:, t]
             r_b[:, t] = torch.logaddexp(r_n[:, t - 1], r_b[:, t - 1]) + x_blank[:, t]
         prefix = torch.logsumexp(torch.cat([r_n[:, :1], phi[:, :-1] + x_c[:, 1:]], 1), 1)

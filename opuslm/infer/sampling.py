@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from opuslm.errors import OpusLMError
 
 TIMESTAMP_DECODINGS = ("after-asr", "free")
+CTC_LAYERS = ("adapter", "output")  # whose CTC posteriors score transcripts (`opuslm.infer.ctc_prefix`)
 
 
 @dataclass
@@ -49,7 +50,7 @@ def add_joint_ctc_options(parser) -> None:
                         "weight on the CTC prefix score and 1 minus it on the model's own (0: off, the default; 0.3 is "
                         "ESPnet's usual); it keeps a briefly trained model from writing a sentence it has read instead "
                         "of the one it hears. Needs a model trained with data.ctc_weight > 0 on --ctc-layer")
-    parser.add_argument("--ctc-layer", choices=("adapter", "output"), default=Sampling.ctc_layer,
+    parser.add_argument("--ctc-layer", choices=CTC_LAYERS, default=Sampling.ctc_layer,
                         help="ASR with --ctc-weight: whose CTC posteriors, the continuous input path's adapter (a "
                         "heard_ctc stage, or data.ctc_layer adapter) or the decoder's states at the audio "
                         "(data.ctc_layer output)")
