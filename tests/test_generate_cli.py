@@ -62,6 +62,37 @@ def test_srwt_after_asr_times_the_words_asr_wrote_and_free_srwt_stays_available(
                                          instruct=True) for a in audios])]
 
 
+def test_guarded_outputs_stay_in_their_format_and_equal_unguarded_ones_that_did(tiny_model_folder, small_corpus):
+    from opuslm.audio import load_audio
+    from opuslm.infer.sampling import Sampling
+    from opuslm.infer.speech_lm import SpeechLM
+
+    free, guarded = SpeechLM.load(tiny_model_folder), SpeechLM.load(tiny_model_folder, sampling=Sampling(guard=True))
+    guarded.labels_taught = {"sgc_label": ["male", "female"]}  # as a trained model's folder records them
+    audios = [load_audio(path) for path in corpus_wavs(small_corpus, 4)]
+    changed = stopped = 0
+    for task in ("asr", "sgc", "sgc_label", "sttc"):
+        def run(lm, constraint=None):
+            prompts = [lm._prompt(task, lm.tokenize_audio(a, "", "x", 12), "text", 12, "x", "--max-tokens",
+                                  instruct=task != "asr") for a in audios]
+            for prompt in prompts:
+                prompt.constraint = constraint
+            return lm._run(prompts)
+
+        constraint = guarded._guarded(task)
+        assert constraint is not None and free._guarded(task) is None
+        for own, kept, audio in zip(run(free), run(guarded, constraint), audios):
+            constraint.allowed(guarded.vocab.to_text(kept.frames[0]).tolist())  # raises where it left the format
+            text, own_text = guarded._text(kept), free._text(own)
+            if kept.stopped:
+                assert not guarded.read(task, text, audio).problems, (task, text)
+            if own.stopped and not free.read(task, own_text, audio).problems:
+                assert text == own_text  # greedy: where every choice was in the format, the guard changed nothing
+            changed, stopped = changed + (text != own_text), stopped + kept.stopped
+    assert changed > 0  # the untrained model leaves its formats, and the guard kept it in them
+    assert stopped >= len(audios)  # with known labels, a label-only output can only end: `<`, a label, `>`
+
+
 def test_generate_command_writes_wavs_and_prints_text(tiny_model_folder, small_corpus, tmp_path, capsys):
     wavs = corpus_wavs(small_corpus, 2)
     assert main(["generate", "asr", *wavs, "--model", str(tiny_model_folder), "--max-tokens", "4"]) == 0

@@ -38,8 +38,8 @@ def register(subparsers) -> None:
                           "the default and what the demo reports)")
     add_joint_ctc_options(evaluate)
     evaluate.add_argument("--guard", action="store_true",
-                          help="score outputs ended where they leave the task's format (as `opuslm generate "
-                          "--guard`); the default scores what the model wrote, so the malformed rate is its own")
+                          help="score outputs decoded within the task's format (as `opuslm generate --guard`); the "
+                          "default scores what the model wrote, so the malformed rate is its own")
     evaluate.add_argument("--timestamps", choices=TIMESTAMP_DECODINGS, default=Sampling.timestamps,
                           help="SRWT: 'after-asr' writes the model's own transcript and chooses only the times (the "
                           "default); 'free' writes words and times in one pass, as the task was trained")

@@ -96,9 +96,10 @@ def register(subparsers) -> None:
     generate.add_argument("--beam", type=int, default=defaults.beam, help="text: beam width (1: greedy)")
     add_joint_ctc_options(generate)
     generate.add_argument("--guard", action="store_true",
-                          help="text: end each output where it leaves the task's format (ASR: the transcript "
-                          "only; ASR + X: the transcript and the task's tags; SRWT: ordered timestamps within the "
-                          "clip; STTC: one answer), as if decoding had stopped there")
+                          help="text: decode within the task's format, choosing each next token only among those "
+                          "that keep it (ASR: the transcript only; ASR + X: the transcript and the task's tags, from "
+                          "the labels it was taught; STTC: one answer after one <answer>); free SRWT is ended where "
+                          "it leaves its format")
     generate.add_argument("--timestamps", choices=TIMESTAMP_DECODINGS, default=defaults.timestamps,
                           help="srwt: 'after-asr' transcribes first and writes that transcript with the times the "
                           "model chooses (well formed by construction); 'free' writes words and times in one pass")

@@ -7,10 +7,11 @@ is wrong with it.
         -> TaskOutput(transcript="put the key by the window", problems=["stray tag <male>"])
 
 A tag separates words, it never glues them: `sheep<0.44>does` holds the words "sheep does". An output
-with a problem is *malformed*; `opuslm eval` reports the share per task. The guard (`well_formed`) keeps
-the longest prefix that still reads as the task's format: what decoding would have given had it
-stopped where the output left the format. It is an option (`Sampling.guard`, `--guard`); eval scores
-the raw output unless asked, so the malformed rate stays what the model does.
+with a problem is *malformed*; `opuslm eval` reports the share per task. The guard (`Sampling.guard`,
+`--guard`) decodes within the task's format (`opuslm.infer.task_format`), and of an output that stops
+outside it anyway (free SRWT, which no format constraint shapes, or a limit reached mid-format) keeps
+`well_formed`, the longest prefix that still reads as the format. It is an option; eval scores the raw
+output unless asked, so the malformed rate stays what the model does.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ class Sampling:
     greedy_audio: bool = False
     seed: int = 0
     beam: int = 1  # text targets: the beam width (1: greedy)
-    guard: bool = False  # text targets: end where the output leaves the task's format (`opuslm.infer.outputs`)
+    guard: bool = False  # text targets: decode within the task's format (`opuslm.infer.task_format`)
     timestamps: str = "after-asr"  # timestamp targets: "after-asr" or "free"
     ctc_weight: float = 0.0  # ASR: the CTC prefix score's weight in joint decoding (0: off)
     ctc_layer: str = "adapter"  # ASR: whose CTC posteriors, the continuous input path's adapter or the output

@@ -24,6 +24,7 @@ from opuslm.infer.beam import beam_search
 from opuslm.infer.decode import Generated, Prompt, generate, teacher_forced
 from opuslm.infer.sampling import Sampling
 from opuslm.infer.outputs import TaskOutput, emitted_words, read_output
+from opuslm.infer.task_format import FORMATTED_TARGETS, TaskFormat
 from opuslm.infer.timed_words import TimedWords, TokenStrings
 from opuslm.tasks import TaskTable, trained_labels
 from opuslm.templates import PROMPT_SECONDS, TemplateBuilder
@@ -53,6 +54,7 @@ class SpeechLM:
         self.sampling = sampling or Sampling()
         self.prompt_seconds = prompt_seconds
         self._token_strings: TokenStrings | None = None
+        self._formats: dict[str, TaskFormat] = {}  # per task, the guard's (`_guarded`)
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
                                 tokenizers.acoustic.codebook_size, len(tokenizers.text))
@@ -190,7 +192,7 @@ class SpeechLM:
                      max_tokens: int) -> list[str]:
         prompts = [self._prompt("asr", e, "text", max_tokens, n, "--max-tokens") for e, n in zip(examples, names)]
         for prompt in prompts:
-            prompt.transcribes = True
+            prompt.transcribes, prompt.constraint = True, self._guarded("asr")
         return self._answers("asr", self._run(prompts), audios)
 
     def understand(self, task: str, audios: list[Audio], instruction: str | None = None, max_tokens: int = 200,
@@ -209,8 +211,9 @@ class SpeechLM:
         for i, (audio, example, name, forced) in enumerate(zip(audios, examples, names, words)):
             if forced == []:
                 continue
-            constraint = None if forced is None else TimedWords(forced, self.token_strings, len(audio[0]) / audio[1])
-            length = max_tokens if constraint is None else constraint.most_characters  # it ends within that
+            constraint = self._guarded(task) if forced is None else \
+                TimedWords(forced, self.token_strings, len(audio[0]) / audio[1])
+            length = constraint.most_characters if forced is not None else max_tokens  # it ends within that
             prompt = self._prompt(task, example, "text", length, name, "--max-tokens", instruct=True,
                                   instruction=instruction)
             prompt.constraint = constraint
@@ -220,6 +223,18 @@ class SpeechLM:
         for i, answer in zip(asked, self._answers(task, self._run(prompts), [audios[i] for i in asked])):
             answers[i] = answer
         return answers
+
+    def _guarded(self, task: str) -> TaskFormat | None:
+        """With the guard, the format `task`'s output is decoded within (`opuslm.infer.task_format`; one per
+        task, reused: it remembers what it has read); None without the guard, or for free timestamps."""
+        spec = self.tasks.require(task)
+        if not self.sampling.guard or spec.target not in FORMATTED_TARGETS:
+            return None
+        if task not in self._formats:
+            taught = self.labels_taught.get(task)
+            self._formats[task] = TaskFormat.for_target(spec.target, self.token_strings, len(spec.labels),
+                                                        set(taught) if taught else None)
+        return self._formats[task]
 
     @property
     def token_strings(self) -> TokenStrings:

@@ -46,6 +46,31 @@ class TokenStrings:
         self.time_ids = [i for i, text in enumerate(self.strings) if text and set(text) <= TIME_CHARACTERS]
 
 
+class CharacterConstraint:
+    """What a format constraint shares: it reads an output a character at a time (`_step(place,
+    character)`: the place after it, or None where the output leaves the format) and remembers the place
+    each written prefix of ids reaches."""
+
+    def __init__(self, strings: TokenStrings, start):
+        self.strings = strings
+        self._places: dict[tuple[int, ...], object] = {(): start}
+
+    def _step(self, place, character: str):
+        raise NotImplementedError
+
+    def _write(self, place, text: str):
+        for character in text:
+            if place is None:
+                return None
+            place = self._step(place, character)
+        return place
+
+    def _place(self, written: tuple[int, ...]):
+        if written not in self._places:
+            self._places[written] = self._write(self._place(written[:-1]), self.strings.strings[written[-1]])
+        return self._places[written]
+
+
 @dataclass(frozen=True)
 class _Place:
     """Where a prefix of the output stands: the word being timed, which part of `<start>word<end>` is
@@ -88,15 +113,15 @@ def _value(text: str) -> int | None:
     return ranges[0][0] if dot and len(decimals) == DECIMALS and ranges else None
 
 
-class TimedWords:
+class TimedWords(CharacterConstraint):
     """The SRWT format over fixed `words`, with times within [0, `clip_seconds`]."""
 
     def __init__(self, words: list[str], strings: TokenStrings, clip_seconds: float):
         if not words or any(not word or set(word) & {"<", ">"} or len(word.split()) != 1 for word in words):
             raise OpusLMError(f"timed words need non-empty words without brackets or spaces, got {words!r}")
-        self.words, self.strings = list(words), strings
+        super().__init__(strings, _Place(0, "open-start"))
+        self.words = list(words)
         self.ceiling = int(clip_seconds * 100)
-        self._places: dict[tuple[int, ...], _Place | None] = {(): _Place(0, "open-start")}
 
     @property
     def most_characters(self) -> int:
@@ -126,18 +151,6 @@ class TimedWords:
             done = len(written) + 1 == len(target)
             return _Place(word, "open-end" if done else "word", "" if done else written + character, floor)
         return None  # done: nothing more may be written
-
-    def _write(self, place: _Place | None, text: str) -> _Place | None:
-        for character in text:
-            if place is None:
-                return None
-            place = self._step(place, character)
-        return place
-
-    def _place(self, written: tuple[int, ...]) -> _Place | None:
-        if written not in self._places:
-            self._places[written] = self._write(self._place(written[:-1]), self.strings.strings[written[-1]])
-        return self._places[written]
 
     def _ahead(self, place: _Place) -> str:
         """The characters that must come next, up to the next number's digits."""
