@@ -64,6 +64,7 @@ def test_srwt_after_asr_times_the_words_asr_wrote_and_free_srwt_stays_available(
 
 def test_guarded_outputs_stay_in_their_format_and_equal_unguarded_ones_that_did(tiny_model_folder, small_corpus):
     from opuslm.audio import load_audio
+    from opuslm.infer.beam import beam_search
     from opuslm.infer.sampling import Sampling
     from opuslm.infer.speech_lm import SpeechLM
 
@@ -72,16 +73,21 @@ def test_guarded_outputs_stay_in_their_format_and_equal_unguarded_ones_that_did(
     audios = [load_audio(path) for path in corpus_wavs(small_corpus, 4)]
     changed = stopped = 0
     for task in ("asr", "sgc", "sgc_label", "sttc"):
-        def run(lm, constraint=None):
+        def run(lm, constraint=None, beam=1):
             prompts = [lm._prompt(task, lm.tokenize_audio(a, "", "x", 12), "text", 12, "x", "--max-tokens",
                                   instruct=task != "asr") for a in audios]
             for prompt in prompts:
                 prompt.constraint = constraint
-            return lm._run(prompts)
+            return lm._run(prompts) if beam == 1 else beam_search(lm.model, prompts, beam)
 
         constraint = guarded._guarded(task)
         assert constraint is not None and free._guarded(task) is None
-        for own, kept, audio in zip(run(free), run(guarded, constraint), audios):
+        kept_outputs = run(guarded, constraint)
+        public = guarded.transcribe(audios, 12) if task == "asr" else guarded.understand(task, audios, max_tokens=12)
+        assert public == [guarded.read(task, guarded._text(g), a).well_formed for g, a in zip(kept_outputs, audios)]
+        for searched in run(guarded, constraint, beam=2):
+            constraint.allowed(guarded.vocab.to_text(searched.frames[0]).tolist())  # beams keep the format too
+        for own, kept, audio in zip(run(free), kept_outputs, audios):
             constraint.allowed(guarded.vocab.to_text(kept.frames[0]).tolist())  # raises where it left the format
             text, own_text = guarded._text(kept), free._text(own)
             if kept.stopped:
