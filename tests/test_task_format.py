@@ -30,7 +30,7 @@ class PieceTokenizer:
 
 def pattern(target: str, count: int, labels: set[str] | None) -> str:
     """The format as a regular expression: the naive statement of what `TaskFormat` decides piece by piece."""
-    tag = r"<(?:" + ("|".join(sorted(labels)) if labels else r"[^<>\s]+") + ")>"
+    tag = r"<(?:" + ("|".join(map(regex.escape, sorted(labels))) if labels else r"[^<>\s]+") + ")>"
     return {"transcript": WORDS, "answer": WORDS, "labels": tag * count, "transcript+labels": WORDS + tag * count,
             "transcript+answer": WORDS + "<answer>" + WORDS}[target]
 
@@ -38,6 +38,7 @@ def pattern(target: str, count: int, labels: set[str] | None) -> str:
 @pytest.mark.parametrize("target, count, labels", [
     ("transcript", 0, None), ("answer", 0, None), ("labels", 1, {"male", "female"}), ("labels", 2, None),
     ("transcript+labels", 1, {"male", "female", "a"}), ("transcript+labels", 2, {"male", "a"}),
+    ("labels", 1, {"fe male", "a b"}),  # a taught label may hold a blank
     ("transcript+answer", 0, None)])
 def test_the_format_allows_exactly_the_pieces_that_keep_a_prefix_of_it(target, count, labels):
     strings = TokenStrings(PieceTokenizer())

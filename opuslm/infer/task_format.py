@@ -70,8 +70,8 @@ class TaskFormat(CharacterConstraint):
     # ---- the format, a character at a time ----
     def _tag_fits(self, part: int, name: str, whole: bool) -> bool:
         tags = self.parts[part]
-        if tags is None:
-            return bool(name) or not whole
+        if tags is None:  # any tag: a name without blanks
+            return not any(c.isspace() for c in name) and (bool(name) or not whole)
         return any(tag == name if whole else tag.startswith(name) for tag in tags)
 
     def _step(self, place: _Place, character: str) -> _Place | None:
@@ -88,7 +88,7 @@ class TaskFormat(CharacterConstraint):
         name = written[1:]
         if character == ">":
             return _Place(part + 1) if self._tag_fits(part, name, whole=True) else None
-        if character in BRACKETS or character.isspace() or not self._tag_fits(part, name + character, whole=False):
+        if character in BRACKETS or not self._tag_fits(part, name + character, whole=False):
             return None
         return _Place(part, written + character)
 
