@@ -33,7 +33,15 @@ from opuslm.templates import ANSWER_MARKER
 
 WORDS = "words"
 BRACKETS = frozenset("<>")
-FORMATTED_TARGETS = ("transcript", "answer", "labels", "transcript+labels", "transcript+answer")
+ANSWER_TAG = frozenset({ANSWER_MARKER[1:-1]})
+PARTS = {  # target -> its parts, given the tags allowed in a label and how many labels it writes
+    "transcript": lambda tags, count: [WORDS],
+    "answer": lambda tags, count: [WORDS],
+    "labels": lambda tags, count: [tags] * count,
+    "transcript+labels": lambda tags, count: [WORDS] + [tags] * count,
+    "transcript+answer": lambda tags, count: [WORDS, ANSWER_TAG, WORDS],
+}
+FORMATTED_TARGETS = tuple(PARTS)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,8 @@ class _Place:
 class TaskFormat(CharacterConstraint):
     """One target's format: `parts`, each WORDS or the set of tags allowed there (None: any tag)."""
 
+    name = "task format"
+
     def __init__(self, parts: list[str | frozenset[str] | None], strings: TokenStrings):
         if not parts:
             raise OpusLMError("a task format needs at least one part")
@@ -59,13 +69,9 @@ class TaskFormat(CharacterConstraint):
     def for_target(cls, target: str, strings: TokenStrings, label_count: int = 0,
                    labels: set[str] | None = None) -> TaskFormat:
         """The format `target` writes (`label_count` tags from `labels`, None for any)."""
-        tags = None if labels is None else frozenset(labels)
-        parts = {"transcript": [WORDS], "answer": [WORDS], "labels": [tags] * label_count,
-                 "transcript+labels": [WORDS] + [tags] * label_count,
-                 "transcript+answer": [WORDS, frozenset({ANSWER_MARKER[1:-1]}), WORDS]}.get(target)
-        if parts is None:
+        if target not in PARTS:
             raise OpusLMError(f"the guard's formats are {', '.join(FORMATTED_TARGETS)}; got {target!r}")
-        return cls(parts, strings)
+        return cls(PARTS[target](None if labels is None else frozenset(labels), label_count), strings)
 
     # ---- the format, a character at a time ----
     def _tag_fits(self, part: int, name: str, whole: bool) -> bool:
@@ -99,15 +105,11 @@ class TaskFormat(CharacterConstraint):
     # ---- what decoding asks ----
     def allowed(self, written: list[int]) -> tuple[list[int], bool]:
         """(the text-token ids that may follow `written`, whether the output may end after it)."""
-        place = self._place(tuple(written))
-        if place is None:
-            raise OpusLMError(f"task format: the output so far leaves the format: "
-                              f"{''.join(self.strings.strings[i] for i in written)!r}")
+        place = self._reached(written)
         if place not in self._allowed:
             ids = [i for i, text in enumerate(self.strings.strings) if text and self._write(place, text) is not None]
             may_stop = self._may_stop(place)
             if not ids and not may_stop:
-                raise OpusLMError(f"task format: the text tokenizer has no token that continues the format after "
-                                  f"{''.join(self.strings.strings[i] for i in written)!r}")
+                raise self._dead_end(written)
             self._allowed[place] = (ids, may_stop)
         return self._allowed[place]

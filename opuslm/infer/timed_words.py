@@ -49,7 +49,9 @@ class TokenStrings:
 class CharacterConstraint:
     """What a format constraint shares: it reads an output a character at a time (`_step(place,
     character)`: the place after it, or None where the output leaves the format) and remembers the place
-    each written prefix of ids reaches."""
+    each written prefix of ids reaches. `name` begins its errors."""
+
+    name = "format"
 
     def __init__(self, strings: TokenStrings, start):
         self.strings = strings
@@ -69,6 +71,20 @@ class CharacterConstraint:
         if written not in self._places:
             self._places[written] = self._write(self._place(written[:-1]), self.strings.strings[written[-1]])
         return self._places[written]
+
+    def _reached(self, written: list[int]):
+        """The place `written` reaches; refused where it already left the format."""
+        place = self._place(tuple(written))
+        if place is None:
+            raise OpusLMError(f"{self.name}: the output so far leaves the format: {self._text(written)!r}")
+        return place
+
+    def _dead_end(self, written: list[int]) -> OpusLMError:
+        return OpusLMError(f"{self.name}: the text tokenizer has no token that continues the format after "
+                           f"{self._text(written)!r}")
+
+    def _text(self, written: list[int]) -> str:
+        return "".join(self.strings.strings[i] for i in written)
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,8 @@ def _value(text: str) -> int | None:
 
 class TimedWords(CharacterConstraint):
     """The SRWT format over fixed `words`, with times within [0, `clip_seconds`]."""
+
+    name = "timed words"
 
     def __init__(self, words: list[str], strings: TokenStrings, clip_seconds: float):
         if not words or any(not word or set(word) & {"<", ">"} or len(word.split()) != 1 for word in words):
@@ -168,10 +186,7 @@ class TimedWords(CharacterConstraint):
     # ---- what decoding asks ----
     def allowed(self, written: list[int]) -> tuple[list[int], bool]:
         """(the text-token ids that may follow `written`, whether the output may end after it)."""
-        place = self._place(tuple(written))
-        if place is None:
-            raise OpusLMError(f"timed words: the output so far leaves the format: "
-                              f"{''.join(self.strings.strings[i] for i in written)!r}")
+        place = self._reached(written)
         if place.part == "done":
             return [], True
         ahead = self._ahead(place)
@@ -180,6 +195,5 @@ class TimedWords(CharacterConstraint):
             candidates.update(self.strings.ids_of.get(ahead[:end], ()))
         allowed = sorted(i for i in candidates if self._write(place, self.strings.strings[i]) is not None)
         if not allowed:
-            raise OpusLMError(f"timed words: the text tokenizer has no token that continues the format after "
-                              f"{''.join(self.strings.strings[i] for i in written)!r}")
+            raise self._dead_end(written)
         return allowed, False
