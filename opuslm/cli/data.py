@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     synth.add_argument("--out", type=Path, required=True, help="output folder (audio/, manifest.jsonl, corpus.json)")
     synth.add_argument("--hours", type=float, default=0.5, help="total audio; 90%% train, 5%% dev, 5%% test")
     synth.add_argument("--seed", type=int, default=0, help="random seed; fixes every byte of the output")
+    synth.add_argument("--world-share", type=float, default=0.0,
+                       help="share of statements (not questions) that name a topic of the wider world (countries, languages, planets ...: "
+                       "the words of the factual questions, never their facts)")
     synth.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="synthesis processes")
     synth.add_argument("--force", action="store_true", help="replace a different corpus already in --out")
     synth.set_defaults(func=_synth)
@@ -103,7 +106,7 @@ def register(subparsers) -> None:
 def _synth(args) -> None:
     from opuslm.data.synth.corpus import SynthConfig, synthesize_corpus
 
-    summary = synthesize_corpus(args.out, SynthConfig(hours=args.hours, seed=args.seed),
+    summary = synthesize_corpus(args.out, SynthConfig(hours=args.hours, seed=args.seed, world_share=args.world_share),
                                 workers=args.workers, force=args.force)
     counts = ", ".join(f"{split} {c['utterances']} utt / {c['seconds'] / 60:.1f} min" for split, c in summary["counts"].items())
     print(f"corpus in {args.out}: {counts}; rejected {summary['rejected']}")

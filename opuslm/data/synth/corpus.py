@@ -24,7 +24,7 @@ import numpy as np
 from opuslm.audio import resample, write_wav
 from opuslm.data.manifest import Utterance, write_lines_atomic, write_manifest
 from opuslm.data.synth import events as ev
-from opuslm.data.synth import sentences, speakers
+from opuslm.data.synth import sentences, speakers, world
 from opuslm.data.synth import espeak
 from opuslm.errors import OpusLMError
 from opuslm.json_files import json_text, write_json
@@ -43,11 +43,12 @@ class SynthConfig:
     seed: int = 0
     question_share: float = 0.15  # spoken questions with an exact text answer (STTC)
     event_share: float = 0.5  # utterances with one inserted vocal event
+    world_share: float = 0.0  # statements about the wider world (synth/world.py): the words of factual questions
 
     def __post_init__(self):
         if not self.hours > 0:
             raise OpusLMError(f"--hours must be positive, got {self.hours}")
-        for name in ("question_share", "event_share"):
+        for name in ("question_share", "event_share", "world_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise OpusLMError(f"{name} must be within [0, 1], got {getattr(self, name)}")
 
@@ -78,6 +79,8 @@ def plan_utterance(config: SynthConfig, roster: list[speakers.Speaker], split: s
     while True:  # draw until the sentence's hash puts it in this split
         if rng.random() < config.question_share:
             sentence = sentences.random_question_with_answer(rng)
+        elif config.world_share and rng.random() < config.world_share:  # no draw at 0: the default corpus stays as it was
+            sentence = world.world_sentence(rng)
         else:
             sentence = sentences.random_sentence(rng)
         if text_split(sentence.text) == split:
@@ -219,7 +222,10 @@ def label_classes() -> dict[str, list[str]]:
 
 
 def _describe(config: SynthConfig) -> dict:
-    return {"generator_version": GENERATOR_VERSION, "sample_rate": SAMPLE_RATE, **asdict(config)}
+    described = asdict(config)
+    if not config.world_share:
+        del described["world_share"]  # a corpus without world statements keeps the description it had before them
+    return {"generator_version": GENERATOR_VERSION, "sample_rate": SAMPLE_RATE, **described}
 
 
 def synthesize_corpus(out: Path, config: SynthConfig, workers: int = 1, force: bool = False, progress: bool = True) -> dict:
