@@ -80,3 +80,14 @@ def test_the_world_share_is_drawn_only_when_asked_and_recorded_only_then():
     assert _describe(SynthConfig(world_share=0.3))["world_share"] == 0.3
     with pytest.raises(OpusLMError, match="world_share"):
         SynthConfig(world_share=1.5)
+
+
+def test_the_default_corpus_plans_what_it_planned_before_world_statements():
+    """The first 300 plans of each split at seed 0, as 3ace432's parent planned them: a share of 0 draws nothing.
+    A deliberate change to the default corpus updates this digest (and says so in docs/changelog.md)."""
+    import hashlib
+
+    roster = speakers.roster(0)
+    plans = [repr(plan_utterance(SynthConfig(), roster, split, i)) for split in ("train", "dev", "test") for i in range(300)]
+    assert hashlib.sha256("\n".join(plans).encode()).hexdigest() == \
+        "fbe98756a8d3b058d0ac305c7afa43834226e1e036a05cc17eeb4145b8ec653b"
