@@ -37,6 +37,14 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
     assert all({"id", "task", "reference", "hypothesis", "score"} <= set(h) for h in hyps)
     report = (out / "eval" / "report.md").read_text()
     assert "| ASR WER, unseen speakers |" in report and "loss_curves.png" in report
+    text_qa, spoken_qa = ([h for h in hyps if h["task"] == task] for task in ("text_qa", "spoken_qa"))
+    assert len(text_qa) == metrics["facts_questions"]  # every factual question, answered in text, one row each
+    assert sum(h["score"] for h in text_qa) / len(text_qa) == pytest.approx(metrics["facts_accuracy"])
+    by_category = results["facts_by_category"]  # the questions asked both ways, by what they ask about
+    assert sum(c["questions"] for c in by_category.values()) == len(spoken_qa) > 0
+    assert sum(c["aloud"] * c["questions"] for c in by_category.values()) == \
+        pytest.approx(metrics["spoken_facts_accuracy"] * len(spoken_qa))
+    assert "| category | questions | text | aloud | right in both |" in report
     assert (out / "eval" / "loss_curves.png").stat().st_size > 1000
 
     logs = {s["stage"]: (out / "run" / s["stage"] / "log.jsonl").read_text() for s in summaries}

@@ -62,6 +62,8 @@ def test_hyps_rows_become_the_terms_eval_scores_with():
             {"id": "a", "task": "asr", "split": "dev", "reference": "cat", "hypothesis": "cat", "score": 0.0},
             {"id": "a", "task": "sgc", "split": "test", "reference": "x<male>", "hypothesis": "x<male>", "score": 1.0},
             {"id": "f", "task": "spoken_qa", "split": "test", "reference": "4", "hypothesis": "5", "score": 0.0},
+            {"id": "f", "task": "text_qa", "split": "test", "reference": "4", "hypothesis": "4", "score": 1.0},
             {"id": "a", "task": "srwt", "split": "test", "reference": "", "hypothesis": "", "score": 0.5}]
     assert utterance_terms(rows) == {"asr_wer_test": {"a": (1.0, 3.0)}, "asr_wer_dev": {"a": (0.0, 1.0)},
-                                     "sgc_accuracy": {"a": (1.0, 1.0)}, "spoken_facts_accuracy": {"f": (0.0, 1.0)}}
+                                     "sgc_accuracy": {"a": (1.0, 1.0)}, "spoken_facts_accuracy": {"f": (0.0, 1.0)},
+                                     "facts_accuracy": {"f": (1.0, 1.0)}}

@@ -293,3 +293,22 @@ def test_results_and_report_say_how_asr_was_decoded(tmp_path):
     write_report(tmp_path, results)
     assert ("ASR decoded a beam of 4, jointly with the CTC posteriors of the adapter at weight 0.3 "
             "(`--ctc-weight 0.3 --ctc-layer adapter`).") in (tmp_path / "report.md").read_text()
+
+
+def test_each_factual_question_has_its_category_and_the_gap_is_counted_per_category():
+    from opuslm.eval.report import facts_table
+    from opuslm.eval.runner import facts_by_category
+    from opuslm.eval.text import fact_category
+
+    categories = [fact_category(question) for question, _, _ in factual_questions()]
+    assert categories[0] == "capital" and categories.count("capital") == 50
+    assert {c for c in categories[207:]} == {"sums (plus)", "sums (minus)", "sums (times)"}
+    row = lambda task, key, category, score: {"id": key, "task": task, "category": category, "score": score}  # noqa: E731
+    hyps = [row("text_qa", "fact-000", "capital", 1.0), row("spoken_qa", "fact-000", "capital", 1.0),
+            row("text_qa", "fact-001", "capital", 1.0), row("spoken_qa", "fact-001", "capital", 0.0),
+            row("text_qa", "fact-002", "capital", 0.0), row("spoken_qa", "fact-002", "capital", 1.0),
+            row("text_qa", "fact-003", "animal", 0.0),  # asked in text only (an eval --limit): not counted
+            {"id": "x", "task": "asr", "score": 0.0}]
+    assert facts_by_category(hyps) == {"capital": {"questions": 3, "text": 2 / 3, "aloud": 2 / 3, "both": 1 / 3}}
+    assert facts_by_category(hyps[:1]) == {} and facts_table({}) == []
+    assert "| capital | 3 | 0.67 | 0.67 | 0.33 |" in facts_table(facts_by_category(hyps))

@@ -46,6 +46,9 @@ class Estimate:
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
+FACT_METRICS = {"spoken_qa": "spoken_facts_accuracy", "text_qa": "facts_accuracy"}  # the factual questions' rows
+
+
 def utterance_terms(rows: list[dict]) -> dict[str, Terms]:
     """Per metric (named as in results.json), each utterance's numerator and denominator."""
     out: dict[str, Terms] = {}
@@ -55,8 +58,8 @@ def utterance_terms(rows: list[dict]) -> dict[str, Terms]:
             name = f"asr_wer_{row['split']}" if task == "asr" else "tts_wer"
             errors, words = metrics.word_errors(row["reference"], row["hypothesis"])
             out.setdefault(name, {})[row["id"]] = (float(errors), float(words))
-        elif task == "spoken_qa":
-            out.setdefault("spoken_facts_accuracy", {})[row["id"]] = (float(row["score"]), 1.0)
+        elif task in FACT_METRICS:
+            out.setdefault(FACT_METRICS[task], {})[row["id"]] = (float(row["score"]), 1.0)
         elif task not in ("srwt",) and isinstance(row.get("score"), (int, float)):
             out.setdefault(f"{task}_accuracy", {})[row["id"]] = (float(row["score"]), 1.0)
     return out

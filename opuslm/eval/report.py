@@ -252,6 +252,7 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
     lines += [table(metrics), ""]
     lines += teacher_forced_line(metrics.get("tts_teacher_forced_accuracy"))
     lines += malformed_table(results.get("malformed", {}))
+    lines += facts_table(results.get("facts_by_category", {}))
     lines += declared_table(results.get("declared", {}))
     lines += [f"![{p}]({p})" for p in plots]
     lines += sample_tables(results.get("samples", {}))
@@ -321,6 +322,17 @@ def malformed_target(task: str) -> float:
     """The share of malformed outputs a task may have: none for ASR and the tag-only tasks (the
     simplest formats), 2% for the others."""
     return 0.0 if task == "asr" or task.endswith("_label") else 0.02
+
+
+def facts_table(by_category: dict) -> list[str]:
+    """The modality gap by what the factual questions ask about (runner.facts_by_category)."""
+    if not by_category:
+        return []
+    lines = ["", "## The factual questions by category, in text and aloud (right in both: the same question both ways)",
+             "", "| category | questions | text | aloud | right in both |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {category} | {c['questions']} | {c['text']:.2f} | {c['aloud']:.2f} | {c['both']:.2f} |"
+              for category, c in by_category.items()]
+    return lines + [""]
 
 
 def malformed_table(malformed: dict) -> list[str]:

@@ -67,6 +67,22 @@ def malformed_outputs(hyps: list[dict], commonest: int = 3) -> dict:
     return out
 
 
+def facts_by_category(hyps: list[dict]) -> dict:
+    """The factual questions answered in text (`text_qa`) and aloud (`spoken_qa`), per category: how many
+    were asked both ways and the share right in text, aloud and in both. Empty unless both were asked."""
+    text = {row["id"]: row for row in hyps if row["task"] == "text_qa"}
+    aloud = {row["id"]: row for row in hyps if row["task"] == "spoken_qa"}
+    out: dict[str, dict] = {}
+    for key in [key for key in aloud if key in text]:
+        counts = out.setdefault(text[key]["category"], {"questions": 0, "text": 0.0, "aloud": 0.0, "both": 0.0})
+        counts["questions"] += 1
+        counts["text"] += text[key]["score"]
+        counts["aloud"] += aloud[key]["score"]
+        counts["both"] += text[key]["score"] * aloud[key]["score"]
+    return {category: {"questions": c["questions"], **{k: c[k] / c["questions"] for k in ("text", "aloud", "both")}}
+            for category, c in out.items()}
+
+
 def prompt_similarities(speakers: list[str], prompts: list, generated: list, same_speaker: list) -> dict:
     """Speaker similarity (`opuslm/eval/speaker.py`) of generated speech to its prompt, beside the two
     references that say what a number means on this corpus: speech of the prompt's own speaker
@@ -367,7 +383,10 @@ class Evaluation:
             self.results[f"text_perplexity{suffix}"] = scorer.perplexity(texts)
             self.results[f"text_mc_accuracy{suffix}"], _ = scorer.multiple_choice(corpus_items)
             self.results[f"english_perplexity{suffix}"] = scorer.perplexity(english)
-            self.results[f"facts_accuracy{suffix}"], _ = scorer.multiple_choice(facts)
+            self.results[f"facts_accuracy{suffix}"], rows = scorer.multiple_choice(facts)
+            if not suffix:  # the model's own answers, beside those it gives aloud (spoken_qa)
+                self._fact_hyps("text_qa", [{**row, "question": question} for row, (question, _, _)
+                                            in zip(rows, factual_questions())])
 
     def spoken_qa(self) -> None:
         """The factual questions of `text`, asked aloud and scored by the same rule (eval/spoken_qa.py)."""
@@ -377,11 +396,18 @@ class Evaluation:
         items = factual_questions()[: self.limit] if self.limit else factual_questions()
         instruction = BUILTIN_TASKS[SPOKEN_QA_TASK].instructions[0]
         accuracy, rows = spoken_multiple_choice(self.lm, items, instruction, progress=self.progress)
-        for number, row in enumerate(rows):
-            self.hyps.append({"id": f"fact-{number:03d}", "task": "spoken_qa", "split": "test", "speaker": row["speaker"],
-                              "question": row["question"], "reference": row["options"][row["answer"]],
-                              "hypothesis": row["options"][row["chosen"]], "score": float(row["chosen"] == row["answer"])})
+        self._fact_hyps("spoken_qa", rows)
         self.results["spoken_facts_accuracy"] = accuracy
+
+    def _fact_hyps(self, task: str, rows: list[dict]) -> None:
+        """One hypothesis a factual question, numbered in `factual_questions` order in text and aloud alike."""
+        from opuslm.eval.text import fact_category
+
+        for number, row in enumerate(rows):
+            self.hyps.append({"id": f"fact-{number:03d}", "task": task, "split": "test", "speaker": row.get("speaker"),
+                              "question": row["question"], "category": fact_category(row["question"]),
+                              "reference": row["options"][row["answer"]], "hypothesis": row["options"][row["chosen"]],
+                              "score": float(row["chosen"] == row["answer"])})
 
     # ---- all ----
     def run(self, tasks: list[str], base_llm: Path | None = None, run_dir: Path | None = None) -> dict:
@@ -427,6 +453,7 @@ class Evaluation:
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},
             "declared": declared,
             "malformed": malformed_outputs(self.hyps),
+            "facts_by_category": facts_by_category(self.hyps),
             "samples": self.samples,
         }
         write_json(self.out / "results.json", results, indent=1)

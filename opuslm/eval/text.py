@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -55,12 +56,25 @@ def english_sentences() -> list[str]:
 QUESTION_PROMPT = "Question: {}\nAnswer:"  # how a text LLM is asked the factual questions (lm-eval's form)
 
 
+def _facts() -> list[list[str]]:
+    """`data/facts.tsv`'s rows: category, question, answer."""
+    return [line.split("\t") for line in (DATA / "facts.tsv").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def fact_category(question: str) -> str:
+    """What a factual question asks about: its facts.tsv category, or 'sums (plus)' and the like."""
+    arithmetic = re.fullmatch(r"What is \d+ (plus|minus|times) \d+\?", question)
+    if arithmetic:
+        return f"sums ({arithmetic[1]})"
+    return {q: category for category, q, _ in _facts()}[question]
+
+
 def factual_questions(seed: int = 0, sums: int = 100) -> list[tuple[str, list[str], int]]:
     """(question, four options, index of the right one): `data/facts.tsv`, each fact's wrong options drawn
     from its category's other answers, then `sums` small sums, differences and products in digits."""
     rng = random.Random(seed)
-    facts = [line.split("\t") for line in (DATA / "facts.tsv").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    facts = _facts()
     by_category: dict[str, set[str]] = {}
     for category, _, answer in facts:
         by_category.setdefault(category, set()).add(answer)
