@@ -10,8 +10,6 @@ SMOLLM2_OUT ?= demo_smollm2
 SMOLLM2_STAMP := $(VENV)/.opuslm-smollm2-installed
 # what its schedule trains (TTS, age, emotion and style are not in it)
 SMOLLM2_EVAL ?= asr,sgc,ved,sttc,text,spoken_qa
-# its corpus also speaks of the wider world, so that the factual questions' words are heard (opuslm/data/synth/world.py)
-SMOLLM2_WORLD ?= --world-share 0.3
 # its ASR is decoded jointly with the listen stage's adapter CTC (0.679 -> 0.363 WER on unseen voices, docs/results.md)
 SMOLLM2_ASR ?= --ctc-weight 0.3 --ctc-layer adapter
 PYTEST_WORKERS ?= 2
@@ -46,7 +44,7 @@ demo-smollm2: $(SMOLLM2_STAMP)
 	@test -f $(SMOLLM2_OUT)/assets/whisper-base/model.bin || \
 		$(VENV)/bin/opuslm assets import whisper-base --out $(SMOLLM2_OUT)/assets/whisper-base
 	$(VENV)/bin/opuslm demo --out $(SMOLLM2_OUT) --llm $(SMOLLM2_OUT)/assets/smollm2-135m --schedule demo_smollm2.yaml \
-		--judge $(SMOLLM2_OUT)/assets/whisper-base --eval-tasks $(SMOLLM2_EVAL) $(SMOLLM2_ASR) $(SMOLLM2_WORLD)
+		--judge $(SMOLLM2_OUT)/assets/whisper-base --eval-tasks $(SMOLLM2_EVAL) $(SMOLLM2_ASR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS)

@@ -38,7 +38,7 @@ class DemoConfig:
     hours: float = _option(2.0, "size of the synthetic corpus in hours")
     world_share: float = _option(0.0, "share of the synthetic corpus's statements that name a topic of the wider world "
                                  "(countries, languages, planets ...: the words of the factual questions, never their "
-                                 "facts); the SmolLM2 recipe uses 0.3")
+                                 "facts; docs/results.md measures 0.3 with the SmolLM2 recipe)")
     seed: int = _option(0, "seed for every step")
     workers: int = _option(lambda: min(4, os.cpu_count() or 1), "parallel processes")
     codec_frames: int = _option(30000, "40 ms frames of training audio the mel-pitch codec's codebooks are fit on")
@@ -158,7 +158,8 @@ def synthesise_corpus(config: DemoConfig, paths: DemoPaths) -> str:
 
     if config.corpus:
         return f"using the given corpus {config.corpus}"
-    summary = synthesize_corpus(paths.corpus, SynthConfig(hours=config.hours, seed=config.seed, world_share=config.world_share), workers=config.workers)
+    synth = SynthConfig(hours=config.hours, seed=config.seed, world_share=config.world_share)
+    summary = synthesize_corpus(paths.corpus, synth, workers=config.workers)
     total = sum(c["utterances"] for c in summary["counts"].values())
     return f"{total} utterances, {sum(c['seconds'] for c in summary['counts'].values()) / 60:.1f} min -> {paths.corpus}"
 
