@@ -377,7 +377,8 @@ class Evaluation:
             llm = AutoModelForCausalLM.from_pretrained(str(base_llm), local_files_only=True).eval()
             scorers["_base_llm"] = TextScorer(llm, self.lm.tokenizers.text)
         corpus_items, english = multiple_choice_set(), english_sentences()
-        facts = [(QUESTION_PROMPT.format(question), options, answer) for question, options, answer in factual_questions()]
+        questions = factual_questions()
+        facts = [(QUESTION_PROMPT.format(question), options, answer) for question, options, answer in questions]
         self.results["facts_questions"] = len(facts)
         for suffix, scorer in scorers.items():
             self.results[f"text_perplexity{suffix}"] = scorer.perplexity(texts)
@@ -385,8 +386,7 @@ class Evaluation:
             self.results[f"english_perplexity{suffix}"] = scorer.perplexity(english)
             self.results[f"facts_accuracy{suffix}"], rows = scorer.multiple_choice(facts)
             if not suffix:  # the model's own answers, beside those it gives aloud (spoken_qa)
-                self._fact_hyps("text_qa", [{**row, "question": question} for row, (question, _, _)
-                                            in zip(rows, factual_questions())])
+                self._fact_hyps("text_qa", [{**row, "question": question} for row, (question, _, _) in zip(rows, questions)])
 
     def spoken_qa(self) -> None:
         """The factual questions of `text`, asked aloud and scored by the same rule (eval/spoken_qa.py)."""

@@ -12,6 +12,7 @@ so the LLM before speech training and the model after every stage are measured t
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -56,10 +57,16 @@ def english_sentences() -> list[str]:
 QUESTION_PROMPT = "Question: {}\nAnswer:"  # how a text LLM is asked the factual questions (lm-eval's form)
 
 
-def _facts() -> list[list[str]]:
-    """`data/facts.tsv`'s rows: category, question, answer."""
-    return [line.split("\t") for line in (DATA / "facts.tsv").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+@functools.cache
+def _facts() -> tuple[tuple[str, str, str], ...]:
+    """`data/facts.tsv`'s rows: category, question, answer (read once: eval asks for a category per question)."""
+    return tuple(tuple(line.split("\t")) for line in (DATA / "facts.tsv").read_text().splitlines()
+                 if line.strip() and not line.startswith("#"))
+
+
+@functools.cache
+def _categories() -> dict[str, str]:
+    return {question: category for category, question, _ in _facts()}
 
 
 def fact_category(question: str) -> str:
@@ -67,7 +74,7 @@ def fact_category(question: str) -> str:
     arithmetic = re.fullmatch(r"What is \d+ (plus|minus|times) \d+\?", question)
     if arithmetic:
         return f"sums ({arithmetic[1]})"
-    return {q: category for category, q, _ in _facts()}[question]
+    return _categories()[question]
 
 
 def factual_questions(seed: int = 0, sums: int = 100) -> list[tuple[str, list[str], int]]:

@@ -119,4 +119,3 @@ def world_vocabulary() -> set[str]:
     """Every word a world statement can hold."""
     frames = {w for template, _ in TEMPLATES for w in template.split() if not w.startswith("{")}
     return frames | {w for _, topics in TEMPLATES for phrase in topics for w in phrase.split()}
-
