@@ -22,6 +22,7 @@ from typing import Callable
 from opuslm.errors import OpusLMError
 from opuslm.infer.sampling import CTC_LAYERS
 
+ALIGNER_CLIPS = 1000  # train clips the word aligner learns from (each holds a few dozen labelled frames)
 STAGE_FILES = Path(__file__).resolve().parents[1] / "stages"  # the checkout's stage YAMLs
 
 
@@ -48,6 +49,8 @@ class DemoConfig:
     text_lines: int = _option(100000, "lines of grammar text for the text LLM")
     llm_steps: int = _option(120, "training steps of the text LLM (its held-out loss is flat from step 100 on the "
                              "grammar's text)")
+    aligner_steps: int = _option(800, "training steps of the word aligner that places SRWT's words in the eval (about a "
+                                 "minute on 2 cores)")
     judge_steps: int = _option(500, "training steps of the CTC judge, with --judge ctc")
     llm: Path | None = _option(None, "a local HF LLM folder instead of training the small text LLM")
     schedule: str = _option("demo.yaml", "the stage schedule: a file in stages/ or a path (stages/demo_smollm2.yaml "
@@ -215,13 +218,39 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
 
         dev = [(u.id, u.load_audio(corpus, target_rate=16000)[0], u.text) for u in utts if u.split == "dev"][:50]
         codec_report(load_acoustic_tokenizer(tokenizers.acoustic), dev, WhisperJudge(), report, workers=config.workers)
+    aligned = train_aligner(config, paths, utts)
     figures = json.loads((report / "report.json").read_text())
     codec = f"the given codec {config.codec}" if config.codec else \
         f"the mel-pitch codec{' with the HiFi-GAN ' + str(config.vocoder) if config.vocoder else ''}"
     codec += f" ({summary_line(figures)})"
     text = f"the LLM's tokenizer ({config.llm})" if config.llm else "text BPE 1024"
     semantic = json.loads((tokenizers.semantic / "semantic.json").read_text())  # not the encoder: a line needs no model
-    return f"{text}, semantic K={semantic['k']} on {semantic['features']['kind']} features, {codec} -> {paths.tokenizers}"
+    return (f"{text}, semantic K={semantic['k']} on {semantic['features']['kind']} features, {codec}; {aligned} "
+            f"-> {paths.tokenizers}")
+
+
+def aligner_folder(paths: DemoPaths) -> Path:
+    return paths.tokenizers / "aligner"
+
+
+def train_aligner(config: DemoConfig, paths: DemoPaths, utts) -> str:
+    """The word aligner on the semantic tokenizer's features, which SRWT's eval places words with
+    (`opuslm.infer.word_aligner`); none for a corpus without word times."""
+    from transformers import AutoTokenizer
+
+    from opuslm.infer.word_aligner import WordAligner, fit_word_aligner, timed_clips
+
+    folder = aligner_folder(paths)
+    if not _done(folder, "aligner.json"):
+        if not any(u.words for u in utts if u.split == "train"):
+            return "no word aligner (the corpus has no word times; SRWT's times are the model's own)"
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_paths(config, paths).text))
+        staging = folder.with_name("aligner.tmp")
+        fit_word_aligner(timed_clips(paths.corpus, "train", ALIGNER_CLIPS), timed_clips(paths.corpus, "dev", 50),
+                         _semantic_features(config), tokenizer, steps=config.aligner_steps, seed=config.seed
+                         ).save(staging)
+        staging.rename(folder)
+    return f"word aligner: {WordAligner.load(folder).summary()}"
 
 
 def tokenize(config: DemoConfig, paths: DemoPaths) -> str:
@@ -328,6 +357,12 @@ def train_judge(config: DemoConfig, paths: DemoPaths) -> str:
     return f"CTC judge on real audio, dev WER {info['dev_wer']:.3f} -> {paths.judge}"
 
 
+def aligned_timestamps(paths: DemoPaths) -> dict:
+    """The eval's SRWT times: placed by the demo's word aligner where it trained one."""
+    folder = aligner_folder(paths)
+    return {"timestamps": "aligned", "aligner": str(folder)} if (folder / "aligner.json").is_file() else {}
+
+
 def evaluate(config: DemoConfig, paths: DemoPaths) -> str:
     from opuslm.eval.judge import load_judge
     from opuslm.eval.report import table
@@ -339,7 +374,8 @@ def evaluate(config: DemoConfig, paths: DemoPaths) -> str:
         final_stage = json.loads((paths.run / "summary.json").read_text())[-1]["stage"]
         evaluation = Evaluation(stage_model(paths.run, final_stage), paths.corpus, paths.eval,
                                 load_judge(_judge_folder(config, paths)),
-                                sampling=Sampling(seed=0, ctc_weight=config.ctc_weight, ctc_layer=config.ctc_layer))
+                                sampling=Sampling(seed=0, ctc_weight=config.ctc_weight, ctc_layer=config.ctc_layer,
+                                                  **aligned_timestamps(paths)))
         tasks = [t.strip() for t in config.eval_tasks.split(",") if t.strip()] if config.eval_tasks else list(EVAL_TASKS)
         check_eval_tasks(tasks)
         evaluation.run(tasks, Path(config.llm or paths.llm), paths.run)

@@ -7,9 +7,12 @@ import sys
 
 import pytest
 
+from opuslm.eval import metrics as metrics_module
+from opuslm.infer.outputs import emitted_words
 
-TINY = ["--hours", "0.03", "--codec-frames", "2000", "--llm-steps", "3", "--judge-steps", "3", "--steps-scale", "0.01",
-        "--text-lines", "2000", "--workers", "1", "--seed", "3"]
+
+TINY = ["--hours", "0.03", "--codec-frames", "2000", "--llm-steps", "3", "--judge-steps", "3", "--aligner-steps", "30",
+        "--steps-scale", "0.01", "--text-lines", "2000", "--workers", "1", "--seed", "3"]
 
 
 def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
@@ -46,6 +49,17 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
         pytest.approx(metrics["spoken_facts_accuracy"] * len(spoken_qa))
     assert "| category | questions | text | aloud | right in both |" in report
     assert (out / "eval" / "loss_curves.png").stat().st_size > 1000
+    # SRWT: the model's own transcript (its ASR row of the same clip), placed by the demo's word aligner
+    assert results["timestamps"] == "aligned" and (out / "tokenizers" / "aligner" / "aligner.json").is_file()
+    asr = {h["id"]: h["hypothesis"] for h in hyps if h["task"] == "asr"}
+    srwt = [h for h in hyps if h["task"] == "srwt"]
+    shifts = []
+    for row in srwt:
+        timed = metrics_module.timed_words(row["hypothesis"])
+        assert " ".join(w for w, _, _ in timed) == emitted_words(asr[row["id"]])
+        assert all(0 <= start <= end <= later for (_, start, end), (_, later, _) in zip(timed, timed[1:] + [("", 1e9, 0)]))
+        shifts += metrics_module.boundary_shifts(row["reference"], row["hypothesis"])
+    assert len(srwt) > 0 and metrics["srwt_aas_ms"] == pytest.approx(1000 * sum(shifts) / len(shifts))
 
     logs = {s["stage"]: (out / "run" / s["stage"] / "log.jsonl").read_text() for s in summaries}
     again = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],

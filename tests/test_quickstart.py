@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The demo at smoke size (tests/test_demo.py's); stage commands run at its steps scale, so that the
 # ablation starts from the pretraining the demo ran.
 SMOKE_SCALE = "0.01"
-SMOKE_DEMO = ["--hours", "0.03", "--codec-frames", "2000", "--llm-steps", "3", "--judge-steps", "3",
+SMOKE_DEMO = ["--hours", "0.03", "--codec-frames", "2000", "--llm-steps", "3", "--judge-steps", "3", "--aligner-steps", "30",
               "--steps-scale", SMOKE_SCALE, "--text-lines", "2000", "--workers", "1", "--seed", "3"]
 
 

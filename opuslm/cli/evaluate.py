@@ -6,7 +6,7 @@ from pathlib import Path
 
 from opuslm.cli import help_formatter
 from opuslm.errors import OpusLMError
-from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling, add_joint_ctc_options
+from opuslm.infer.sampling import Sampling, add_joint_ctc_options, add_timestamp_options
 
 
 def register(subparsers) -> None:
@@ -40,9 +40,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--guard", action="store_true",
                           help="score outputs decoded within the task's format (as `opuslm generate --guard`); the "
                           "default scores what the model wrote, so the malformed rate is its own")
-    evaluate.add_argument("--timestamps", choices=TIMESTAMP_DECODINGS, default=Sampling.timestamps,
-                          help="SRWT: 'after-asr' writes the model's own transcript and chooses only the times (the "
-                          "default); 'free' writes words and times in one pass, as the task was trained")
+    add_timestamp_options(evaluate)
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_eval)
 
@@ -99,7 +97,8 @@ def _eval(args) -> None:
     evaluation = Evaluation(args.model, args.corpus, args.out, judge, args.codec, args.batch_size, args.limit,
                             progress=not args.quiet,
                             sampling=Sampling(seed=0, beam=args.beam, guard=args.guard, timestamps=args.timestamps,
-                                              ctc_weight=args.ctc_weight, ctc_layer=args.ctc_layer))
+                                              aligner=args.aligner, ctc_weight=args.ctc_weight,
+                                              ctc_layer=args.ctc_layer))
     results = evaluation.run(tasks, args.base_llm, args.run)
     print(table(results["metrics"]))
     print("\n".join(malformed_table(results["malformed"]) + declared_table(results["declared"])))

@@ -10,7 +10,7 @@ GENERATE_TASKS = ("asr", "tts", "continue-audio", "continue-text")
 
 
 def register(subparsers) -> None:
-    from opuslm.infer.sampling import TIMESTAMP_DECODINGS, Sampling, add_joint_ctc_options
+    from opuslm.infer.sampling import Sampling, add_joint_ctc_options, add_timestamp_options
     from opuslm.model.config import HEARD_MIX, STREAM0_SOFTMAX
     from opuslm.model.presets import PRESETS
     from opuslm.tasks import BUILTIN_TASKS
@@ -100,9 +100,7 @@ def register(subparsers) -> None:
                           "that keep it (ASR: the transcript only; ASR + X: the transcript and the task's tags, from "
                           "the labels it was taught; STTC: one answer after one <answer>); free SRWT is ended where "
                           "it leaves its format")
-    generate.add_argument("--timestamps", choices=TIMESTAMP_DECODINGS, default=defaults.timestamps,
-                          help="srwt: 'after-asr' transcribes first and writes that transcript with the times the "
-                          "model chooses (well formed by construction); 'free' writes words and times in one pass")
+    add_timestamp_options(generate)
     generate.add_argument("--overwrite", action="store_true",
                           help="replace the WAVs an earlier tts / continue-audio run left in --out (refused without it)")
     generate.add_argument("--json", action="store_true",
@@ -197,7 +195,8 @@ def _generate(args) -> None:
                           f"({earlier[0].name}, ...): give another --out, or --overwrite to replace them all")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         greedy_audio=args.greedy_audio, seed=args.seed, beam=args.beam, guard=args.guard,
-                        timestamps=args.timestamps, ctc_weight=args.ctc_weight, ctc_layer=args.ctc_layer)
+                        timestamps=args.timestamps, aligner=args.aligner, ctc_weight=args.ctc_weight,
+                        ctc_layer=args.ctc_layer)
     lm = SpeechLM.load(args.model, args.codec, args.device, sampling)
     for path in earlier:  # --overwrite: none of the earlier run's files stays beside the new ones
         path.unlink()

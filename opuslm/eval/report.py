@@ -179,6 +179,7 @@ def _bar_plot(plt, path: Path, rows, metrics: dict, confusion: dict, higher: boo
 
 
 TIMESTAMP_READINGS = {"after-asr": "after ASR: the model's own transcript, with the times it chooses",
+                      "aligned": "after ASR: the model's own transcript, its words placed by the word aligner",
                       "free": "in one free pass: words and times together, as trained"}
 
 

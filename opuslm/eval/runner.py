@@ -448,6 +448,7 @@ class Evaluation:
             "judge": getattr(self.judge, "info", None) if "tts" in tasks else None, "limit": self.limit,
             "guard": getattr(sampling, "guard", False),
             "timestamps": getattr(sampling, "timestamps", None) if "srwt" in tasks else None,
+            "aligner": getattr(sampling, "aligner", None) if "srwt" in tasks else None,
             "asr_decoding": asr_decoding(sampling) if "asr" in tasks else None,
             "seconds": round(time.time() - started, 1),
             "confusion": {task: {"labels": labels, "counts": counts} for task, (labels, counts) in confusion.items()},

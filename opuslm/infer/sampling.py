@@ -2,7 +2,8 @@
 sampled; text is greedy, or a beam search when `beam` > 1 (`opuslm.infer.beam`); ASR transcripts may be
 scored jointly with the CTC posteriors of their audio (`ctc_weight` > 0, `opuslm.infer.ctc_prefix`). Timestamp tasks (SRWT)
 are written after ASR by default: the model's own transcript, with only the times chosen
-(`opuslm.infer.timed_words`); "free" writes words and times in one pass, as the task was trained."""
+(`opuslm.infer.timed_words`); "aligned" places the same transcript's words by a word aligner
+(`opuslm.infer.word_aligner`); "free" writes words and times in one pass, as the task was trained."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from opuslm.errors import OpusLMError
 
-TIMESTAMP_DECODINGS = ("after-asr", "free")
+TIMESTAMP_DECODINGS = ("after-asr", "aligned", "free")
 CTC_LAYERS = ("adapter", "output")  # whose CTC posteriors score transcripts (`opuslm.infer.ctc_prefix`)
 
 
@@ -23,7 +24,8 @@ class Sampling:
     seed: int = 0
     beam: int = 1  # text targets: the beam width (1: greedy)
     guard: bool = False  # text targets: decode within the task's format (`opuslm.infer.task_format`)
-    timestamps: str = "after-asr"  # timestamp targets: "after-asr" or "free"
+    timestamps: str = "after-asr"  # timestamp targets: "after-asr", "aligned" or "free"
+    aligner: str | None = None  # the word aligner's folder, which "aligned" needs
     ctc_weight: float = 0.0  # ASR: the CTC prefix score's weight in joint decoding (0: off)
     ctc_layer: str = "adapter"  # ASR: whose CTC posteriors, the continuous input path's adapter or the output
 
@@ -39,6 +41,9 @@ class Sampling:
             raise OpusLMError(f"the beam width (--beam) must be at least 1, got {self.beam}")
         if self.timestamps not in TIMESTAMP_DECODINGS:
             raise OpusLMError(f"--timestamps must be one of {', '.join(TIMESTAMP_DECODINGS)}, got {self.timestamps!r}")
+        if (self.timestamps == "aligned") != (self.aligner is not None):
+            raise OpusLMError("--timestamps aligned places words with a word aligner, and --aligner DIR names it: give "
+                              f"both or neither (got --timestamps {self.timestamps}, --aligner {self.aligner})")
         if self.ctc_weight:
             self.joint_ctc  # JointCTC refuses a weight outside (0, 1] and an unknown layer
 
@@ -54,3 +59,14 @@ def add_joint_ctc_options(parser) -> None:
                         help="ASR with --ctc-weight: whose CTC posteriors, the continuous input path's adapter (a "
                         "heard_ctc stage, or data.ctc_layer adapter) or the decoder's states at the audio "
                         "(data.ctc_layer output)")
+
+
+def add_timestamp_options(parser) -> None:
+    """`--timestamps` and `--aligner`, as `opuslm generate` and `opuslm eval` take them."""
+    parser.add_argument("--timestamps", choices=TIMESTAMP_DECODINGS, default=Sampling.timestamps,
+                        help="SRWT: 'after-asr' transcribes first and writes that transcript with the times the model "
+                        "chooses (well formed by construction; the default); 'aligned' places that transcript's words "
+                        "with a word aligner trained on a corpus's word times (--aligner); 'free' writes words and "
+                        "times in one pass, as the task was trained")
+    parser.add_argument("--aligner", help="with --timestamps aligned: the word aligner's folder (`opuslm tokenizers "
+                        "train-aligner`; the demo trains demo_out/tokenizers/aligner)")

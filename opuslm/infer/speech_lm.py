@@ -27,7 +27,7 @@ from opuslm.infer.outputs import TaskOutput, emitted_words, read_output
 from opuslm.infer.task_format import FORMATTED_TARGETS, TaskFormat
 from opuslm.infer.timed_words import TimedWords, TokenStrings
 from opuslm.tasks import TaskTable, trained_labels
-from opuslm.templates import PROMPT_SECONDS, TemplateBuilder
+from opuslm.templates import PROMPT_SECONDS, TemplateBuilder, word_timestamps
 from opuslm.tokenize.shards import TokenizedUtterance
 from opuslm.tokenize.text import text_ids
 from opuslm.vocab import JointVocab
@@ -55,6 +55,7 @@ class SpeechLM:
         self.prompt_seconds = prompt_seconds
         self._token_strings: TokenStrings | None = None
         self._formats: dict[str, TaskFormat] = {}  # per task, the guard's (`_guarded`)
+        self._aligner = None  # the word aligner of `sampling.aligner`, loaded when first asked (`_aligned`)
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
                                 tokenizers.acoustic.codebook_size, len(tokenizers.text))
@@ -199,14 +200,17 @@ class SpeechLM:
                    names: list[str] | None = None) -> list[str]:
         """The task's text output per clip. A timestamp task is written after ASR unless the sampling says
         "free" (`opuslm.infer.timed_words`): the clip's transcript first, then that task's format with those
-        words and the times the model chooses; a clip whose transcript has no words gets no output.
+        words and the times the model chooses, or ("aligned") the times the word aligner places them at;
+        a clip whose transcript has no words gets no output.
         `max_tokens` bounds the transcript; its timed form is as long as its words need."""
         spec = self.tasks.require(task)
         names = self._names(names, len(audios))
         examples = [self.tokenize_audio(a, "", n, max_tokens) for a, n in zip(audios, names)]  # once for both passes
         words: list[list[str] | None] = [None] * len(audios)
-        if spec.target == "timestamps" and self.sampling.timestamps == "after-asr":
+        if spec.target == "timestamps" and self.sampling.timestamps != "free":
             words = [emitted_words(text).split() for text in self._transcripts(examples, audios, names, max_tokens)]
+            if self.sampling.timestamps == "aligned":
+                return [self._aligned(audio, forced) for audio, forced in zip(audios, words)]
         prompts, asked = [], []
         for i, (audio, example, name, forced) in enumerate(zip(audios, examples, names, words)):
             if forced == []:
@@ -223,6 +227,15 @@ class SpeechLM:
         for i, answer in zip(asked, self._answers(task, self._run(prompts), [audios[i] for i in asked])):
             answers[i] = answer
         return answers
+
+    def _aligned(self, audio: Audio, words: list[str]) -> str:
+        """SRWT's format of `words` at the times the word aligner places them in `audio` ("" for no words)."""
+        if self._aligner is None:
+            from opuslm.infer.word_aligner import WordAligner
+
+            self._aligner = WordAligner.load(self.sampling.aligner)
+        times = self._aligner.align(audio[0], audio[1], words)
+        return word_timestamps({"words": [(w, start, end) for w, (start, end) in zip(words, times)]}) if words else ""
 
     def _guarded(self, task: str) -> TaskFormat | None:
         """With the guard, the format `task`'s output is decoded within (`opuslm.infer.task_format`; one per
