@@ -276,7 +276,7 @@ def train_judge(train: list[tuple[np.ndarray, str]], dev: list[tuple[np.ndarray,
         optimizer.step()
         schedule.step()
         if step % 20 == 0:
-            bar.set_postfix(ctc=f"{loss.item():.3f}")
+            bar.set_postfix(ctc=f"{loss.item():.3f}", refresh=False)  # tqdm draws it with the count
     lexicon = sorted({word for _, text in train for word in text.lower().split()})
     judge = CTCJudge(model, {"lexicon": lexicon})
     dev_wer = corpus_wer([t for _, t in dev], judge.transcribe([w for w, _ in dev])) if dev else None

@@ -253,7 +253,7 @@ def fit_word_aligner(train: list[tuple[np.ndarray, int, list]], dev: list[tuple[
         optimizer.step()
         schedule.step()
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # tqdm draws it with the count
     aligner = WordAligner(features, tokenizer, classifier, classes, normalization,
                           {"steps": steps, "train_clips": len(train), "dev_clips": len(dev)})
     aligner.info["dev_aas_ms"] = boundary_error_ms(aligner, dev)

@@ -87,7 +87,7 @@ def train_small_codec(train_wavs: list[np.ndarray], out: str | Path, config: Sma
         optimizer.step()
         schedule.step()
         if step % 25 == 0:
-            bar.set_postfix(mel=f"{mel_loss.item():.3f}", commit=f"{commit.item():.3f}")
+            bar.set_postfix(mel=f"{mel_loss.item():.3f}", commit=f"{commit.item():.3f}", refresh=False)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(out / "model.safetensors"))
