@@ -60,6 +60,7 @@ def test_forced_alignment_follows_certain_posteriors_and_refuses_too_few_frames(
     scores = np.full((len(truth), 4), np.log(0.01))
     scores[np.arange(len(truth)), truth] = np.log(0.97)
     assert forced_alignment(scores, [[1], [2, 3]]) == [(2, 4), (5, 8)]
+    assert forced_alignment(scores, []) == []
     with pytest.raises(OpusLMError, match="3 tokens cannot hold a frame each in 2 frames"):
         forced_alignment(scores[:2], [[1], [2, 3]])
 

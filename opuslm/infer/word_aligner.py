@@ -73,6 +73,8 @@ def forced_alignment(scores: np.ndarray, words: list[list[int]]) -> list[tuple[i
     `[frames, labels]` (log probabilities; column SILENCE is silence), with optional silences before,
     between and after the words and every token at least one frame: each word's (first frame, last
     frame + 1). Needs as many frames as tokens."""
+    if not words:
+        return []
     labels, optional, word_of = [SILENCE], [True], [-1]
     for index, tokens in enumerate(words):
         for label in tokens:
@@ -135,7 +137,8 @@ class WordAligner:
 
     @torch.no_grad()
     def scores(self, feats: np.ndarray) -> np.ndarray:
-        """`[frames, 2]` log p(silence), log p(speech), then a column per known token (`_columns`)."""
+        """`[frames, 2 + known tokens]`: log p(silence), log p(speech), then a column per known token
+        (`_columns`)."""
         log_probs = self.classifier(torch.from_numpy(feats)).log_softmax(-1).double()
         speech = torch.log1p(-log_probs[:, SILENCE].exp().clamp(max=1 - 1e-12))
         return torch.cat([log_probs[:, :1], speech[:, None], log_probs[:, 1:]], 1).numpy()
