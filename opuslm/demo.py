@@ -92,6 +92,7 @@ class DemoPaths:
     corpus: Path
     text: Path  # what text_lm sources read: the grammar's text corpus, or a given corpus's own transcripts
     tokenizers: Path
+    aligner: Path  # the word aligner SRWT's eval places words with
     tokens: Path
     vocab: Path
     llm: Path
@@ -105,7 +106,8 @@ class DemoPaths:
     def under(cls, out: Path, given_corpus: Path | None = None) -> DemoPaths:
         out = Path(out)
         return cls(out=out, corpus=given_corpus or out / "corpus", text=out / "tokens" if given_corpus else out / "text",
-                   tokenizers=out / "tokenizers", tokens=out / "tokens", vocab=out / "vocab.json", llm=out / "llm",
+                   tokenizers=out / "tokenizers", aligner=out / "tokenizers" / "aligner", tokens=out / "tokens",
+                   vocab=out / "vocab.json", llm=out / "llm",
                    replay=out / "replay", text_llm_run=out / "text_llm", run=out / "run", judge=out / "judge", eval=out / "eval")
 
 
@@ -229,10 +231,6 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
             f"-> {paths.tokenizers}")
 
 
-def aligner_folder(paths: DemoPaths) -> Path:
-    return paths.tokenizers / "aligner"
-
-
 def train_aligner(config: DemoConfig, paths: DemoPaths, utts) -> str:
     """The word aligner on the semantic tokenizer's features, which SRWT's eval places words with
     (`opuslm.infer.word_aligner`); none for a corpus without word times."""
@@ -240,7 +238,7 @@ def train_aligner(config: DemoConfig, paths: DemoPaths, utts) -> str:
 
     from opuslm.infer.word_aligner import WordAligner, fit_word_aligner, timed_clips
 
-    folder = aligner_folder(paths)
+    folder = paths.aligner
     if not _done(folder, "aligner.json"):
         if not any(u.words for u in utts if u.split == "train"):
             return "no word aligner (the corpus has no word times; SRWT's times are the model's own)"
@@ -359,8 +357,7 @@ def train_judge(config: DemoConfig, paths: DemoPaths) -> str:
 
 def aligned_timestamps(paths: DemoPaths) -> dict:
     """The eval's SRWT times: placed by the demo's word aligner where it trained one."""
-    folder = aligner_folder(paths)
-    return {"timestamps": "aligned", "aligner": str(folder)} if (folder / "aligner.json").is_file() else {}
+    return {"timestamps": "aligned", "aligner": str(paths.aligner)} if _done(paths.aligner, "aligner.json") else {}
 
 
 def evaluate(config: DemoConfig, paths: DemoPaths) -> str:
