@@ -31,7 +31,7 @@ import torch
 
 from opuslm.errors import OpusLMError
 from opuslm.interleave import delay
-from opuslm.templates import (TARGET_WRITERS, SpeakerPrompts, TemplateBuilder, TemplateError, label_values,
+from opuslm.templates import (TARGET_WRITERS, SpeakerPrompts, TemplateBuilder, TemplateError, label_values, spoken_words,
                               transcript)
 from opuslm.vocab import PAD_ID, JointVocab
 
@@ -211,7 +211,8 @@ class _Source:
             self.items = [i for i, meta in enumerate(metas) if meta["split"] == config.split and self._usable(meta)]
             self.metas = metas
             # prompts come from the same split's items only: a dev utterance never prompts training
-            self.prompts = SpeakerPrompts([metas[i]["speaker"] for i in self.items]) if config.task == "tts" else None
+            self.prompts = SpeakerPrompts([metas[i]["speaker"] for i in self.items]) \
+                if config.task in ("tts", "tts_paced") else None
             self._position = {item: p for p, item in enumerate(self.items)}
         if not self.items:
             raise NoUsableItems(f"source {config.name}: no usable {config.split} items in {path} for task "
@@ -228,6 +229,8 @@ class _Source:
                 TARGET_WRITERS[spec.target](meta, spec)
             elif self.config.task in ("tts", "text_lm"):  # they read the words; audio_lm does not
                 transcript(meta)
+            elif self.config.task == "tts_paced":
+                spoken_words(meta)
         except TemplateError as error:
             reason = str(error).split(" ", 2)[-1]  # drop "utterance <id>" so reasons group
             self.skipped[reason] = self.skipped.get(reason, 0) + 1

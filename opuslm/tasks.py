@@ -44,7 +44,7 @@ from opuslm.vocab import TASKS
 TARGETS = ("transcript", "labels", "transcript+labels", "timestamps", "answer", "transcript+answer")
 SCORES = ("first_tag", "exact", "wer", "timestamps", "answer")
 DECLARED_SCORES = SCORES[:3]  # `timestamps` and `answer` are the built-ins' own scorers (SRWT, STTC)
-GENERATIVE_TASKS = ("text_lm", "asr", "tts", "audio_lm")  # built by their own templates, not declared
+GENERATIVE_TASKS = ("text_lm", "asr", "tts", "tts_paced", "audio_lm")  # built by their own templates, not declared
 TASKS_FILE = "tasks.json"  # in a model folder: the declared tasks it was trained on
 LABELS_FILE = "trained_labels.json"  # in a model folder: per task, the labels its training data held
 

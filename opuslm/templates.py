@@ -11,6 +11,8 @@ frames of the next. The layouts (OpusLM's, extended with OSUM's tasks and instru
                 <text_start> TEXT <eos> pad*
     tts         <sos> <task:tts> <text_start> text pad* [<spk_start> prompt audio pad*]
                 <audio_start> AUDIO <eos> pad*
+    tts_paced   <sos> <task:tts> <text_start> text pad* [<spk_start> prompt audio pad*]
+                <audio_start> (WORD AUDIO)* <eos> pad*     (each word's text ids before its audio)
     audio_lm    <sos> <task:audio_lm> <audio_start> AUDIO <eos> pad*
     OSUM tasks  <sos> <task:X> <text_start> instruction pad* <audio_start> audio pad*
                 <text_start> TARGET <eos> pad*
@@ -21,11 +23,21 @@ Capitals mark the targets (the cells a `loss_region="target"` mask keeps). OSUM 
 see `opuslm.vocab` for why): ASR + X = `transcript<label>` (several labels in the task's key
 order), label-only = `<label>`, SRWT = `<0.00>word<0.34>` per word, STTC = `transcript<answer>answer`.
 Instructions are paraphrases chosen by the caller's random generator, so a user can ask in words.
+
+Word-paced TTS (`tts_paced`, ELLA-V's alignment-guided order) puts each word's text ids in stream 0
+just before the frames where it is spoken, from the corpus's word times: the model writes the audio of
+the word it has just read, and decides when the next word begins by writing its first id
+(`opuslm.infer.paced_words` forces the rest). Plain TTS must find its place in the text by attention
+alone, which a small model trained briefly does not learn. A word's audio runs from its start to the
+next word's start, so the pauses between words belong to the word before them; no pad separates the
+words, so the codebooks' delayed cells of one word's last frames fall on the next word's text frames.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,10 +83,46 @@ def label_tags(meta: dict, keys: tuple[str, ...]) -> str:
 
 def word_timestamps(meta: dict) -> str:
     """SRWT: `<start>word<end>` per word, seconds with two decimals."""
-    words = meta.get("words")
-    if not words:
+    return "".join(f"<{float(start):.2f}>{word}<{float(end):.2f}>" for word, start, end in _word_times(meta))
+
+
+def _word_times(meta: dict) -> list:
+    if not meta.get("words"):
         raise TemplateError(f"utterance {meta.get('id')} has no word timestamps")
-    return "".join(f"<{float(start):.2f}>{word}<{float(end):.2f}>" for word, start, end in words)
+    return meta["words"]
+
+
+def spoken_words(meta: dict) -> list:
+    """The `(word, start, end)` times of an utterance's transcript, word for word."""
+    words = _word_times(meta)
+    if [w for w, _, _ in words] != str(meta.get("text") or "").split():
+        raise TemplateError(f"utterance {meta.get('id')} has word timestamps for other words than its transcript")
+    return words
+
+
+def word_frames(meta: dict, frame_rate: float, frames: int) -> list[tuple[int, int]]:
+    """Word-paced TTS: each word's frames `[start, end)` of an utterance's `frames` at `frame_rate`, from its
+    word times; the first word starts at frame 0 and each word ends where the next starts, the last at the
+    end. The words must be the transcript's, in order."""
+    words = spoken_words(meta)
+    starts = [0] + [min(max(round(float(start) * frame_rate), 0), frames) for _, start, _ in words[1:]]
+    starts = list(np.maximum.accumulate(starts))
+    return list(zip(starts, starts[1:] + [frames]))
+
+
+def word_ids(tokenizer, text: str) -> list[np.ndarray]:
+    """The text ids of `text` (`text_ids`'s) grouped by the whitespace-separated word each belongs to: a
+    token goes to the word of its first non-space character, a token of spaces alone to the next word."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    starts = [match.start() for match in re.finditer(r"\S+", text)]
+    if not starts:
+        return []
+    groups: list[list[int]] = [[] for _ in starts]
+    for token, (begin, end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
+        piece = text[begin:end]
+        at = begin + (len(piece) - len(piece.lstrip())) if piece.strip() else end
+        groups[max(bisect.bisect_right(starts, at) - 1, 0)].append(token)
+    return [np.asarray(g, np.int64) for g in groups]
 
 
 def transcript(meta: dict) -> str:
@@ -196,23 +244,25 @@ class TemplateBuilder:
     """Builds every task's frames for one vocabulary, text tokenizer and delay pattern.
 
     `text_tokenizer`: the HF tokenizer whose ids fill the text range; `max_delay`: max(delays), the
-    trailer after each segment; `prompt_frames`: the length of a TTS speaker prompt.
+    trailer after each segment; `prompt_frames`: the length of a TTS speaker prompt; `frame_rate`: the
+    codec's frames a second, which word-paced TTS places word times by.
     """
 
     def __init__(self, vocab: JointVocab, text_tokenizer, max_delay: int, prompt_frames: int = 75,
-                 tasks: TaskTable | None = None):
+                 tasks: TaskTable | None = None, frame_rate: float | None = None):
         if len(text_tokenizer) != vocab.text_size:
             raise OpusLMError(f"the text tokenizer has {len(text_tokenizer)} tokens but the joint vocabulary's "
                               f"text range has {vocab.text_size}; use the tokenizer the data was built with")
         self.vocab, self.tokenizer = vocab, text_tokenizer
         self.max_delay, self.prompt_frames = max_delay, prompt_frames
         self.tasks = tasks or TaskTable()
+        self.frame_rate = frame_rate
 
     @classmethod
     def for_model(cls, vocab: JointVocab, text_tokenizer, delays, frame_rate: float,
                   prompt_seconds: float = PROMPT_SECONDS, tasks: TaskTable | None = None) -> TemplateBuilder:
         """The builder for a model with these stream delays, speaker prompts timed at the codec's frame rate."""
-        return cls(vocab, text_tokenizer, max(delays), prompt_frames(frame_rate, prompt_seconds), tasks)
+        return cls(vocab, text_tokenizer, max(delays), prompt_frames(frame_rate, prompt_seconds), tasks, frame_rate)
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.vocab.text(text_ids(self.tokenizer, text))
@@ -232,8 +282,8 @@ class TemplateBuilder:
             return self.text_lm(example, prompt_only)
         if isinstance(example, str):
             raise OpusLMError(f"task {task} needs a tokenized utterance, got text")
-        if task == "tts":
-            return self.tts(example, speaker_prompt, rng, prompt_only)
+        if task in ("tts", "tts_paced"):
+            return self.tts(example, speaker_prompt, rng, prompt_only, paced=task == "tts_paced")
         if task == "audio_lm":
             return self.audio_lm(example, prompt_only)
         if task == "asr" and not (instruct or instruction):
@@ -260,7 +310,9 @@ class TemplateBuilder:
         return writer.frames("asr", example.text_ids)
 
     def tts(self, example: TokenizedUtterance, speaker_prompt: TokenizedUtterance | None, rng: random.Random,
-            prompt_only: bool = False) -> Frames:
+            prompt_only: bool = False, paced: bool = False) -> Frames:
+        """Plain TTS, or word-paced (`paced`, the module docstring): the same prompt, each word's ids
+        before its audio in the target."""
         writer = _FrameWriter(self.vocab, self.max_delay)
         writer.begin("text")
         writer.specials("<sos>", "<task:tts>", "<text_start>")
@@ -277,10 +329,22 @@ class TemplateBuilder:
         writer.begin("audio")
         writer.specials("<audio_start>")
         if not prompt_only:
-            writer.audio(example.semantic, example.codes, target=True)
+            if paced:
+                self._paced_audio(writer, example)
+            else:
+                writer.audio(example.semantic, example.codes, target=True)
             writer.specials("<eos>", target=True)
             writer.end()
-        return writer.frames("tts")
+        return writer.frames("tts_paced" if paced else "tts")
+
+    def _paced_audio(self, writer: _FrameWriter, example: TokenizedUtterance) -> None:
+        if self.frame_rate is None:
+            raise OpusLMError("word-paced TTS places words by the codec's frame rate: build the templates with "
+                              "TemplateBuilder.for_model (or frame_rate=)")
+        spans = word_frames(example.meta, self.frame_rate, len(example.semantic))
+        for ids, (start, end) in zip(word_ids(self.tokenizer, example.meta["text"]), spans):
+            writer.tokens(self.vocab.text(ids), target=True)
+            writer.audio(example.semantic[start:end], example.codes[:, start:end], target=True)
 
     def audio_lm(self, example: TokenizedUtterance, prompt_only: bool = False) -> Frames:
         writer = _FrameWriter(self.vocab, self.max_delay)

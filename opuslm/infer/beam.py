@@ -40,7 +40,7 @@ def beam_search(model, prompts: list[Prompt], beam: int, ctc: JointCTC | None = 
         raise OpusLMError("joint CTC decoding scores transcripts of heard audio (ASR); a prompt here is another task")
     num_streams, delays = model.vocab.num_streams, model.delays
     device = next(model.parameters()).device
-    starts = [_Sequence(p, num_streams) for p in prompts]
+    starts = [_Sequence(p, num_streams, model.vocab.modality_range("semantic")) for p in prompts]
     out, mask, positions, steps = _prefill(model, starts, device)
     batch, width = len(prompts), beam
     cache = returned_cache(out)

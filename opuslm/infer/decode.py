@@ -11,7 +11,9 @@ stream is either
   plus the stop id), stream k >= 1 over its codebook's slice; pad is never chosen.
 
 A text prompt may carry a constraint (`opuslm.infer.timed_words`: SRWT after ASR) that says which text
-ids may come next and when the text may end; decoding chooses among those only. Text is greedy; audio
+ids may come next and when the text may end; decoding chooses among those only. An audio prompt's
+constraint (`opuslm.infer.paced_words`: word-paced TTS) may put text ids between audio frames; a frame
+whose stream 0 holds no semantic id carries no codes, so the codebook streams are pad there. Text is greedy; audio
 is sampled with temperature, top-k and top-p from a seeded generator (or greedy too). Prompts of different lengths are left-padded with an attention mask and explicit
 positions, so a batch returns what single generations return (greedy).
 """
@@ -40,7 +42,9 @@ class Prompt:
     that ends it, and the most frames to generate; for a model with the continuous input path, the
     undelayed frames `[start, end)` of the audio the prompt listens to and their features `[end - start, F]`;
     for a text target, an optional constraint on what it writes (`allowed(text ids written) -> (text ids
-    that may follow, whether it may stop)`, as `timed_words.TimedWords` answers); `transcribes`: the target is
+    that may follow, whether it may stop)`, as `timed_words.TimedWords` answers); for an audio target, one
+    on stream 0 (`allowed(joint ids written) -> (joint text ids that may follow, whether audio may, whether
+    it may stop)`, as `paced_words.PacedWords` answers); `transcribes`: the target is
     the heard audio's transcript and nothing else (ASR), which joint CTC decoding can score."""
 
     frames: np.ndarray
@@ -78,8 +82,9 @@ def _sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator
 class _Sequence:
     """One prompt's progress in undelayed frames; decides each stream's next cell."""
 
-    def __init__(self, prompt: Prompt, num_streams: int):
+    def __init__(self, prompt: Prompt, num_streams: int, semantic: tuple[int, int]):
         self.prompt = prompt
+        self.semantic = semantic  # [start, end) of the semantic ids: the frames that carry codes
         self.frames = [prompt.frames[:, t].copy() for t in range(prompt.frames.shape[1])]
         self.prompt_length = len(self.frames)
         self.end: int | None = None  # the stop frame's index, once known
@@ -100,9 +105,13 @@ class _Sequence:
             return int(self.prompt.frames[stream, t])
         if self.end is not None and t >= self.end:
             return PAD_ID if (t > self.end or stream > 0) else self.prompt.stop_id
-        if stream > 0 and self.prompt.target == "text":
+        if stream > 0 and (self.prompt.target == "text" or not self._carries_codes(t)):
             return PAD_ID
         return None
+
+    def _carries_codes(self, t: int) -> bool:
+        """Frame t's stream 0 is a semantic id (or not written yet, where stream 0 lags this stream)."""
+        return t >= len(self.frames) or self.semantic[0] <= self.frames[t][0] < self.semantic[1]
 
     def put(self, stream: int, t: int, value: int) -> None:
         if t < self.prompt_length or t < 0:
@@ -118,7 +127,11 @@ class _Sequence:
 
     def written_text(self, vocab) -> list[int]:
         """The text-token ids stream 0 has written after the prompt."""
-        return vocab.to_text([int(frame[0]) for frame in self.frames[self.prompt_length:]]).tolist()
+        return vocab.to_text(self.written_stream0()).tolist()
+
+    def written_stream0(self) -> list[int]:
+        """The joint ids stream 0 has written after the prompt."""
+        return [int(frame[0]) for frame in self.frames[self.prompt_length:]]
 
     def finished(self, step: int, d0: int, max_delay: int) -> bool:
         """Every stream is past the stop frame: stream 0 wrote it, the lagging ones their last frames."""
@@ -159,9 +172,15 @@ def constrained(model, sequences: list[_Sequence], allowed: torch.Tensor) -> tor
     for b, seq in enumerate(sequences):
         if seq.prompt.constraint is None or seq.end is not None:
             continue
-        ids, may_stop = seq.prompt.constraint.allowed(seq.written_text(vocab))
         row = torch.full_like(rows[b], float("-inf"))
-        row[torch.as_tensor(vocab.text(ids), dtype=torch.long, device=row.device)] = 0
+        if seq.prompt.target == "text":
+            ids, may_stop = seq.prompt.constraint.allowed(seq.written_text(vocab))
+            ids = vocab.text(ids)
+        else:
+            ids, audio, may_stop = seq.prompt.constraint.allowed(seq.written_stream0())
+            if audio:
+                row[slice(*vocab.modality_range("semantic"))] = 0
+        row[torch.as_tensor(ids, dtype=torch.long, device=row.device)] = 0
         if may_stop:
             row[seq.prompt.stop_id] = 0
         rows[b] = row
@@ -240,7 +259,7 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
     vocab, delays = model.vocab, model.delays
     num_streams, d0, max_delay = vocab.num_streams, delays[0], max(delays)
     device = next(model.parameters()).device
-    sequences = [_Sequence(p, num_streams) for p in prompts]
+    sequences = [_Sequence(p, num_streams, vocab.modality_range("semantic")) for p in prompts]
     stop_allowed = _stream0_allowed(model, prompts, device)
     generator = torch.Generator(device=device).manual_seed(sampling.seed)
     out, mask, positions, steps = _prefill(model, sequences, device)

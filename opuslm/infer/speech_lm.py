@@ -24,10 +24,11 @@ from opuslm.infer.beam import beam_search
 from opuslm.infer.decode import Generated, Prompt, generate, teacher_forced
 from opuslm.infer.sampling import Sampling
 from opuslm.infer.outputs import TaskOutput, emitted_words, read_output
+from opuslm.infer.paced_words import PacedWords
 from opuslm.infer.task_format import FORMATTED_TARGETS, TaskFormat
 from opuslm.infer.timed_words import TimedWords, TokenStrings
 from opuslm.tasks import TaskTable, trained_labels
-from opuslm.templates import PROMPT_SECONDS, TemplateBuilder, word_timestamps
+from opuslm.templates import PROMPT_SECONDS, TemplateBuilder, word_ids, word_timestamps
 from opuslm.tokenize.shards import TokenizedUtterance
 from opuslm.tokenize.text import text_ids
 from opuslm.vocab import JointVocab
@@ -53,6 +54,7 @@ class SpeechLM:
         self.labels_taught = labels_taught or {}  # per task, the labels its training data held (the guard's)
         self.sampling = sampling or Sampling()
         self.prompt_seconds = prompt_seconds
+        self.paced_tts = False  # TTS writes each word before its audio (a model trained on tts_paced)
         self._token_strings: TokenStrings | None = None
         self._formats: dict[str, TaskFormat] = {}  # per task, the guard's (`_guarded`)
         self._aligner = None  # the word aligner of `sampling.aligner`, loaded when first asked (`_aligned`)
@@ -161,6 +163,8 @@ class SpeechLM:
         frames = generated.frames
         if frames.shape[1] == 0:
             return np.zeros(0, np.float32)
+        semantic = self.vocab.modality_range("semantic")
+        frames = frames[:, (frames[0] >= semantic[0]) & (frames[0] < semantic[1])]  # word-paced TTS writes words too
         return self.tokenizers.acoustic.decode(self.vocab.to_codes(frames[1:]))
 
     def _run(self, prompts: list[Prompt], progress: bool = False) -> list[Generated]:
@@ -276,8 +280,11 @@ class SpeechLM:
                                   f"{max_seconds:g}: split the text or raise --max-seconds")
             no_audio = (np.zeros(0, np.int64), np.zeros((self.vocab.num_codebooks, 0), np.int64))
             example = TokenizedUtterance(self._text_ids(text), *no_audio, {"text": text})
-            prompts.append(self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), name,
-                                        "--max-seconds", speaker_prompt=self._speaker_prompt(speaker, name)))
+            prompt = self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), name,
+                                  "--max-seconds", speaker_prompt=self._speaker_prompt(speaker, name))
+            if self.paced_tts:
+                prompt.constraint = PacedWords(word_ids(self.tokenizers.text, text), self.vocab)
+            prompts.append(prompt)
         spoken = []
         for generated, least in zip(self._run(prompts), shortest):
             audio = self._audio(generated)
