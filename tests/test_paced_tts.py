@@ -205,3 +205,35 @@ def test_a_random_model_paced_speaks_every_word_and_its_audio_decodes_alone(char
     lm = SpeechLM.__new__(SpeechLM)
     lm.vocab, lm.tokenizers = vocab, type("T", (), {"acoustic": Codec()})()
     assert np.array_equal(lm._audio(result), vocab.to_codes(result.frames[1:, ~is_text]).astype(np.float32).ravel())
+
+
+def test_a_stage_that_trains_paced_tts_makes_a_model_that_speaks_paced(tmp_path, tiny_shards):
+    """The model folder records it (`paced_tts`), a later stage keeps it, and a plain stage never sets it;
+    SpeechLM then writes every word of the text between the audio it speaks."""
+    import yaml
+
+    from opuslm.infer.speech_lm import SpeechLM
+    from opuslm.model.multistream import OpusLM
+    from opuslm.train.stages import run_schedule
+    from test_training import write_schedule
+
+    path = write_schedule(tmp_path, tiny_shards, tmp_path / "out", steps=(2, 2, 2))
+    schedule = yaml.safe_load(path.read_text())
+    for stage, task in zip(schedule["stages"], ("tts", "tts_paced", "tts")):
+        stage["overrides"]["data"] = {**stage["overrides"]["data"],
+                                      "sources": [{"name": "tts", "dataset": "speech_hq", "task": task}]}
+    path.write_text(yaml.safe_dump(schedule))
+    run_schedule(path, progress=False)
+    out = tmp_path / "out"
+    assert [OpusLM.from_pretrained(out / stage / "model").config.paced_tts
+            for stage in ("pretrain", "anneal", "instruct")] == [False, True, True]
+
+    lm = SpeechLM.load(out / "instruct" / "model")
+    spoken = []
+    original = lm._run
+    lm._run = lambda prompts, progress=False: spoken.extend(original(prompts, progress)) or spoken
+    lm.speak(["what is nine plus eight"], max_seconds=6)
+    stream0 = spoken[0].frames[0]
+    text = lm.vocab.to_text(stream0[stream0 >= lm.vocab.text_offset]).tolist()
+    wanted = text_ids(lm.tokenizers.text, "what is nine plus eight").tolist()
+    assert text == wanted if spoken[0].stopped else text == wanted[:len(text)]  # cut by max_seconds: a prefix

@@ -334,9 +334,10 @@ class Evaluation:
     def _tts_teacher_forced(self, utts, originals, prompts, refs: list[str]) -> None:
         """TTS with every earlier frame of the original given (`SpeechLM.speak_teacher_forced`): the judge's
         WER on what that decodes to, and per stream the share of the original's ids the model chose."""
-        items = [((u.text, audio), prompt) for u, audio, prompt in zip(utts, originals, prompts)]
-        forced = self._batched(lambda b: self.lm.speak_teacher_forced([r for r, _ in b], [p for _, p in b]), items,
-                               "tts, teacher-forced")
+        items = [((u.text, audio), prompt, u.words) for u, audio, prompt in zip(utts, originals, prompts)]
+        forced = self._batched(lambda b: self.lm.speak_teacher_forced([r for r, _, _ in b], [p for _, p, _ in b],
+                                                                      word_times=[w for _, _, w in b]),
+                               items, "tts, teacher-forced")
         rate = self.lm.tokenizers.acoustic.sample_rate
         heard = self.judge.transcribe([resample(w, rate, 16000) if len(w) else np.zeros(1600, np.float32) for w, _ in forced])
         right = np.concatenate([r for _, r in forced], 1) if forced else np.zeros((self.lm.vocab.num_streams, 0))

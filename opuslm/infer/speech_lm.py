@@ -54,7 +54,6 @@ class SpeechLM:
         self.labels_taught = labels_taught or {}  # per task, the labels its training data held (the guard's)
         self.sampling = sampling or Sampling()
         self.prompt_seconds = prompt_seconds
-        self.paced_tts = False  # TTS writes each word before its audio (a model trained on tts_paced)
         self._token_strings: TokenStrings | None = None
         self._formats: dict[str, TaskFormat] = {}  # per task, the guard's (`_guarded`)
         self._aligner = None  # the word aligner of `sampling.aligner`, loaded when first asked (`_aligned`)
@@ -282,7 +281,7 @@ class SpeechLM:
             example = TokenizedUtterance(self._text_ids(text), *no_audio, {"text": text})
             prompt = self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), name,
                                   "--max-seconds", speaker_prompt=self._speaker_prompt(speaker, name))
-            if self.paced_tts:
+            if self.model.config.paced_tts:
                 prompt.constraint = PacedWords(word_ids(self.tokenizers.text, text), self.vocab)
             prompts.append(prompt)
         spoken = []
@@ -307,16 +306,25 @@ class SpeechLM:
         return self.tokenize_audio((wav[:round(self.prompt_seconds * rate)], rate), name=f"{name}'s speaker prompt")
 
     def speak_teacher_forced(self, recordings: list[tuple[str, Audio]], speaker_prompts: list[Audio | None],
-                             names: list[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                             names: list[str] | None = None, word_times: list[list] | None = None
+                             ) -> list[tuple[np.ndarray, np.ndarray]]:
         """TTS of each (text, a recording of it) with the recording's earlier frames given: per recording, the
         audio decoded from the model's greedy choice of each of its frames (`decode.teacher_forced`) and
         `[N streams, frames]`, True where that choice is the recording's own id. Where TTS is not understood,
         this tells a model that predicts frames wrongly even from a right past from one that goes wrong
-        only when it feeds itself its own choices."""
+        only when it feeds itself its own choices. A word-paced model reads each recording's words where
+        `word_times` (`[[word, start, end], ...]` per recording) places them."""
+        paced = self.model.config.paced_tts
+        if paced and (word_times is None or any(not times for times in word_times)):
+            raise OpusLMError("this model speaks word-paced (tts_paced): teacher-forcing it needs each recording's "
+                              "word times")
         out = []
-        for (text, audio), speaker, name in zip(recordings, speaker_prompts, self._names(names, len(recordings))):
+        for i, ((text, audio), speaker, name) in enumerate(zip(recordings, speaker_prompts,
+                                                              self._names(names, len(recordings)))):
             example = self.tokenize_audio(audio, text, name)
-            frames = self.builder.build("tts", example, random.Random(self.sampling.seed),
+            if paced:
+                example.meta["words"] = word_times[i]
+            frames = self.builder.build("tts_paced" if paced else "tts", example, random.Random(self.sampling.seed),
                                         speaker_prompt=self._speaker_prompt(speaker, name))
             audio_frames = np.flatnonzero(frames.target[1])  # the target frames that hold codes (not <eos>)
             chosen = teacher_forced(self.model, frames.tokens)[:, audio_frames]

@@ -24,7 +24,8 @@ class MultiStreamConfig:
     `opuslm.model.streams`; `heard_mix`: what the path adds, "adapter" its adapter's output, "text_posterior"
     that output's softmax over the text rows (and a blank that adds nothing) times those rows: the words
     it hears as the LLM's own word embeddings (LegoSLM's connection; train the adapter first with a
-    `heard_ctc` stage)."""
+    `heard_ctc` stage); `paced_tts`: the model was trained on word-paced TTS (`tts_paced`: each word's text
+    ids before its audio), so it speaks that way (the trainer sets it)."""
 
     delays: list[int] | None = None
     loss_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
@@ -32,6 +33,7 @@ class MultiStreamConfig:
     stream0_softmax: str = "full"
     heard_features: int = 0
     heard_mix: str = "adapter"
+    paced_tts: bool = False
 
     def __post_init__(self):
         unknown = set(self.loss_weights) - set(MODALITIES)

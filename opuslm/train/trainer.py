@@ -197,6 +197,7 @@ class StageRun:
             final = OpusLM.from_pretrained(self.start)
             add_stage_lora(final, self.stage.tune)  # the trained state holds the adapters
             final.load_state_dict(state)
+            final.config.paced_tts |= any(s.config.task == "tts_paced" for s in self.data.train.sources)
             final.save_pretrained(self.run_dir / "model", self.tokenizers)
             self.tasks.save(self.run_dir / "model")
             save_trained_labels(self.run_dir / "model", self.start, self.data.train.trained_labels())
