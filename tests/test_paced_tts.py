@@ -237,3 +237,52 @@ def test_a_stage_that_trains_paced_tts_makes_a_model_that_speaks_paced(tmp_path,
     text = lm.vocab.to_text(stream0[stream0 >= lm.vocab.text_offset]).tolist()
     wanted = text_ids(lm.tokenizers.text, "what is nine plus eight").tolist()
     assert text == wanted if spoken[0].stopped else text == wanted[:len(text)]  # cut by max_seconds: a prefix
+
+
+class Undecided(torch.nn.Module):
+    """Stream 0 puts its text mass on a word the text does not hold (logit 5, and 4 on another), and
+    less on every semantic id (0) and on <eos> (3); each codebook prefers its first id."""
+
+    def __init__(self, vocab, delays, wrong_ids):
+        super().__init__()
+        self.vocab, self.delays, self.wrong = vocab, delays, wrong_ids
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, frames, attention_mask=None, position_ids=None, past_key_values=None, use_cache=False):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(last_hidden_state=torch.zeros(frames.shape[0], frames.shape[2], 1), past_key_values=None)
+
+    def stream_logits(self, hidden, stream):
+        start, end = self.vocab.stream_range(stream)
+        logits = torch.zeros(*hidden.shape[:-1], end - start)
+        if stream == 0:
+            logits[..., self.vocab.special("<eos>")] = 3.0
+            logits[..., self.vocab.text_offset:] = -10.0
+            logits[..., self.wrong[0]], logits[..., self.wrong[1]] = 5.0, 4.0
+        else:
+            logits[..., 0] = 1.0
+        return logits
+
+    def codebook_logits(self, hidden):
+        return torch.stack([self.stream_logits(hidden, n) for n in range(1, self.vocab.num_streams)], -2)
+
+
+def test_a_word_begins_when_the_model_would_write_any_word_there(char_tokenizer):
+    """The model says when a word begins (its mass on every text id), the pacing which: a model whose text
+    mass sits on other words still begins each word as soon as it may, and stops after the last (greedy:
+    each word's ids, one audio frame, the next word ...)."""
+    delays = [0, 1, 2]
+    builder = builder_for(char_tokenizer, delays)
+    vocab = builder.vocab
+    wrong = vocab.text(char_tokenizer.convert_tokens_to_ids(["q", "x"])).tolist()
+    text = "zoe ate a pear"
+    example = TokenizedUtterance(text_ids(char_tokenizer, text), np.zeros(0, np.int64), np.zeros((2, 0), np.int64),
+                                 {"text": text})
+    frames = builder.build("tts_paced", example, random.Random(0), prompt_only=True)
+    groups = word_ids(char_tokenizer, text)
+    prompt = Prompt(frames.tokens, "audio", vocab.special("<eos>"), 60, constraint=PacedWords(groups, vocab))
+    result = generate(Undecided(vocab, delays, wrong), [prompt], Sampling(greedy_audio=True))[0]
+    audio = vocab.semantic_offset  # the first semantic id: every semantic logit is 0, argmax takes the first
+    expected = [i for ids in groups for i in [*vocab.text(ids).tolist(), audio]]
+    assert result.stopped and result.frames[0].tolist() == expected

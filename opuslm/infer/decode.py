@@ -187,6 +187,22 @@ def constrained(model, sequences: list[_Sequence], allowed: torch.Tensor) -> tor
     return rows
 
 
+def word_onsets(model, sequences: list[_Sequence], logits: torch.Tensor) -> torch.Tensor:
+    """Stream 0's `logits` `[B, V]` with, for each word-paced sequence that may begin its next word now, that
+    word's first id scored by the model's mass on every text id: the model says when a word begins, the
+    pacing says which (a model unsure of the word would otherwise rarely begin one, and run on)."""
+    onset = None
+    for b, seq in enumerate(sequences):
+        if seq.prompt.target != "audio" or seq.prompt.constraint is None or seq.end is not None:
+            continue
+        ids, audio, _ = seq.prompt.constraint.allowed(seq.written_stream0())
+        if audio and ids:
+            if onset is None:
+                onset, logits = logits[:, slice(*model.vocab.modality_range("text"))].logsumexp(-1), logits.clone()
+            logits[b, ids] = onset[b]
+    return logits
+
+
 def _prefill(model, sequences: list[_Sequence], device):
     """Run the prompts' known delayed columns, left-padded to a common length: (model output with its
     KV cache, attention mask, last positions, the delayed step each sequence produces next)."""
@@ -270,7 +286,8 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
     while True:
         hidden = out.last_hidden_state[:, -1]
         # stream 0 first: its stop decides the other streams' cells; the codebooks are sampled together
-        logits = model.stream_logits(hidden, 0).float() + constrained(model, sequences, stop_allowed)
+        logits = word_onsets(model, sequences, model.stream_logits(hidden, 0).float()) + \
+            constrained(model, sequences, stop_allowed)
         choice = logits.argmax(-1)
         if not is_text.all():
             choice = torch.where(is_text, choice, _sample(logits, sampling, generator))
