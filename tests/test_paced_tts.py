@@ -286,3 +286,19 @@ def test_a_word_begins_when_the_model_would_write_any_word_there(char_tokenizer)
     audio = vocab.semantic_offset  # the first semantic id: every semantic logit is 0, argmax takes the first
     expected = [i for ids in groups for i in [*vocab.text(ids).tolist(), audio]]
     assert result.stopped and result.frames[0].tolist() == expected
+
+
+def test_the_eval_leaves_teacher_forcing_unscored_where_a_paced_model_has_no_word_times():
+    """A corpus without word times: the note says why, nothing is decoded, and the rest of TTS is scored."""
+    from types import SimpleNamespace
+
+    from opuslm.eval.runner import Evaluation
+
+    evaluation = Evaluation.__new__(Evaluation)
+    evaluation.results = {}
+    evaluation.lm = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(paced_tts=True)),
+                                    speak_teacher_forced=lambda *a, **k: pytest.fail("decoded without word times"))
+    utts = [SimpleNamespace(text="hi yo", words=[["hi", 0.0, 0.3], ["yo", 0.3, 0.6]]), SimpleNamespace(text="a", words=None)]
+    evaluation._tts_teacher_forced(utts, [None, None], [None, None], ["hi yo", "a"])
+    assert "word times" in evaluation.results["tts_teacher_forced_note"]
+    assert "tts_teacher_forced_wer" not in evaluation.results
