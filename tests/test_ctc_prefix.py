@@ -169,7 +169,7 @@ def test_the_posteriors_of_a_batch_are_each_prompts_own_and_trainings(tmp_path, 
 
     def posteriors(chosen):
         with torch.no_grad():
-            out, _, _, known = _prefill(model, [_Sequence(p, MODEL_VOCAB.num_streams) for p in chosen], "cpu")
+            out, _, _, known = _prefill(model, [_Sequence(p, MODEL_VOCAB.num_streams, MODEL_VOCAB.modality_range("semantic")) for p in chosen], "cpu")
             return utterance_posteriors(model, chosen, out, known, layer)
 
     batched, lengths = posteriors(prompts)

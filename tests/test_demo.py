@@ -59,7 +59,8 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
         assert " ".join(w for w, _, _ in timed) == emitted_words(asr[row["id"]])
         assert all(0 <= start <= end <= later for (_, start, end), (_, later, _) in zip(timed, timed[1:] + [("", 1e9, 0)]))
         shifts += metrics_module.boundary_shifts(row["reference"], row["hypothesis"])
-    assert len(srwt) > 0 and metrics["srwt_aas_ms"] == pytest.approx(1000 * sum(shifts) / len(shifts))
+    assert len(srwt) > 0  # a smoke-size model may place no word right: then no shift to average
+    assert metrics["srwt_aas_ms"] == (pytest.approx(1000 * sum(shifts) / len(shifts)) if shifts else None)
 
     logs = {s["stage"]: (out / "run" / s["stage"] / "log.jsonl").read_text() for s in summaries}
     again = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],

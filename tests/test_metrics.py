@@ -207,7 +207,9 @@ def test_tts_scores_the_normal_style_apart_and_the_report_lists_samples_to_liste
 
         vocab = SimpleNamespace(num_streams=3, num_codebooks=2)
 
-        def speak_teacher_forced(self, recordings, prompts):  # every id right: the recording itself
+        paced_tts = False
+
+        def speak_teacher_forced(self, recordings, prompts, word_times=None):  # every id right: the recording itself
             return [(audio, np.ones((3, len(audio) // 640), bool)) for _, (audio, _) in recordings]
 
     class Judge:  # hears the first word of the reference in every clip

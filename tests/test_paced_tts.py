@@ -296,7 +296,7 @@ def test_the_eval_leaves_teacher_forcing_unscored_where_a_paced_model_has_no_wor
 
     evaluation = Evaluation.__new__(Evaluation)
     evaluation.results = {}
-    evaluation.lm = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(paced_tts=True)),
+    evaluation.lm = SimpleNamespace(paced_tts=True,
                                     speak_teacher_forced=lambda *a, **k: pytest.fail("decoded without word times"))
     utts = [SimpleNamespace(text="hi yo", words=[["hi", 0.0, 0.3], ["yo", 0.3, 0.6]]), SimpleNamespace(text="a", words=None)]
     evaluation._tts_teacher_forced(utts, [None, None], [None, None], ["hi yo", "a"])

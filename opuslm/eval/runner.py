@@ -334,7 +334,7 @@ class Evaluation:
     def _tts_teacher_forced(self, utts, originals, prompts, refs: list[str]) -> None:
         """TTS with every earlier frame of the original given (`SpeechLM.speak_teacher_forced`): the judge's
         WER on what that decodes to, and per stream the share of the original's ids the model chose."""
-        if self.lm.model.config.paced_tts and any(not u.words for u in utts):
+        if self.lm.paced_tts and any(not u.words for u in utts):
             self.results["tts_teacher_forced_note"] = ("not scored: the model speaks word-paced and teacher-forcing "
                                                        "it needs word times, which this corpus's test utterances lack")
             return

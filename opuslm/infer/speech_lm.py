@@ -85,6 +85,11 @@ class SpeechLM:
                               "folder was written from a broken run); use a model saved before it diverged")
         return cls(model, tokenizers, sampling, tasks=TaskTable.of_model(folder), labels_taught=trained_labels(folder))
 
+    @property
+    def paced_tts(self) -> bool:
+        """The model speaks word-paced (trained on `tts_paced`): each word's text ids before its audio."""
+        return self.model.config.paced_tts
+
     # ---- limits ----
     @property
     def position_limit(self) -> int | None:
@@ -281,7 +286,7 @@ class SpeechLM:
             example = TokenizedUtterance(self._text_ids(text), *no_audio, {"text": text})
             prompt = self._prompt("tts", example, "audio", round(max_seconds * self.frame_rate), name,
                                   "--max-seconds", speaker_prompt=self._speaker_prompt(speaker, name))
-            if self.model.config.paced_tts:
+            if self.paced_tts:
                 prompt.constraint = PacedWords(word_ids(self.tokenizers.text, text), self.vocab)
             prompts.append(prompt)
         spoken = []
@@ -314,7 +319,7 @@ class SpeechLM:
         this tells a model that predicts frames wrongly even from a right past from one that goes wrong
         only when it feeds itself its own choices. A word-paced model reads each recording's words where
         `word_times` (`[[word, start, end], ...]` per recording) places them."""
-        paced = self.model.config.paced_tts
+        paced = self.paced_tts
         if paced and (word_times is None or any(not times for times in word_times)):
             raise OpusLMError("this model speaks word-paced (tts_paced): teacher-forcing it needs each recording's "
                               "word times")
