@@ -61,7 +61,7 @@ def beam_search(model, prompts: list[Prompt], beam: int, ctc: JointCTC | None = 
     done = [False] * batch
     length = 0  # ids each running beam has written (all beams of a step have the same number)
     while True:
-        logprobs = (model.stream_logits(hidden, 0).float() + constrained(model, beams, allowed)).log_softmax(-1)
+        logprobs = constrained(model, beams, allowed, model.stream_logits(hidden, 0).float()).log_softmax(-1)
         if ctc is not None:
             logprobs, pending = scorer.joint(prefixes, logprobs, stop_ids, ctc.weight)
         vocab_size = logprobs.shape[-1]

@@ -163,12 +163,15 @@ def _stream0_allowed(model, prompts: list[Prompt], device) -> torch.Tensor:
                         for p in prompts])
 
 
-def constrained(model, sequences: list[_Sequence], allowed: torch.Tensor) -> torch.Tensor:
-    """`allowed` `[B, V]` (`_stream0_allowed`) with, for each sequence whose prompt has a constraint and is
-    still writing, -inf outside the ids the constraint allows next (and the stop id unless it may stop)."""
+def constrained(model, sequences: list[_Sequence], allowed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Stream 0's `logits` `[B, V]` within `allowed` (`_stream0_allowed`) and, for each sequence whose prompt has
+    a constraint and is still writing, -inf outside the ids the constraint allows next (and the stop id unless
+    it may stop). A word-paced sequence that may begin its next word scores that word's first id by the
+    model's mass on every text id: the model says when a word begins, the pacing says which (a model unsure
+    of the word would otherwise rarely begin one, and run on)."""
     if not any(seq.prompt.constraint is not None for seq in sequences):
-        return allowed
-    vocab, rows = model.vocab, allowed.clone()
+        return logits + allowed
+    vocab, rows, onset = model.vocab, allowed.clone(), None
     for b, seq in enumerate(sequences):
         if seq.prompt.constraint is None or seq.end is not None:
             continue
@@ -180,27 +183,15 @@ def constrained(model, sequences: list[_Sequence], allowed: torch.Tensor) -> tor
             ids, audio, may_stop = seq.prompt.constraint.allowed(seq.written_stream0())
             if audio:
                 row[slice(*vocab.modality_range("semantic"))] = 0
+                if ids:  # a word may begin
+                    if onset is None:
+                        onset, logits = logits[:, slice(*vocab.modality_range("text"))].logsumexp(-1), logits.clone()
+                    logits[b, ids] = onset[b]
         row[torch.as_tensor(ids, dtype=torch.long, device=row.device)] = 0
         if may_stop:
             row[seq.prompt.stop_id] = 0
         rows[b] = row
-    return rows
-
-
-def word_onsets(model, sequences: list[_Sequence], logits: torch.Tensor) -> torch.Tensor:
-    """Stream 0's `logits` `[B, V]` with, for each word-paced sequence that may begin its next word now, that
-    word's first id scored by the model's mass on every text id: the model says when a word begins, the
-    pacing says which (a model unsure of the word would otherwise rarely begin one, and run on)."""
-    onset = None
-    for b, seq in enumerate(sequences):
-        if seq.prompt.target != "audio" or seq.prompt.constraint is None or seq.end is not None:
-            continue
-        ids, audio, _ = seq.prompt.constraint.allowed(seq.written_stream0())
-        if audio and ids:
-            if onset is None:
-                onset, logits = logits[:, slice(*model.vocab.modality_range("text"))].logsumexp(-1), logits.clone()
-            logits[b, ids] = onset[b]
-    return logits
+    return logits + rows
 
 
 def _prefill(model, sequences: list[_Sequence], device):
@@ -286,8 +277,7 @@ def generate(model, prompts: list[Prompt], sampling: Sampling | None = None, pro
     while True:
         hidden = out.last_hidden_state[:, -1]
         # stream 0 first: its stop decides the other streams' cells; the codebooks are sampled together
-        logits = word_onsets(model, sequences, model.stream_logits(hidden, 0).float()) + \
-            constrained(model, sequences, stop_allowed)
+        logits = constrained(model, sequences, stop_allowed, model.stream_logits(hidden, 0).float())
         choice = logits.argmax(-1)
         if not is_text.all():
             choice = torch.where(is_text, choice, _sample(logits, sampling, generator))
