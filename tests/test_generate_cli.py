@@ -40,6 +40,11 @@ def test_the_api_batches_like_single_calls_and_respects_limits(tiny_model_folder
     assert len(forced) == frames * round(rate / frame_rate)
     continued = lm.continue_audio(audios[:1], max_seconds=0.2)[0]
     assert len(continued) <= 0.2 * rate + rate / frame_rate
+    # every clip above was tokenized once: asked again, the model answers as a fresh one does, encoding nothing
+    misses = lm.encoded_audio.misses
+    again = lm.understand("sgc", audios, max_tokens=4)
+    assert lm.encoded_audio.misses == misses and lm.encoded_audio.hits >= len(audios)
+    assert again == SpeechLM.load(tiny_model_folder, sampling=Sampling(greedy_audio=True)).understand("sgc", audios, max_tokens=4)
 
 
 def test_srwt_after_asr_times_the_words_asr_wrote_and_free_srwt_stays_available(tiny_model_folder, small_corpus):

@@ -22,6 +22,7 @@ from opuslm.data.rules import MIN_SECONDS
 from opuslm.errors import OpusLMError
 from opuslm.infer.beam import beam_search
 from opuslm.infer.decode import Generated, Prompt, generate, teacher_forced
+from opuslm.infer.encoded_audio import EncodedAudioMemo
 from opuslm.infer.sampling import Sampling
 from opuslm.infer.outputs import TaskOutput, emitted_words, read_output
 from opuslm.infer.paced_words import PacedWords
@@ -57,6 +58,7 @@ class SpeechLM:
         self._token_strings: TokenStrings | None = None
         self._formats: dict[str, TaskFormat] = {}  # per task, the guard's (`_guarded`)
         self._aligner = None  # the word aligner of `sampling.aligner`, loaded when first asked (`_aligned`)
+        self.encoded_audio = EncodedAudioMemo(lambda wav: self.tokenizers.encode_audio([wav])[0])  # a clip asked about again
         vocab: JointVocab = model.vocab
         data_vocab = JointVocab(tokenizers.semantic.vocab_size, tokenizers.acoustic.num_codebooks,
                                 tokenizers.acoustic.codebook_size, len(tokenizers.text))
@@ -135,7 +137,7 @@ class SpeechLM:
         self.require_clip(audio, name, follow, limit_flag)
         wav, rate = audio
         wav = resample(np.asarray(wav, np.float32), rate, self.tokenizers.acoustic.sample_rate)
-        encoded = self.tokenizers.encode_audio([wav])[0]
+        encoded = self.encoded_audio(wav)
         if isinstance(encoded, AudioError):
             raise OpusLMError(f"{name}: cannot tokenize this audio: {encoded}")
         semantic, codes, features = encoded
