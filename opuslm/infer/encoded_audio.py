@@ -50,13 +50,13 @@ class EncodedAudioMemo:
         if isinstance(encoded, AudioError):
             return encoded
         encoded = tuple(_read_only(part) for part in encoded)
-        size = sum(part.nbytes for part in encoded if part is not None)
+        size = _nbytes(encoded)
         if size <= self.max_bytes:
             self._kept[key] = encoded
             self.held_bytes += size
             while self.held_bytes > self.max_bytes:
                 _, forgotten = self._kept.popitem(last=False)
-                self.held_bytes -= sum(part.nbytes for part in forgotten if part is not None)
+                self.held_bytes -= _nbytes(forgotten)
         return encoded
 
     def __len__(self) -> int:
@@ -69,3 +69,7 @@ def _read_only(part):
     part = np.asarray(part)
     part.flags.writeable = False
     return part
+
+
+def _nbytes(encoded: tuple) -> int:
+    return sum(part.nbytes for part in encoded if part is not None)
