@@ -193,7 +193,6 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
     from opuslm.eval.codec_report import codec_report, summary_line
     from opuslm.tokenize.mel_pitch import MelPitchConfig, fit_mel_pitch_codec
     from opuslm.tokenize.semantic import train_semantic_tokenizer
-    from opuslm.templates import corpus_tags
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
     corpus, tokenizers = paths.corpus, tokenizer_paths(config, paths)
@@ -201,7 +200,7 @@ def train_tokenizers(config: DemoConfig, paths: DemoPaths) -> str:
     if not config.llm and not _done(tokenizers.text, "tokenizer.json"):
         # the grammar's text corpus too, as a real LLM's tokenizer is trained on far more text than transcripts
         grammar = [] if config.corpus else (paths.text / "train.txt").read_text(encoding="utf-8").splitlines()
-        train_text_tokenizer(corpus_texts(utts) + grammar, tokenizers.text, 1024, whole=corpus_tags(utts))
+        train_text_tokenizer(corpus_texts(utts) + grammar, tokenizers.text, 1024)
     need_semantic = not _done(tokenizers.semantic, "semantic.json")
     need_codec = not config.codec and not _done(tokenizers.acoustic, "codec.json")
     if need_semantic or need_codec:

@@ -81,23 +81,6 @@ def label_tags(meta: dict, keys: tuple[str, ...]) -> str:
     return "".join(f"<{value}>" for value in label_values(meta, keys))
 
 
-def corpus_tags(utterances) -> list[str]:
-    """Every tag the targets of a corpus's utterances can hold: `<label>` for each usable label value (as
-    `label_tags` writes it) and the answer marker where an utterance has an answer; sorted, so that what
-    is built from them does not depend on the corpus's order. An unusable label is left to the templates,
-    which skip its examples with the reason."""
-    tags = set()
-    for u in utterances:
-        for key in u.labels:
-            try:
-                tags.update(f"<{value}>" for value in label_values({"id": u.id, "labels": u.labels}, (key,)))
-            except TemplateError:
-                continue
-        if u.answer:
-            tags.add(ANSWER_MARKER)
-    return sorted(tags)
-
-
 def word_timestamps(meta: dict) -> str:
     """SRWT: `<start>word<end>` per word, seconds with two decimals."""
     return "".join(f"<{float(start):.2f}>{word}<{float(end):.2f}>" for word, start, end in _word_times(meta))

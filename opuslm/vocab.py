@@ -26,9 +26,7 @@ OSUM labels (`<anger>`), word timestamps (`<0.34>`) and the STTC answer marker a
 written by the LLM's own tokenizer, not added specials: the LLM already reads and writes text; a
 user's corpus brings label sets of its own, which must not change the layout (and so invalidate
 checkpoints); timestamps as specials would need one id per 10 ms step; and scoring parses the text,
-as OSUM does. With a pretrained LLM's tokenizer the price is a few text tokens per label instead of one
-id. A text tokenizer trained for the corpus (the demo's BPE, `opuslm tokenizers train-text`) keeps each
-of the corpus's tags whole, one text token each (`opuslm.tokenize.text.train_text_tokenizer`).
+as OSUM does. The price is a few text tokens per label instead of one id.
 """
 
 from __future__ import annotations

@@ -31,44 +31,6 @@ def test_text_tokenizer_round_trips_and_reloads_with_autotokenizer(tiny_tokenize
     assert ours.decode(ours("Zebra? ñ 42!", add_special_tokens=False)["input_ids"]) == "Zebra? ñ 42!"  # byte-level
 
 
-def test_a_corpus_tags_are_kept_whole_one_id_each_within_the_vocabulary_size(small_corpus, tmp_path):
-    from opuslm.templates import corpus_tags, label_tags
-    from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
-
-    utts = read_manifest(small_corpus)
-    tags = corpus_tags(utts)
-    expected = {f"<{value.lower()}>" for u in utts for value in u.labels.values()} | {"<answer>"}
-    assert any(u.answer for u in utts) and tags == sorted(expected)
-    texts = corpus_texts(utts)
-    whole = load_text_tokenizer(train_text_tokenizer(texts, tmp_path / "whole", 300, whole=tags))
-    split = load_text_tokenizer(train_text_tokenizer(texts, tmp_path / "split", 300))
-    assert len(whole) == len(split) == 300
-    for tag in tags:
-        ids = whole(tag, add_special_tokens=False)["input_ids"]
-        assert len(ids) == 1 and whole.decode(ids) == tag
-        assert len(split(tag, add_special_tokens=False)["input_ids"]) > 1
-    u = next(u for u in utts if u.answer)
-    target = u.text + label_tags({"id": u.id, "labels": u.labels}, ("gender", "emotion")) + "<answer>" + u.answer
-    ids = whole(target, add_special_tokens=False)["input_ids"]
-    assert whole.decode(ids) == target
-    assert ids[:len(whole(u.text, add_special_tokens=False)["input_ids"])] == whole(u.text, add_special_tokens=False)["input_ids"]
-    assert [whole.decode([i]) for i in ids if whole.decode([i]).startswith("<")] == [
-        f"<{u.labels['gender']}>", f"<{u.labels['emotion']}>", "<answer>"]
-
-
-def test_corpus_tags_leave_unusable_labels_to_the_templates_and_need_room():
-    from types import SimpleNamespace
-
-    from opuslm.templates import corpus_tags
-    from opuslm.tokenize.text import train_text_tokenizer
-
-    utts = [SimpleNamespace(id="a", labels={"mood": "Happy ", "bad": "x<y"}, answer=None),
-            SimpleNamespace(id="b", labels={"mood": "sad"}, answer="")]
-    assert corpus_tags(utts) == ["<happy>", "<sad>"]
-    with pytest.raises(OpusLMError, match="cannot hold 4 specials, 256 bytes and 2 whole tags"):
-        train_text_tokenizer(["some text"], "unused", 261, whole=["<happy>", "<sad>"])
-
-
 def test_text_tokenizer_folder_must_exist(tmp_path):
     with pytest.raises(OpusLMError, match="not found"):
         load_text_tokenizer(tmp_path / "nope")

@@ -23,9 +23,6 @@ def register(subparsers) -> None:
     text.add_argument("--out", type=Path, required=True, help="output tokenizer folder")
     text.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary size, specials included")
     text.add_argument("--extra-text", type=Path, help="a plain-text file (one sentence a line) to train on as well")
-    text.add_argument("--split-tags", action="store_true",
-                      help="let BPE split the corpus's tags (<male>, <answer>) into pieces like any text; by default "
-                           "each is one token, so a model cannot write half a tag")
     text.set_defaults(func=_train_text)
 
     semantic = commands.add_parser("train-semantic", formatter_class=help_formatter,
@@ -155,17 +152,13 @@ def _split_audio(manifest: Path, split: str):
 
 def _train_text(args) -> None:
     from opuslm.data.manifest import read_manifest
-    from opuslm.templates import corpus_tags
     from opuslm.tokenize.text import corpus_texts, train_text_tokenizer
 
-    utterances = read_manifest(args.manifest)
-    texts = corpus_texts(utterances)
+    texts = corpus_texts(read_manifest(args.manifest))
     if args.extra_text:
         texts += args.extra_text.read_text(encoding="utf-8").splitlines()
-    tags = [] if args.split_tags else corpus_tags(utterances)
-    train_text_tokenizer(texts, args.out, args.vocab_size, whole=tags)
-    kept = f", {len(tags)} tags kept whole" if tags else ""
-    print(f"text tokenizer ({args.vocab_size} tokens{kept}) trained on {len(texts)} lines -> {args.out}")
+    train_text_tokenizer(texts, args.out, args.vocab_size)
+    print(f"text tokenizer ({args.vocab_size} tokens) trained on {len(texts)} lines -> {args.out}")
 
 
 def _train_semantic(args) -> None:

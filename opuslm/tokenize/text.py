@@ -39,34 +39,24 @@ def load_text_tokenizer(path: str | Path):
         raise OpusLMError(f"{path} holds no loadable tokenizer ({error})") from error
 
 
-def train_text_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int = 1024,
-                         whole: Iterable[str] = ()) -> Path:
+def train_text_tokenizer(texts: Iterable[str], out: str | Path, vocab_size: int = 1024) -> Path:
     """Train a byte-level BPE (HF `tokenizers`) and save it as an AutoTokenizer-loadable folder.
 
-    Byte-level BPE never needs an unknown token, so any text round-trips. `whole`: strings kept as one
-    token each, within `vocab_size` (a corpus's tags, `opuslm.templates.corpus_tags`). They stay text,
-    not specials: decoding writes them, and a model writes a label as one id instead of a few pieces it
-    can leave half-written (`the gray wallet>` for `the gray wallet<male>`).
+    Byte-level BPE never needs an unknown token, so any text round-trips.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    whole = list(dict.fromkeys(whole))
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if vocab_size - len(whole) < len(SPECIAL_TOKENS) + len(alphabet):
-        raise OpusLMError(f"text tokenizer: a vocabulary of {vocab_size} cannot hold {len(SPECIAL_TOKENS)} specials, "
-                          f"{len(alphabet)} bytes and {len(whole)} whole tags; give a larger vocabulary size")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(whole),
+        vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS.values()),
-        initial_alphabet=alphabet,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    tokenizer.add_tokens([AddedToken(text, normalized=False, special=False) for text in whole])
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
     out = Path(out)
     wrapped.save_pretrained(str(out))
