@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from opuslm.errors import OpusLMError
 from opuslm.infer.sampling import CTC_LAYERS
+from opuslm.json_files import write_json
 
 ALIGNER_CLIPS = 1000  # train clips the word aligner learns from (each holds a few dozen labelled frames)
 STAGE_FILES = Path(__file__).resolve().parents[1] / "stages"  # the checkout's stage YAMLs
@@ -398,8 +400,16 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
+def minutes(seconds: float) -> str:
+    """`m:ss`, as the README quotes the demo's times."""
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
 def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> DemoPaths:
-    """Every step in order, each reported as `[n/N] title` and its result line; returns the folders."""
+    """Every step in order, each reported as `[n/N] title`, its result and its wall time (a step resumed
+    from a complete folder takes seconds); the times also go to `timings.json` under the output folder,
+    so a user sees where a run's minutes went. Returns the folders."""
     from opuslm.backends import register_backends
     from opuslm.infer.sampling import Sampling
 
@@ -420,8 +430,16 @@ def run_demo(config: DemoConfig, report: Callable[[str], None] = _print) -> Demo
                           "or pass a --schedule without them")
     paths = DemoPaths.under(config.out, config.corpus)
     config.out.mkdir(parents=True, exist_ok=True)
+    timings, started = [], time.perf_counter()
     for number, (title, step) in enumerate(STEPS, 1):
         report(f"[{number}/{len(STEPS)}] {title}")
-        report(f"    {step(config, paths)}")
-    report(f"demo finished; everything is in {config.out}")
+        step_started = time.perf_counter()
+        result = step(config, paths)
+        timings.append({"step": title, "seconds": round(time.perf_counter() - step_started, 1)})
+        report(f"    {result}")
+        report(f"    took {minutes(timings[-1]['seconds'])}")
+    total = round(time.perf_counter() - started, 1)
+    write_json(config.out / "timings.json", {"steps": timings, "total_seconds": total}, indent=1)
+    report(f"demo finished in {minutes(total)}; everything is in {config.out} (step times: "
+           f"{config.out / 'timings.json'})")
     return paths

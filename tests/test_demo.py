@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from opuslm.demo import minutes
 from opuslm.eval import metrics as metrics_module
 from opuslm.infer.outputs import emitted_words
 
@@ -20,7 +21,12 @@ def test_the_demo_runs_end_to_end_and_resumes(tmp_path):
     run = subprocess.run([sys.executable, "-m", "opuslm", "demo", "--out", str(out), *TINY],
                          capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "[10/10] evaluate every task" in run.stdout and "demo finished" in run.stdout
+    assert "[10/10] evaluate every task" in run.stdout and "demo finished in " in run.stdout
+    timings = json.loads((out / "timings.json").read_text())
+    assert len(timings["steps"]) == 10  # the steps are the run, each time rounded to 0.1 s
+    assert sum(t["seconds"] for t in timings["steps"]) == pytest.approx(timings["total_seconds"], abs=0.5)
+    took = [line.strip() for line in run.stdout.splitlines() if line.startswith("    took ")]  # after each step
+    assert took == [f"took {minutes(t['seconds'])}" for t in timings["steps"]]
     assert "replays none of the LLM's own text" in run.stdout  # stages/demo.yaml names no replay dataset
     text = json.loads((out / "text" / "text.json").read_text())
     assert sum(text["lines"].values()) + text["left_out_test_lines"] == 2000
