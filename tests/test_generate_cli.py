@@ -127,7 +127,8 @@ def test_generate_beam_searches_text_and_refuses_it_for_audio(tiny_model_folder,
     audios = [load_audio(path) for path in wavs]
     assert lm.transcribe(audios, max_tokens=5) == [lm.transcribe([a], max_tokens=5)[0] for a in audios]
     assert main(["generate", "asr", *wavs, "--model", str(tiny_model_folder), "--max-tokens", "5", "--beam", "3"]) == 0
-    assert capsys.readouterr().out.strip().splitlines() == [f"{w}\t{t}" for w, t in zip(wavs, lm.transcribe(audios, 5))]
+    # no strip(): an untrained model's transcript can be empty, and its line then ends in the tab
+    assert capsys.readouterr().out.splitlines() == [f"{w}\t{t}" for w, t in zip(wavs, lm.transcribe(audios, 5))]
     assert main(["generate", "tts", "hello", "--model", str(tiny_model_folder), "--out", str(tmp_path), "--beam", "2"]) == 2
     assert "--beam searches text; tts samples audio" in capsys.readouterr().err
     assert main(["generate", "asr", wavs[0], "--model", str(tiny_model_folder), "--beam", "0"]) == 2
