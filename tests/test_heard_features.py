@@ -123,6 +123,22 @@ def test_the_path_adds_nothing_until_trained_and_nothing_where_no_audio_is_heard
         plain.embed(frames, heard)
 
 
+def test_the_adapter_is_drawn_from_the_init_seed_whatever_the_process_drew_before(tmp_path):
+    """Its first layer was drawn from the global generator, so the same schedule gave other gradients
+    from step 1 on in another process (`opuslm demo` against `opuslm stages run`)."""
+    _, folder = saved_llm(tmp_path, "llama")
+    adapters = []
+    for global_seed, seed in ((1, 0), (2, 0), (1, 3)):
+        torch.manual_seed(global_seed)
+        model = OpusLM.from_llm(folder, VOCAB, MultiStreamConfig(heard_features=5), seed=seed)
+        adapters.append([p.detach().clone() for p in model.heard_adapter[0].parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(adapters[0], adapters[1]))
+    assert not any(torch.equal(a, b) for a, b in zip(adapters[0], adapters[2]))
+    weight, bias = adapters[0]
+    assert weight.shape[1] == 5 and weight.abs().max() <= 5 ** -0.5 and bias.abs().max() <= 5 ** -0.5
+    assert weight.std() > 0.5 * 5 ** -0.5 / 3 ** 0.5  # uniform over the bound, as nn.Linear draws it, not shrunk
+
+
 def test_a_model_with_the_path_saves_and_loads_its_adapter(tmp_path):
     model = grown(tmp_path, 5)
     with torch.no_grad():

@@ -71,13 +71,13 @@ def _learned_position_limit(backbone) -> int | None:
 
 
 class OpusLM(MultiStreamLM):
-    def __init__(self, backbone, vocab: JointVocab, config: MultiStreamConfig | None = None):
+    def __init__(self, backbone, vocab: JointVocab, config: MultiStreamConfig | None = None, seed: int = 0):
         super().__init__()
         self.backbone = backbone
         if backbone.get_input_embeddings().weight.shape[0] != vocab.size:
             raise OpusLMError(f"the backbone has {backbone.get_input_embeddings().weight.shape[0]} embedding rows "
                               f"but the joint vocabulary {vocab.hash} has {vocab.size} ids")
-        self._init_streams(vocab, config, backbone.config.hidden_size, backbone.get_input_embeddings().weight.dtype)
+        self._init_streams(vocab, config, backbone.config.hidden_size, backbone.get_input_embeddings().weight.dtype, seed)
         self.position_limit = _learned_position_limit(backbone)
 
     # ---- building ----
@@ -103,7 +103,7 @@ class OpusLM(MultiStreamLM):
         probe = torch.linspace(0, rows - 1, _PROBE_TOKENS).long()[None]
         reference = _own_logits(backbone, probe)[..., :vocab.text_size]
         extend_to_joint_vocab(backbone, vocab, seed, codebook_row_scale)
-        model = cls(backbone, vocab, config)
+        model = cls(backbone, vocab, config, seed)
         model._check_text_logits(probe, reference)
         return model
 

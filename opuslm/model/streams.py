@@ -41,12 +41,22 @@ def packed_attention(document_ids: torch.Tensor) -> torch.Tensor:
     return causal & (document_ids[:, :, None] == document_ids[:, None, :])
 
 
-def heard_adapter(features: int, hidden_size: int, dtype: torch.dtype) -> nn.Module:
+def heard_adapter(features: int, hidden_size: int, dtype: torch.dtype, seed: int = 0) -> nn.Module:
     """Features `[..., F]` -> `[..., D]`: two linear layers with a GELU between (OSUM's adapter is a
     convolution and transformer layers; a 25 Hz grid needs no downsampling here). The last layer starts
-    at zero, so the path adds nothing until it is trained."""
+    at zero, so the path adds nothing until it is trained.
+
+    The first layer is drawn (as `nn.Linear` draws it) from its own generator seeded by `seed`: drawn
+    from the global one, its weights depended on what the process had drawn before, and the same
+    schedule trained to different models in `opuslm demo` and `opuslm stages run` (and from one run to
+    the next), the gradient differing from the first step although the loss did not."""
     adapter = nn.Sequential(nn.Linear(features, hidden_size, dtype=dtype), nn.GELU(),
                             nn.Linear(hidden_size, hidden_size, dtype=dtype))
+    generator = torch.Generator().manual_seed(seed)
+    bound = features ** -0.5
+    with torch.no_grad():
+        for tensor in (adapter[0].weight, adapter[0].bias):
+            tensor.copy_(torch.empty(tensor.shape, dtype=torch.float32).uniform_(-bound, bound, generator=generator))
     nn.init.zeros_(adapter[2].weight)
     nn.init.zeros_(adapter[2].bias)
     return adapter
@@ -59,13 +69,13 @@ class MultiStreamLM(nn.Module):
     config: MultiStreamConfig
 
     def _init_streams(self, vocab: JointVocab, config: MultiStreamConfig | None, hidden_size: int,
-                      dtype: torch.dtype) -> None:
+                      dtype: torch.dtype, seed: int = 0) -> None:
         self.vocab, self.config = vocab, config or MultiStreamConfig()
         self.delays = check_delays(self.config.delays or default_delays(vocab.num_streams), vocab.num_streams)
         self.config.delays = self.delays
         self.stream_offsets = nn.Parameter(torch.zeros(vocab.num_streams - 1, hidden_size, dtype=dtype))
         if self.config.heard_features:
-            self.heard_adapter = heard_adapter(self.config.heard_features, hidden_size, dtype)
+            self.heard_adapter = heard_adapter(self.config.heard_features, hidden_size, dtype, seed)
 
     # ---- backend hooks ----
     def input_embeddings(self) -> nn.Module:
