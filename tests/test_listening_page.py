@@ -59,6 +59,39 @@ def test_the_listening_page_has_a_player_and_a_spectrogram_per_clip(tmp_path):
             assert (tmp_path / sample[key].replace(".wav", ".png")).stat().st_size > 500
 
 
+def test_silence_and_near_silence_are_drawn_dark_on_an_80_db_scale(tmp_path):
+    """eSpeak's pauses are exact zeros (-inf dB), which matplotlib leaves unpainted (white); and scaled to
+    its quietest bin, a clip's near-silence stretched the colours so that speech looked flat. Both are
+    drawn as the darkest colour: the scale is the 80 dB below the clip's peak."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+
+    from opuslm.eval.report import write_listening_page
+
+    (tmp_path / "samples").mkdir()
+    rng = np.random.default_rng(0)
+    loud, quiet, faint = (a * rng.standard_normal(n).astype(np.float32) for a, n in ((0.1, 8000), (1e-6, 8000), (1e-12, 4000)))
+    clip = np.concatenate([loud, np.zeros(8000, np.float32), quiet, faint, loud])  # 2.25 s; quiet is 100 dB down
+    sample = {"text": "a pause", "prompt": None}
+    for key in ("original", "resynthesis", "generated"):
+        sample[key] = f"samples/{key}.wav"
+        write_wav(tmp_path / sample[key], clip, 16000)
+    write_listening_page(tmp_path, [sample], plt)
+    image = matplotlib.image.imread(tmp_path / "samples" / "original.png")[..., :3]
+    height, width, _ = image.shape
+
+    def brightness(seconds):  # the mean of R + G + B around that time, over the middle half of the frequencies
+        x = round(width * seconds / 2.25)
+        return image[height // 4: 3 * height // 4, x - 3: x + 3].sum(axis=-1)
+
+    assert brightness(0.75).max() < 0.5, "the digital silence is left blank (white) instead of dark"
+    assert brightness(1.25).max() < 0.5, "100 dB below the peak is drawn brighter than the darkest colour"
+    assert brightness(0.25).mean() > 1.0
+
+
 @pytest.mark.slow
 def test_the_listening_page_loads_every_audio_and_image_in_chromium(tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")

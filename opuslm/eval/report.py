@@ -264,6 +264,7 @@ def write_report(out: Path, results: dict, run_dir: Path | None = None) -> None:
 
 LISTENED = (("prompt", "speaker prompt", None), ("original", "original", "judge_original"),
             ("resynthesis", "codec resynthesis", "judge_resynthesis"), ("generated", "generated (TTS)", "judge_generated"))
+TOP_DB = 80.0  # a spectrogram's range below its peak
 
 
 def write_listening_page(out: Path, samples: list[dict], plt) -> Path:
@@ -285,8 +286,16 @@ def write_listening_page(out: Path, samples: list[dict], plt) -> Path:
             image = sample[key].replace(".wav", ".png")
             figure, axis = plt.subplots(figsize=(3.2, 1.6))
             if len(audio) > 256:
-                with np.errstate(divide="ignore"):  # digital silence has no level: -inf dB, drawn black
-                    axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap="magma")
+                # digital silence (eSpeak's pauses) has no level: -inf dB, which matplotlib masks and leaves
+                # unpainted, white gaps that look like a broken image; they take the colour map's darkest
+                colours = plt.get_cmap("magma")
+                with np.errstate(divide="ignore"):
+                    power, _, _, drawn = axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384,
+                                                       cmap=colours.with_extremes(bad=colours(0)))
+                # the same 80 dB below each clip's peak for every player (librosa's top_db), so the four of a
+                # row compare; scaled to its own quietest bin, near-silence flattened the original's speech
+                top = 10 * np.log10(max(float(power.max()), 1e-30))
+                drawn.set_clim(top - TOP_DB, top)
             axis.set_axis_off()
             figure.tight_layout(pad=0.1)
             figure.savefig(out / image, dpi=80)
