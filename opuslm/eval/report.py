@@ -305,7 +305,8 @@ def write_listening_page(out: Path, samples: list[dict], plt) -> Path:
                          f'</audio><br><img src="{html.escape(image)}" alt="spectrogram of {title}">{said}</td>')
         rows.append(f"<tr><td>{html.escape(sample['text'])}</td>{''.join(cells)}</tr>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>TTS samples</title><style>body{font-family:sans-serif}"
-            "td{vertical-align:top;padding:6px;border-bottom:1px solid #ccc}p{margin:2px;font-size:90%}</style></head>"
+            "td{vertical-align:top;padding:6px;border-bottom:1px solid #ccc}p{margin:2px;font-size:90%}"
+            "table{width:100%;table-layout:fixed}td:first-child{width:12%}audio,img{width:100%}</style></head>"
             "<body><h1>TTS samples</h1><p>Each row: the text, the speaker prompt, the original utterance, its codec "
             "resynthesis (what the acoustic tokens can say at best) and the model's speech, with what the judge heard."
             "</p><table>" + "".join(rows) + "</table></body></html>\n")
