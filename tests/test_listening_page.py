@@ -26,7 +26,8 @@ window.addEventListener('load', async () => {
 </script>"""
 
 
-def listening_page(folder):
+def listening_page(folder, clip=None):
+    """Two samples of noise (the second without a prompt), or with every player holding `clip`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +43,8 @@ def listening_page(folder):
                   "judge_generated": "heard"}
         for key in ("prompt", "original", "resynthesis", "generated"):
             sample[key] = f"samples/{key}-{i}.wav"
-            write_wav(folder / sample[key], 0.1 * rng.standard_normal(8000 + 1600 * i).astype(np.float32), 16000)
+            audio = 0.1 * rng.standard_normal(8000 + 1600 * i).astype(np.float32) if clip is None else clip
+            write_wav(folder / sample[key], audio, 16000)
         samples.append(sample)
     samples[1]["prompt"] = None  # a sample without a prompt says so instead of a player
     return write_listening_page(folder, samples, plt), samples
@@ -63,24 +65,13 @@ def test_silence_and_near_silence_are_drawn_dark_on_an_80_db_scale(tmp_path):
     """eSpeak's pauses are exact zeros (-inf dB), which matplotlib leaves unpainted (white); and scaled to
     its quietest bin, a clip's near-silence stretched the colours so that speech looked flat. Both are
     drawn as the darkest colour: the scale is the 80 dB below the clip's peak."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.image
-    import matplotlib.pyplot as plt
 
-    from opuslm.eval.report import write_listening_page
-
-    (tmp_path / "samples").mkdir()
     rng = np.random.default_rng(0)
     loud, quiet, faint = (a * rng.standard_normal(n).astype(np.float32) for a, n in ((0.1, 8000), (1e-6, 8000), (1e-12, 4000)))
     clip = np.concatenate([loud, np.zeros(8000, np.float32), quiet, faint, loud])  # 2.25 s; quiet is 100 dB down
-    sample = {"text": "a pause", "prompt": None}
-    for key in ("original", "resynthesis", "generated"):
-        sample[key] = f"samples/{key}.wav"
-        write_wav(tmp_path / sample[key], clip, 16000)
-    write_listening_page(tmp_path, [sample], plt)
-    image = matplotlib.image.imread(tmp_path / "samples" / "original.png")[..., :3]
+    listening_page(tmp_path, clip)
+    image = matplotlib.image.imread(tmp_path / "samples" / "original-0.png")[..., :3]
     height, width, _ = image.shape
 
     def brightness(seconds):  # the mean of R + G + B around that time, over the middle half of the frequencies

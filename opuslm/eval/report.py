@@ -275,6 +275,10 @@ def write_listening_page(out: Path, samples: list[dict], plt) -> Path:
     import numpy as np
     import soundfile as sf
 
+    # digital silence (eSpeak's pauses) has no level: -inf dB, which matplotlib masks and leaves unpainted,
+    # white gaps that look like a broken image; they take the colour map's darkest
+    magma = plt.get_cmap("magma")
+    colours = magma.with_extremes(bad=magma(0))
     rows = []
     for sample in samples:
         cells = []
@@ -286,12 +290,8 @@ def write_listening_page(out: Path, samples: list[dict], plt) -> Path:
             image = sample[key].replace(".wav", ".png")
             figure, axis = plt.subplots(figsize=(3.2, 1.6))
             if len(audio) > 256:
-                # digital silence (eSpeak's pauses) has no level: -inf dB, which matplotlib masks and leaves
-                # unpainted, white gaps that look like a broken image; they take the colour map's darkest
-                colours = plt.get_cmap("magma")
                 with np.errstate(divide="ignore"):
-                    power, _, _, drawn = axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384,
-                                                       cmap=colours.with_extremes(bad=colours(0)))
+                    power, _, _, drawn = axis.specgram(audio, NFFT=512, Fs=rate, noverlap=384, cmap=colours)
                 # the same 80 dB below each clip's peak for every player (librosa's top_db), so the four of a
                 # row compare; scaled to its own quietest bin, near-silence flattened the original's speech
                 top = 10 * np.log10(max(float(power.max()), 1e-30))
