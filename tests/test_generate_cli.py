@@ -49,11 +49,10 @@ def test_the_api_batches_like_single_calls_and_respects_limits(tiny_model_folder
 
 def test_srwt_after_asr_times_the_words_asr_wrote_and_free_srwt_stays_available(tiny_model_folder, small_corpus):
     from opuslm.audio import load_audio
+    from opuslm.data.manifest import read_manifest
     from opuslm.infer.outputs import emitted_words
     from opuslm.infer.sampling import Sampling
     from opuslm.infer.speech_lm import SpeechLM
-
-    from opuslm.data.manifest import read_manifest
 
     lm = SpeechLM.load(tiny_model_folder)
     audios = [load_audio(path) for path in corpus_wavs(small_corpus, 3)]
